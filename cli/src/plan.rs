@@ -1,0 +1,83 @@
+//! The human-readable form of a plan.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use safeshift_core::plan::USD_PER_TRANSITION;
+use safeshift_core::{Deployment, Plan};
+
+fn duration(seconds: u64) -> String {
+    humantime::format_duration(Duration::from_secs(seconds)).to_string()
+}
+
+pub fn render_text(plan: &Plan, deployment: &Deployment) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "Deployment of {}:{} to version {} ({})",
+        plan.function_name, plan.alias, plan.target_version, plan.strategy
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:>4}  {:>8}  {:>10}  {:>12}",
+        "step", "weight", "bake", "elapsed"
+    );
+    let mut elapsed = 0u64;
+    for (i, step) in plan.steps.iter().enumerate() {
+        elapsed = elapsed.saturating_add(step.bake_seconds);
+        let note = if step.is_promotion() {
+            "  promotion"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{:>4}  {:>7}%  {:>10}  {:>12}{note}",
+            i + 1,
+            step.percent,
+            duration(step.bake_seconds),
+            duration(elapsed),
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Total: {} ({} s)",
+        duration(plan.total_seconds),
+        plan.total_seconds
+    );
+    let gates = gates(deployment);
+    let _ = writeln!(
+        out,
+        "Gates: {}",
+        if gates.is_empty() {
+            "none (no alarms, no hooks)".to_owned()
+        } else {
+            gates.join("; ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "State transitions: {} (about ${:.6} at ${} per 1,000)",
+        plan.state_transitions,
+        plan.estimated_cost_usd,
+        USD_PER_TRANSITION * 1000.0
+    );
+    out
+}
+
+fn gates(d: &Deployment) -> Vec<String> {
+    let mut gates = Vec::new();
+    if !d.alarms.is_empty() {
+        gates.push(format!("alarms {}", d.alarms.join(", ")));
+    }
+    if let Some(h) = &d.hooks.pre_traffic {
+        gates.push(format!("pre-traffic hook {h}"));
+    }
+    if let Some(h) = &d.hooks.post_traffic {
+        gates.push(format!("post-traffic hook {h}"));
+    }
+    gates
+}

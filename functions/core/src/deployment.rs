@@ -1,0 +1,300 @@
+//! The deployment input — the JSON users paste into the Step Functions console, pass from CodePipeline, or give
+//! the CLI — and its validation into a [`Deployment`]. Validation collects every problem, each naming its field,
+//! before anything else happens.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FieldError, InvalidInput};
+use crate::names::{FunctionRef, Qualifier, Version, VersionText, check_alias_name};
+use crate::schedule::{MAX_TOTAL_SECONDS, Schedule};
+use crate::strategy::{Strategy, StrategyInput};
+
+/// DescribeAlarms takes at most 100 names per call; more alarms than that on one deployment is a mistake.
+pub const MAX_ALARMS: usize = 100;
+/// CloudWatch's limit on an alarm name.
+const MAX_ALARM_NAME: usize = 255;
+
+/// The input as written. Required fields are `Option` so that a missing one gets our named error rather than
+/// serde's; unknown fields are rejected so that a typo (`"alarm"`) cannot silently drop a safety check.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<VersionText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<StrategyInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<HooksInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bake_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HooksInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_traffic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_traffic: Option<String>,
+}
+
+/// The team's test functions, run before any traffic moves and after promotion.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hooks {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_traffic: Option<FunctionRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_traffic: Option<FunctionRef>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.pre_traffic.is_none() && self.post_traffic.is_none()
+    }
+
+    pub fn count(&self) -> usize {
+        usize::from(self.pre_traffic.is_some()) + usize::from(self.post_traffic.is_some())
+    }
+}
+
+/// A validated deployment. Only [`Deployment::parse`] and friends make one, so holding one means every check
+/// passed; it serializes back to an input that parses to the same deployment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    pub function_name: FunctionRef,
+    pub alias: String,
+    pub target_version: Version,
+    pub strategy: Strategy,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+    #[serde(skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
+    pub bake_seconds: u64,
+    #[serde(skip)]
+    schedule: Schedule,
+}
+
+impl Deployment {
+    /// Parses and validates the input's JSON text.
+    pub fn parse(json: &str) -> Result<Self, InvalidInput> {
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| InvalidInput::one("input", format!("is not valid JSON: {e}")))?;
+        Self::from_value(value)
+    }
+
+    /// Parses and validates an input already decoded as JSON (a Lambda event, a state's output).
+    pub fn from_value(value: serde_json::Value) -> Result<Self, InvalidInput> {
+        // serde lets a struct be read from an array too; a deployment input is only ever an object.
+        if !value.is_object() {
+            return Err(InvalidInput::one(
+                "input",
+                format!(
+                    "must be a JSON object like {{\"functionName\": …}}, not {}",
+                    json_kind(&value)
+                ),
+            ));
+        }
+        let input: DeploymentInput = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            InvalidInput::one(
+                if path == "." {
+                    "input".to_owned()
+                } else {
+                    path
+                },
+                e.inner().to_string(),
+            )
+        })?;
+        Self::validate(&input)
+    }
+
+    /// Checks every field, collecting every problem.
+    pub fn validate(input: &DeploymentInput) -> Result<Self, InvalidInput> {
+        let mut problems = Vec::new();
+        let p = &mut problems;
+        let function_name = field(
+            p,
+            "functionName",
+            required(&input.function_name)
+                .and_then(|f| FunctionRef::parse(f, Qualifier::Forbidden)),
+        );
+        let alias = field(
+            p,
+            "alias",
+            required(&input.alias).and_then(|a| check_alias_name(a).map(|()| a.clone())),
+        );
+        let target_version = field(
+            p,
+            "targetVersion",
+            required(&input.target_version).and_then(|v| Version::parse(&v.to_text())),
+        );
+        let bake_seconds = field(
+            p,
+            "bakeSeconds",
+            match input.bake_seconds {
+                None => Ok(0),
+                Some(s) => {
+                    u64::try_from(s).map_err(|_| format!("must be 0 or more seconds (got {s})"))
+                }
+            },
+        );
+        let hooks = Hooks {
+            pre_traffic: hook(
+                &mut problems,
+                "hooks.preTraffic",
+                input.hooks.as_ref().and_then(|h| h.pre_traffic.as_deref()),
+            ),
+            post_traffic: hook(
+                &mut problems,
+                "hooks.postTraffic",
+                input.hooks.as_ref().and_then(|h| h.post_traffic.as_deref()),
+            ),
+        };
+        let alarms = input.alarms.clone().unwrap_or_default();
+        check_alarms(&mut problems, &alarms);
+
+        let strategy = match &input.strategy {
+            None => {
+                problems.push(FieldError::new(
+                    "strategy",
+                    "is required: a predefined name like \"Canary10Percent5Minutes\" or a custom form",
+                ));
+                None
+            }
+            Some(s) => Strategy::from_input(s, "strategy")
+                .map_err(|p| problems.extend(p))
+                .ok(),
+        };
+
+        let schedule = match (&strategy, bake_seconds) {
+            (Some((_, traffic)), Some(bake)) => {
+                let schedule = Schedule::new(traffic.clone(), bake);
+                check_duration(&mut problems, &schedule);
+                Some(schedule)
+            }
+            _ => None,
+        };
+
+        match (
+            function_name,
+            alias,
+            target_version,
+            strategy,
+            bake_seconds,
+            schedule,
+        ) {
+            (
+                Some(function_name),
+                Some(alias),
+                Some(target_version),
+                Some((strategy, _)),
+                Some(bake_seconds),
+                Some(schedule),
+            ) if problems.is_empty() => Ok(Self {
+                function_name,
+                alias,
+                target_version,
+                strategy,
+                alarms,
+                hooks,
+                bake_seconds,
+                schedule,
+            }),
+            _ => Err(InvalidInput { problems }),
+        }
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The value, or `None` with the reason recorded against `name`.
+fn field<T>(problems: &mut Vec<FieldError>, name: &str, result: Result<T, String>) -> Option<T> {
+    result
+        .map_err(|reason| problems.push(FieldError::new(name, reason)))
+        .ok()
+}
+
+fn required<T>(value: &Option<T>) -> Result<&T, String> {
+    value.as_ref().ok_or_else(|| "is required".to_owned())
+}
+
+fn hook(problems: &mut Vec<FieldError>, field: &str, name: Option<&str>) -> Option<FunctionRef> {
+    FunctionRef::parse(name?, Qualifier::Allowed)
+        .map_err(|reason| problems.push(FieldError::new(field, reason)))
+        .ok()
+}
+
+fn check_alarms(problems: &mut Vec<FieldError>, alarms: &[String]) {
+    if alarms.len() > MAX_ALARMS {
+        problems.push(FieldError::new(
+            "alarms",
+            format!(
+                "lists {} alarms; at most {MAX_ALARMS} are allowed",
+                alarms.len()
+            ),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, name) in alarms.iter().enumerate() {
+        let field = format!("alarms[{i}]");
+        if name.trim().is_empty() {
+            problems.push(FieldError::new(field, "must not be empty"));
+        } else if name.len() > MAX_ALARM_NAME {
+            problems.push(FieldError::new(
+                field,
+                format!(
+                    "is {} characters long; CloudWatch allows at most {MAX_ALARM_NAME}",
+                    name.len()
+                ),
+            ));
+        } else if !seen.insert(name.as_str()) {
+            problems.push(FieldError::new(field, format!("`{name}` is listed twice")));
+        }
+    }
+}
+
+fn check_duration(problems: &mut Vec<FieldError>, schedule: &Schedule) {
+    let total = schedule.total_seconds();
+    if total > MAX_TOTAL_SECONDS {
+        let traffic: u64 = schedule
+            .traffic_steps()
+            .iter()
+            .map(|s| s.bake_seconds)
+            .fold(0, u64::saturating_add);
+        let field = if traffic > MAX_TOTAL_SECONDS {
+            "strategy"
+        } else {
+            "bakeSeconds"
+        };
+        problems.push(FieldError::new(
+            field,
+            format!(
+                "the rollout would take {total} s ({:.1} h); the limit is {MAX_TOTAL_SECONDS} s (48 h)",
+                total as f64 / 3600.0
+            ),
+        ));
+    }
+}

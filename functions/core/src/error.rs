@@ -1,0 +1,252 @@
+//! The error taxonomy. Every engine error has a stable [`ErrorType`] name: the Lambda functions report it as
+//! `errorType`, and the state machine's `Retry`/`Catch` clauses match on it, so these names are a public contract.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// The stable names errors cross to Step Functions with. Renaming one breaks deployed state machines.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+pub enum ErrorType {
+    /// The deployment input is malformed or inconsistent; nothing was written.
+    InvalidInput,
+    /// The function, alias, version, alarm or hook named by the input does not exist.
+    ResourceNotFound,
+    /// The target version stayed Pending, or its last update failed.
+    TargetNotReady,
+    /// Stable and target versions differ where a weighted alias requires them to match (role, dead-letter config).
+    IncompatibleVersions,
+    /// The alias is split by another deployment, or was changed by someone else mid-rollout.
+    AliasConflict,
+    /// A CloudWatch alarm gating the deployment is in ALARM.
+    AlarmFired,
+    /// A pre- or post-traffic hook reported failure, errored or timed out.
+    HookFailed,
+    /// AWS kept throttling the engine after its own retries; the state machine retries with backoff.
+    Throttled,
+    /// An AWS call failed for a reason the engine does not classify further.
+    AwsError,
+    /// A bug in the engine (including a handler panic).
+    Internal,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// One problem with one field of the deployment input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field's path as the user wrote it, e.g. `strategy.steps[1].percent`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.field, self.reason)
+    }
+}
+
+/// Every problem found in one deployment input, so a user fixes them all in one go.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+pub struct InvalidInput {
+    pub problems: Vec<FieldError>,
+}
+
+impl InvalidInput {
+    pub fn one(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            problems: vec![FieldError::new(field, reason)],
+        }
+    }
+}
+
+impl fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [only] => write!(f, "invalid deployment input: {only}"),
+            problems => {
+                write!(f, "invalid deployment input ({} problems):", problems.len())?;
+                for p in problems {
+                    write!(f, "\n  - {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What a missing resource is, for [`Error::ResourceNotFound`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+#[strum(serialize_all = "lowercase")]
+pub enum Resource {
+    Function,
+    Alias,
+    Version,
+    Alarm,
+    Hook,
+}
+
+/// An engine error. The Lambda functions turn it into a failed invocation whose `errorType` is
+/// [`Error::error_type`] and whose `errorMessage` is its `Display`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    InvalidInput(#[from] InvalidInput),
+    #[error("{resource} `{name}` does not exist")]
+    ResourceNotFound { resource: Resource, name: String },
+    #[error("target version {version} is not ready: {reason}")]
+    TargetNotReady { version: String, reason: String },
+    #[error(
+        "stable version {stable} and target version {target} differ in {what}; a weighted alias requires them to match"
+    )]
+    IncompatibleVersions {
+        stable: String,
+        target: String,
+        what: String,
+    },
+    #[error("alias `{alias}`: {reason}")]
+    AliasConflict { alias: String, reason: String },
+    #[error("alarm{} in ALARM: {}", if .alarms.len() == 1 { "" } else { "s" }, .alarms.join(", "))]
+    AlarmFired { alarms: Vec<String> },
+    #[error("{phase} hook `{hook}` failed: {message}")]
+    HookFailed {
+        phase: String,
+        hook: String,
+        message: String,
+    },
+    #[error("{operation} is being throttled by AWS")]
+    Throttled { operation: String },
+    #[error("{operation} failed: {message}")]
+    Aws { operation: String, message: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn error_type(&self) -> ErrorType {
+        match self {
+            Error::InvalidInput(_) => ErrorType::InvalidInput,
+            Error::ResourceNotFound { .. } => ErrorType::ResourceNotFound,
+            Error::TargetNotReady { .. } => ErrorType::TargetNotReady,
+            Error::IncompatibleVersions { .. } => ErrorType::IncompatibleVersions,
+            Error::AliasConflict { .. } => ErrorType::AliasConflict,
+            Error::AlarmFired { .. } => ErrorType::AlarmFired,
+            Error::HookFailed { .. } => ErrorType::HookFailed,
+            Error::Throttled { .. } => ErrorType::Throttled,
+            Error::Aws { .. } => ErrorType::AwsError,
+            Error::Internal(_) => ErrorType::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::VariantArray;
+
+    #[test]
+    fn error_type_names_round_trip_and_are_unique() {
+        let names: std::collections::HashSet<&str> =
+            ErrorType::VARIANTS.iter().map(|t| t.as_str()).collect();
+        assert_eq!(names.len(), ErrorType::VARIANTS.len());
+        for t in ErrorType::VARIANTS {
+            assert_eq!(t.as_str().parse::<ErrorType>().unwrap(), *t);
+        }
+    }
+
+    #[test]
+    fn error_types_are_the_names_the_state_machine_matches() {
+        // These strings are matched by deployed state machines: changing one is a breaking change.
+        let expected = [
+            "InvalidInput",
+            "ResourceNotFound",
+            "TargetNotReady",
+            "IncompatibleVersions",
+            "AliasConflict",
+            "AlarmFired",
+            "HookFailed",
+            "Throttled",
+            "AwsError",
+            "Internal",
+        ];
+        let actual: Vec<&str> = ErrorType::VARIANTS.iter().map(|t| t.as_str()).collect();
+        assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn each_error_maps_to_its_type_and_says_what_happened() {
+        let cases = [
+            (
+                Error::from(InvalidInput::one("alias", "must not be empty")),
+                ErrorType::InvalidInput,
+                "invalid deployment input: `alias`: must not be empty",
+            ),
+            (
+                Error::ResourceNotFound {
+                    resource: Resource::Alarm,
+                    name: "orders-errors".into(),
+                },
+                ErrorType::ResourceNotFound,
+                "alarm `orders-errors` does not exist",
+            ),
+            (
+                Error::AlarmFired {
+                    alarms: vec!["a".into(), "b".into()],
+                },
+                ErrorType::AlarmFired,
+                "alarms in ALARM: a, b",
+            ),
+            (
+                Error::AliasConflict {
+                    alias: "live".into(),
+                    reason: "deployment in progress".into(),
+                },
+                ErrorType::AliasConflict,
+                "alias `live`: deployment in progress",
+            ),
+        ];
+        for (error, ty, message) in cases {
+            assert_eq!(error.error_type(), ty);
+            assert_eq!(error.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn several_problems_are_listed_one_per_line() {
+        let e = InvalidInput {
+            problems: vec![
+                FieldError::new("alias", "must not be empty"),
+                FieldError::new("targetVersion", "is required"),
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid deployment input (2 problems):\n  - `alias`: must not be empty\n  - `targetVersion`: is required"
+        );
+    }
+}
