@@ -68,8 +68,8 @@ impl Hooks {
 
 /// A validated deployment. Only [`Deployment::parse`] and friends make one, so holding one means every check
 /// passed; it serializes back to an input that parses to the same deployment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", try_from = "DeploymentInput")]
 pub struct Deployment {
     pub function_name: FunctionRef,
     pub alias: String,
@@ -216,6 +216,13 @@ impl Deployment {
 
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
+    }
+}
+
+impl TryFrom<DeploymentInput> for Deployment {
+    type Error = InvalidInput;
+    fn try_from(input: DeploymentInput) -> Result<Self, InvalidInput> {
+        Self::validate(&input)
     }
 }
 

@@ -122,12 +122,12 @@ pub enum Error {
     #[error("target version {version} is not ready: {reason}")]
     TargetNotReady { version: String, reason: String },
     #[error(
-        "stable version {stable} and target version {target} differ in {what}; a weighted alias requires them to match"
+        "stable version {stable} and target version {target} cannot share a weighted alias: {reason}"
     )]
     IncompatibleVersions {
         stable: String,
         target: String,
-        what: String,
+        reason: String,
     },
     #[error("alias `{alias}`: {reason}")]
     AliasConflict { alias: String, reason: String },

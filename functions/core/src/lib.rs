@@ -6,6 +6,7 @@ pub mod deployment;
 pub mod error;
 pub mod names;
 pub mod plan;
+pub mod rollout;
 pub mod schedule;
 pub mod strategy;
 

@@ -239,6 +239,14 @@ impl fmt::Display for Version {
     }
 }
 
+/// Read as users write it: `"7"` or `7`.
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = VersionText::deserialize(d)?.to_text();
+        Version::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Lambda's API and console print versions as strings; keep that form on the wire.
 impl Serialize for Version {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
