@@ -1,0 +1,19 @@
+//! The `check-alarms` Lambda function: see `safeshift_engine::check_alarms` for its input, output and errors.
+
+use std::sync::Arc;
+
+use safeshift_engine::check_alarms::CheckAlarms;
+use safeshift_engine::{CloudWatchAdapter, aws, runtime};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let config = aws::load_config().await;
+    let handler = Arc::new(CheckAlarms::new(CloudWatchAdapter::new(
+        aws_sdk_cloudwatch::Client::new(&config),
+    )));
+    runtime::serve(move |event| {
+        let handler = Arc::clone(&handler);
+        async move { handler.handle(event).await }
+    })
+    .await
+}

@@ -1,0 +1,13 @@
+//! safeshift's engine: the ports the Lambda functions need, their AWS SDK adapters, and the handlers — each
+//! generic over its ports, so the same code runs in Lambda, against a local AWS, and against mocked clients.
+//! The Lambda crates (`functions/shift-weight`, …) only build the clients and call [`runtime::serve`].
+
+pub mod aws;
+pub mod check_alarms;
+pub mod ports;
+pub mod rollback;
+pub mod run_hook;
+pub mod runtime;
+pub mod shift_weight;
+
+pub use aws::{CloudWatchAdapter, LambdaAdapter, StepFunctionsAdapter};

@@ -1,0 +1,88 @@
+//! One narrow trait per capability the functions need. The AWS adapters (`crate::aws`) implement them with the
+//! SDK; tests implement them with mocked SDK clients or against a local AWS.
+
+use std::future::Future;
+
+use safeshift_core::Error;
+use safeshift_core::rollout::{
+    AlarmEvidence, AliasState, AliasUpdate, HookResponse, VersionConfig,
+};
+
+/// Reads an alias.
+pub trait ReadAlias: Send + Sync {
+    /// `ResourceNotFound` when the function or the alias does not exist.
+    fn get_alias(
+        &self,
+        function: &str,
+        alias: &str,
+    ) -> impl Future<Output = Result<AliasState, Error>> + Send;
+}
+
+/// Writes an alias, guarded by the revision the caller read: never a blind overwrite.
+pub trait WriteAlias: Send + Sync {
+    /// `AliasConflict` when the alias's revision is no longer `revision_id`.
+    fn update_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        update: &AliasUpdate,
+        revision_id: &str,
+    ) -> impl Future<Output = Result<AliasState, Error>> + Send;
+}
+
+/// Reads a function version's configuration.
+pub trait ReadVersion: Send + Sync {
+    /// `ResourceNotFound` when the function or that version does not exist.
+    fn get_version(
+        &self,
+        function: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<VersionConfig, Error>> + Send;
+}
+
+/// Reads CloudWatch alarms.
+pub trait ReadAlarms: Send + Sync {
+    /// The alarms found among `names`, metric and composite, across every page. Missing names are simply absent.
+    fn describe_alarms(
+        &self,
+        names: &[String],
+    ) -> impl Future<Output = Result<Vec<AlarmEvidence>, Error>> + Send;
+}
+
+/// How a hook is invoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvokeMode {
+    /// Wait for the hook's answer.
+    Sync,
+    /// Start it and return; it reports back itself (with a task token).
+    Async,
+}
+
+/// Invokes a hook function.
+pub trait InvokeHook: Send + Sync {
+    fn invoke(
+        &self,
+        function: &str,
+        payload: Vec<u8>,
+        mode: InvokeMode,
+    ) -> impl Future<Output = Result<HookResponse, Error>> + Send;
+}
+
+/// What the reconciler needs to know of a finished execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRecord {
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE.
+    pub status: String,
+    /// The execution's input, as JSON text.
+    pub input: Option<String>,
+}
+
+/// Reads Step Functions executions.
+pub trait ReadExecution: Send + Sync {
+    fn describe_execution(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<ExecutionRecord, Error>> + Send;
+    /// The outputs of the execution's successful tasks, newest first.
+    fn task_outputs(&self, arn: &str) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
+}

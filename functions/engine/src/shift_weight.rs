@@ -1,0 +1,214 @@
+//! `shift-weight`: prepares a deployment against the real alias and versions, then moves the alias one step at a
+//! time.
+//!
+//! Input, one of:
+//! - `{"prepare": {"deploymentId": "<execution name>", "input": <deployment input>}}` — validates the input,
+//!   then checks before any write: the function and alias exist; the alias is not split (`AliasConflict`,
+//!   "deployment in progress"); the target version exists, differs from the stable one and is Active with a
+//!   successful last update (waiting a bounded time while it is Pending); stable and target share role and
+//!   dead-letter config. Returns the [`Rollout`] with the stable version and the alias's revision; writes nothing.
+//! - `{"shift": <Rollout>}` — applies the next step of the schedule (the last one promotes: the alias points at
+//!   the target with routing cleared) and returns the advanced [`Rollout`]. Every write carries the revision just
+//!   read; an alias that does not look exactly as this rollout left it is `AliasConflict` and is never
+//!   overwritten. A step whose write already landed is not written again, so retries and redrives are safe.
+//!
+//! Errors: `InvalidInput`, `ResourceNotFound`, `AliasConflict`, `TargetNotReady`, `IncompatibleVersions`,
+//! `Throttled`, `AwsError`.
+
+use std::time::Duration;
+
+use safeshift_core::error::Resource;
+use safeshift_core::rollout::{self, Readiness, Rollout, ShiftDecision, VersionConfig};
+use safeshift_core::{Deployment, Error, InvalidInput};
+use serde::Deserialize;
+use serde_json::Value;
+use tracing::{Instrument, info, info_span};
+
+use crate::ports::{ReadAlias, ReadVersion, WriteAlias};
+
+/// How long prepare waits for a Pending target version, and how often it looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadyWait {
+    pub timeout: Duration,
+    pub interval: Duration,
+}
+
+impl Default for ReadyWait {
+    /// Well inside the task's timeout; a version still Pending after a minute is stuck, not slow.
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            interval: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+enum Event {
+    Prepare(PrepareEvent),
+    Shift(Box<Rollout>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PrepareEvent {
+    deployment_id: String,
+    input: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShiftWeight<P> {
+    ports: P,
+    wait: ReadyWait,
+}
+
+impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
+    pub fn new(ports: P, wait: ReadyWait) -> Self {
+        Self { ports, wait }
+    }
+
+    pub async fn handle(&self, event: Value) -> Result<Value, Error> {
+        let event: Event = serde_json::from_value(event).map_err(|e| {
+            InvalidInput::one(
+                "event",
+                format!("expected {{\"prepare\": …}} or {{\"shift\": <rollout>}}: {e}"),
+            )
+        })?;
+        let rollout = match event {
+            Event::Prepare(p) => {
+                let deployment = Deployment::from_value(p.input)?;
+                let span = info_span!(
+                    "prepare",
+                    deployment_id = %p.deployment_id,
+                    function = %deployment.function_name,
+                    alias = %deployment.alias,
+                    target = %deployment.target_version,
+                );
+                self.prepare(p.deployment_id, deployment)
+                    .instrument(span)
+                    .await?
+            }
+            Event::Shift(r) => {
+                let span = info_span!(
+                    "shift",
+                    deployment_id = %r.deployment_id,
+                    function = %r.deployment.function_name,
+                    alias = %r.deployment.alias,
+                    step = r.next_step().map(|s| s + 1),
+                );
+                self.shift(*r).instrument(span).await?
+            }
+        };
+        serde_json::to_value(&rollout).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    async fn prepare(
+        &self,
+        deployment_id: String,
+        deployment: Deployment,
+    ) -> Result<Rollout, Error> {
+        let function = deployment.function_name.as_str();
+        let alias = match self.ports.get_alias(function, &deployment.alias).await {
+            Ok(a) => a,
+            Err(Error::ResourceNotFound { .. }) => {
+                return Err(self.missing_function_or_alias(&deployment).await);
+            }
+            Err(e) => return Err(e),
+        };
+        let stable = rollout::check_alias_before_start(&deployment, &alias)?;
+        let target = self
+            .wait_until_ready(function, &deployment.target_version.to_string())
+            .await?;
+        let stable_config = self
+            .ports
+            .get_version(function, &stable.to_string())
+            .await?;
+        rollout::check_compatible(&stable_config, &target)?;
+        info!(stable = %stable, revision = %alias.revision_id, "prepared");
+        Ok(Rollout::prepared(
+            deployment_id,
+            deployment,
+            stable,
+            alias.revision_id,
+        ))
+    }
+
+    /// GetAlias says only "not found"; tell the user which of the two is missing.
+    async fn missing_function_or_alias(&self, d: &Deployment) -> Error {
+        match self
+            .ports
+            .get_version(d.function_name.as_str(), "$LATEST")
+            .await
+        {
+            Err(Error::ResourceNotFound { .. }) => Error::ResourceNotFound {
+                resource: Resource::Function,
+                name: d.function_name.to_string(),
+            },
+            Err(e) => e,
+            Ok(_) => Error::ResourceNotFound {
+                resource: Resource::Alias,
+                name: format!("{}:{}", d.function_name, d.alias),
+            },
+        }
+    }
+
+    async fn wait_until_ready(
+        &self,
+        function: &str,
+        version: &str,
+    ) -> Result<VersionConfig, Error> {
+        let deadline = tokio::time::Instant::now() + self.wait.timeout;
+        loop {
+            let config = self.ports.get_version(function, version).await?;
+            match rollout::readiness(&config)? {
+                Readiness::Ready => return Ok(config),
+                Readiness::NotYet(why)
+                    if tokio::time::Instant::now() + self.wait.interval <= deadline =>
+                {
+                    info!(version, %why, "target version not ready yet; waiting");
+                    tokio::time::sleep(self.wait.interval).await;
+                }
+                Readiness::NotYet(why) => {
+                    return Err(Error::TargetNotReady {
+                        version: version.to_owned(),
+                        reason: format!("still {why} after {} s", self.wait.timeout.as_secs()),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn shift(&self, rollout: Rollout) -> Result<Rollout, Error> {
+        let d = &rollout.deployment;
+        let alias = self
+            .ports
+            .get_alias(d.function_name.as_str(), &d.alias)
+            .await?;
+        match rollout::decide_shift(&rollout, &alias)? {
+            ShiftDecision::AlreadyApplied { step } => {
+                info!(step = step + 1, "step already applied; no write");
+                Ok(rollout.advanced(step, alias.revision_id))
+            }
+            ShiftDecision::Write { step, update } => {
+                let written = self
+                    .ports
+                    .update_alias(
+                        d.function_name.as_str(),
+                        &d.alias,
+                        &update,
+                        &alias.revision_id,
+                    )
+                    .await?;
+                let next = rollout.advanced(step, written.revision_id);
+                info!(
+                    step = step + 1,
+                    weight = next.percent / 100.0,
+                    promoted = next.promoted,
+                    "alias shifted"
+                );
+                Ok(next)
+            }
+        }
+    }
+}

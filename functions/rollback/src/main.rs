@@ -1,0 +1,23 @@
+//! The `rollback` Lambda function, also the reconciler for stopped and timed-out executions: see
+//! `safeshift_engine::rollback` for its input, output and errors.
+// The handler nests the Lambda and Step Functions SDK futures deeper than rustc's default layout query depth.
+#![recursion_limit = "256"]
+
+use std::sync::Arc;
+
+use safeshift_engine::rollback::Rollback;
+use safeshift_engine::{LambdaAdapter, StepFunctionsAdapter, aws, runtime};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let config = aws::load_config().await;
+    let handler = Arc::new(Rollback::new(
+        LambdaAdapter::new(aws_sdk_lambda::Client::new(&config)),
+        StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&config)),
+    ));
+    runtime::serve(move |event| {
+        let handler = Arc::clone(&handler);
+        async move { handler.handle(event).await }
+    })
+    .await
+}

@@ -1,0 +1,21 @@
+//! The `shift-weight` Lambda function: see `safeshift_engine::shift_weight` for its input, output and errors.
+
+use std::sync::Arc;
+
+use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
+use safeshift_engine::{LambdaAdapter, aws, runtime};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    // Clients are built once per cold start and reused by every invocation.
+    let config = aws::load_config().await;
+    let handler = Arc::new(ShiftWeight::new(
+        LambdaAdapter::new(aws_sdk_lambda::Client::new(&config)),
+        ReadyWait::default(),
+    ));
+    runtime::serve(move |event| {
+        let handler = Arc::clone(&handler);
+        async move { handler.handle(event).await }
+    })
+    .await
+}
