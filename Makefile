@@ -12,7 +12,7 @@ build:
 ## The whole check suite: formatting, lints, then every test.
 test: lint unit
 
-unit:
+unit: moto
 	$(CARGO) test --workspace --locked
 
 lint: fmt clippy
@@ -22,3 +22,16 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## Local AWS for the integration tests: moto, pinned, in the repo's ignored .venv (created if missing).
+MOTO_VERSION := 5.2.5
+VENV := .venv
+MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
+
+.PHONY: moto
+moto: $(MOTO_STAMP)
+
+$(MOTO_STAMP):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	touch $@

@@ -673,6 +673,22 @@ async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
     assert_eq!(out["verdict"], "pending");
 }
 
+#[tokio::test]
+async fn a_hook_that_does_not_exist_is_named() {
+    let rollout = rollout_with_hooks().await;
+    let invoke = mock!(aws_sdk_lambda::Client::invoke).then_error(|| {
+        aws_sdk_lambda::operation::invoke::InvokeError::ResourceNotFoundException(
+            ResourceNotFoundException::builder().build(),
+        )
+    });
+    let err = RunHook::new(lambda(&[&invoke]))
+        .handle(json!({"phase": "preTraffic", "rollout": rollout}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::ResourceNotFound);
+    assert_eq!(err.to_string(), "hook `orders-smoke` does not exist");
+}
+
 // ---- rollback ----------------------------------------------------------------------------------------------
 
 fn no_sfn() -> StepFunctionsAdapter {

@@ -1,0 +1,430 @@
+//! Every handler against a real moto server, through the real SDK clients over the real wire protocols. Each
+//! test builds its own world (function, versions, alias `live`, alarms), runs handlers, and reads the alias back.
+//! Scenario numbers refer to the reliability table in the design brief.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::types::StateValue;
+use safeshift_core::{Error, ErrorType};
+use safeshift_engine::check_alarms::CheckAlarms;
+use safeshift_engine::rollback::Rollback;
+use safeshift_engine::run_hook::RunHook;
+use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
+use safeshift_engine::{CloudWatchAdapter, LambdaAdapter, StepFunctionsAdapter};
+use serde_json::{Value, json};
+use support::{Routing, World};
+
+fn stable(version: &str) -> Routing {
+    (version.to_owned(), vec![])
+}
+
+fn split(stable: &str, target: &str, weight: f64) -> Routing {
+    (stable.to_owned(), vec![(target.to_owned(), weight)])
+}
+
+impl World {
+    fn shift_weight(&self) -> ShiftWeight<LambdaAdapter> {
+        ShiftWeight::new(
+            LambdaAdapter::new(self.lambda.clone()),
+            ReadyWait::default(),
+        )
+    }
+
+    fn check_alarms(&self) -> CheckAlarms<CloudWatchAdapter> {
+        CheckAlarms::new(CloudWatchAdapter::new(self.cloudwatch.clone()))
+    }
+
+    fn run_hook(&self) -> RunHook<LambdaAdapter> {
+        RunHook::new(LambdaAdapter::new(self.lambda.clone()))
+    }
+
+    fn rollback(&self) -> Rollback<LambdaAdapter, StepFunctionsAdapter> {
+        Rollback::new(
+            LambdaAdapter::new(self.lambda.clone()),
+            StepFunctionsAdapter::new(self.sfn.clone()),
+        )
+    }
+
+    async fn prepare(&self, input: Value) -> Result<Value, Error> {
+        self.shift_weight()
+            .handle(json!({"prepare": {"deploymentId": "d-1", "input": input}}))
+            .await
+    }
+
+    async fn shift(&self, rollout: &Value) -> Result<Value, Error> {
+        self.shift_weight()
+            .handle(json!({ "shift": rollout }))
+            .await
+    }
+}
+
+fn deployment(strategy: Value) -> Value {
+    json!({"functionName": "orders", "alias": "live", "targetVersion": "2", "strategy": strategy})
+}
+
+#[tokio::test]
+async fn a_canary_is_shifted_then_promoted() {
+    let w = World::new().await;
+    w.function("orders", 2).await;
+    w.alarm("orders-errors").await;
+    let mut input = deployment(json!("Canary10Percent5Minutes"));
+    input["alarms"] = json!(["orders-errors"]);
+
+    let prepared = w.prepare(input).await.unwrap();
+    assert_eq!(prepared["stableVersion"], "1");
+    assert_eq!(
+        w.routing("orders").await,
+        stable("1"),
+        "prepare writes nothing"
+    );
+
+    let canary = w.shift(&prepared).await.unwrap();
+    assert_eq!(w.routing("orders").await, split("1", "2", 0.1));
+    assert_eq!(
+        (canary["percent"].clone(), canary["bakeSeconds"].clone()),
+        (json!(10.0), json!(300))
+    );
+
+    w.set_alarm_state("orders-errors", StateValue::Ok, "no errors")
+        .await;
+    let gates = w.check_alarms().handle(canary.clone()).await.unwrap();
+    assert_eq!(gates["verdict"], "pass");
+    assert_eq!(
+        (
+            gates["alarms"][0]["state"].clone(),
+            gates["alarms"][0]["reason"].clone()
+        ),
+        (json!("OK"), json!("no errors"))
+    );
+
+    let promoted = w.shift(&canary).await.unwrap();
+    assert_eq!(promoted["promoted"], true);
+    assert_eq!(w.routing("orders").await, stable("2"));
+}
+
+#[tokio::test]
+async fn a_linear_rollout_takes_every_weight_of_its_schedule() {
+    let w = World::new().await;
+    w.function("orders", 2).await;
+    let mut rollout = w
+        .prepare(deployment(
+            json!({"linear": {"percent": 25, "intervalSeconds": 1}}),
+        ))
+        .await
+        .unwrap();
+    for weight in [0.25, 0.5, 0.75] {
+        rollout = w.shift(&rollout).await.unwrap();
+        assert_eq!(w.routing("orders").await, split("1", "2", weight));
+    }
+    rollout = w.shift(&rollout).await.unwrap();
+    assert_eq!(rollout["promoted"], true);
+    assert_eq!(w.routing("orders").await, stable("2"));
+}
+
+/// Scenario 1.
+#[tokio::test]
+async fn an_unknown_function_or_alias_is_named_and_nothing_is_written() {
+    let w = World::new().await;
+    w.function("orders", 2).await;
+    let mut input = deployment(json!("AllAtOnce"));
+    input["functionName"] = json!("payments");
+    let err = w.prepare(input).await.unwrap_err();
+    assert_eq!(err.to_string(), "function `payments` does not exist");
+
+    let mut input = deployment(json!("AllAtOnce"));
+    input["alias"] = json!("prod");
+    let err = w.prepare(input).await.unwrap_err();
+    assert_eq!(err.to_string(), "alias `orders:prod` does not exist");
+    assert_eq!(w.routing("orders").await, stable("1"));
+}
+
+/// Scenario 2.
+#[tokio::test]
+async fn a_missing_latest_or_unchanged_target_is_refused_and_the_alias_untouched() {
+    let w = World::new().await;
+    w.function("orders", 2).await;
+    for (target, error_type, message) in [
+        (
+            json!("9"),
+            ErrorType::ResourceNotFound,
+            "version `orders:9` does not exist",
+        ),
+        (json!("$LATEST"), ErrorType::InvalidInput, "not `$LATEST`"),
+        (
+            json!("1"),
+            ErrorType::InvalidInput,
+            "version 1 is already the version alias `live` points to",
+        ),
+    ] {
+        let mut input = deployment(json!("AllAtOnce"));
+        input["targetVersion"] = target;
+        let err = w.prepare(input).await.unwrap_err();
+        assert_eq!(err.error_type(), error_type, "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    assert_eq!(w.routing("orders").await, stable("1"));
+}
+
+/// Scenario 3.
+#[tokio::test]
+async fn a_target_with_another_execution_role_is_rejected_up_front() {
+    let w = World::new().await;
+    w.function("orders", 1).await;
+    w.moto.create_role("other");
+    w.lambda
+        .update_function_configuration()
+        .function_name("orders")
+        .role("arn:aws:iam::123456789012:role/other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(w.publish("orders", "v2").await, "2");
+    let err = w.prepare(deployment(json!("AllAtOnce"))).await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::IncompatibleVersions);
+    assert!(err.to_string().contains("execution roles differ"), "{err}");
+    assert_eq!(w.routing("orders").await, stable("1"));
+}
+
+/// Scenario 6. (moto has no PutCompositeAlarm, so composite alarms and paging are covered by tests/mocked.rs.)
+#[tokio::test]
+async fn a_missing_alarm_fails_closed() {
+    let w = World::new().await;
+    w.function("orders", 2).await;
+    w.alarm("orders-errors").await;
+    let mut input = deployment(json!("AllAtOnce"));
+    input["alarms"] = json!(["orders-errors", "orders-latency"]);
+    let rollout = w.prepare(input).await.unwrap();
+    let err = w.check_alarms().handle(rollout).await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::ResourceNotFound);
+    assert_eq!(err.to_string(), "alarm `orders-latency` does not exist");
+}
+
+/// Scenario 7.
+#[tokio::test]
+async fn an_alarm_firing_mid_shift_fails_the_gate_and_rollback_restores_stable() {
+    let w = World::new().await;
+    w.function("orders", 2).await;
+    w.alarm("orders-errors").await;
+    let mut input = deployment(json!("Linear10PercentEvery1Minute"));
+    input["alarms"] = json!(["orders-errors"]);
+    let rollout = w.prepare(input).await.unwrap();
+    let rollout = w.shift(&w.shift(&rollout).await.unwrap()).await.unwrap();
+    assert_eq!(w.routing("orders").await, split("1", "2", 0.2));
+
+    w.set_alarm_state("orders-errors", StateValue::Alarm, "5 errors in 1 minute")
+        .await;
+    let verdict = w.check_alarms().handle(rollout.clone()).await.unwrap();
+    assert_eq!(verdict["verdict"], "fail");
+    assert_eq!(verdict["failing"], json!(["orders-errors"]));
+    assert_eq!(verdict["alarms"][0]["reason"], "5 errors in 1 minute");
+
+    let mut failed = rollout;
+    failed["error"] = json!({"Error": "AlarmFired", "Cause": "orders-errors"});
+    let report = w
+        .rollback()
+        .handle(json!({ "rollback": failed }))
+        .await
+        .unwrap();
+    assert_eq!(report["outcome"], "reverted");
+    assert_eq!(w.routing("orders").await, stable("1"));
+}
+
+/// Scenario 8, synchronous hooks: moto's Invoke echoes the event (a pass) or returns a queued answer. (moto
+/// answers Invoke even for a function that does not exist, so a missing hook is covered by tests/mocked.rs.)
+#[tokio::test]
+async fn hooks_pass_and_fail_by_the_contract() {
+    let w = World::new().await;
+    w.function("orders", 2).await;
+    w.function("orders-smoke", 1).await;
+    let mut input = deployment(json!("Canary10Percent5Minutes"));
+    input["hooks"] = json!({"preTraffic": "orders-smoke"});
+    let rollout = w.prepare(input).await.unwrap();
+
+    let passed = w
+        .run_hook()
+        .handle(json!({"phase": "preTraffic", "rollout": rollout.clone()}))
+        .await
+        .unwrap();
+    assert_eq!(passed["verdict"], "pass");
+
+    w.moto
+        .queue_invoke_results(&[json!({"status": "Failed", "message": "checkout returned 500"})]);
+    let err = w
+        .run_hook()
+        .handle(json!({"phase": "preTraffic", "rollout": rollout.clone()}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::HookFailed);
+    assert_eq!(
+        err.to_string(),
+        "preTraffic hook `orders-smoke` failed: checkout returned 500"
+    );
+
+    let skipped = w
+        .run_hook()
+        .handle(json!({"phase": "postTraffic", "rollout": rollout}))
+        .await
+        .unwrap();
+    assert_eq!(skipped["verdict"], "skipped");
+    assert_eq!(
+        w.routing("orders").await,
+        stable("1"),
+        "hooks never touch the alias"
+    );
+}
+
+/// Scenario 10.
+#[tokio::test]
+async fn an_alias_changed_mid_rollout_is_left_as_its_author_set_it() {
+    let w = World::new().await;
+    w.function("orders", 3).await;
+    let rollout = w
+        .shift(
+            &w.prepare(deployment(json!("Canary10Percent5Minutes")))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    // An operator points the alias at version 3 by hand.
+    w.set_alias("orders", "3", &[]).await;
+
+    let err = w.shift(&rollout).await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AliasConflict);
+    assert!(err.to_string().contains("found version 3"), "{err}");
+    let report = w
+        .rollback()
+        .handle(json!({ "rollback": rollout }))
+        .await
+        .unwrap();
+    assert_eq!(report["outcome"], "leftAlone");
+    assert_eq!(w.routing("orders").await, stable("3"));
+}
+
+/// Scenario 12.
+#[tokio::test]
+async fn a_second_deployment_for_the_same_alias_is_refused_while_the_first_runs() {
+    let w = World::new().await;
+    w.function("orders", 3).await;
+    let first = w
+        .shift(
+            &w.prepare(deployment(json!("Canary10Percent5Minutes")))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut second = deployment(json!("AllAtOnce"));
+    second["targetVersion"] = json!("3");
+    let err = w.prepare(second).await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AliasConflict);
+    assert!(err.to_string().contains("deployment in progress"), "{err}");
+    // The first goes on undisturbed.
+    w.shift(&first).await.unwrap();
+    assert_eq!(w.routing("orders").await, stable("2"));
+}
+
+/// Scenario 14.
+#[tokio::test]
+async fn rollback_before_any_shift_twice_and_when_stable_is_a_no_op() {
+    let w = World::new().await;
+    w.function("orders", 2).await;
+    let raw = json!({"functionName": "orders", "alias": "live", "targetVersion": "9", "strategy": "AllAtOnce",
+                     "error": {"Error": "ResourceNotFound"}});
+    let report = w
+        .rollback()
+        .handle(json!({ "rollback": raw }))
+        .await
+        .unwrap();
+    assert_eq!(report["outcome"], "nothingShifted");
+
+    let rollout = w
+        .shift(
+            &w.prepare(deployment(json!("Canary10Percent5Minutes")))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let outcomes: Vec<Value> = {
+        let mut v = Vec::new();
+        for _ in 0..2 {
+            v.push(
+                w.rollback()
+                    .handle(json!({ "rollback": rollout.clone() }))
+                    .await
+                    .unwrap()["outcome"]
+                    .clone(),
+            );
+        }
+        v
+    };
+    assert_eq!(outcomes, [json!("reverted"), json!("alreadyStable")]);
+    assert_eq!(w.routing("orders").await, stable("1"));
+}
+
+/// Scenario 15: a retried or redriven step finds its own write and succeeds without writing again.
+#[tokio::test]
+async fn a_step_run_twice_leaves_the_same_state() {
+    let w = World::new().await;
+    w.function("orders", 2).await;
+    let prepared = w
+        .prepare(deployment(json!("Canary10Percent5Minutes")))
+        .await
+        .unwrap();
+    let first = w.shift(&prepared).await.unwrap();
+    let again = w.shift(&prepared).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(w.routing("orders").await, split("1", "2", 0.1));
+}
+
+/// Scenario 11, the reconciler's half: a stopped execution's split alias is reverted from its input alone.
+#[tokio::test]
+async fn the_reconciler_reverts_the_alias_of_a_stopped_execution() {
+    let w = World::new().await;
+    w.function("orders", 2).await;
+    let input = deployment(json!("Canary10Percent5Minutes"));
+    w.shift(&w.prepare(input.clone()).await.unwrap())
+        .await
+        .unwrap();
+
+    let machine = w
+        .sfn
+        .create_state_machine()
+        .name("safeshift")
+        .role_arn("arn:aws:iam::123456789012:role/safeshift")
+        .definition(r#"{"StartAt": "Bake", "States": {"Bake": {"Type": "Wait", "Seconds": 60, "End": true}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let execution = w
+        .sfn
+        .start_execution()
+        .state_machine_arn(machine.state_machine_arn())
+        .name("orders-live-2")
+        .input(input.to_string())
+        .send()
+        .await
+        .unwrap();
+    w.sfn
+        .stop_execution()
+        .execution_arn(execution.execution_arn())
+        .send()
+        .await
+        .unwrap();
+    let event = json!({
+        "version": "0", "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
+        "detail": {"executionArn": execution.execution_arn(), "status": "ABORTED"}
+    });
+    let report = w.rollback().handle(event.clone()).await.unwrap();
+    assert_eq!(report["outcome"], "reverted", "{report}");
+    assert_eq!(w.routing("orders").await, stable("1"));
+
+    // Delivered twice (EventBridge is at-least-once): nothing more to do.
+    let report = w.rollback().handle(event).await.unwrap();
+    assert_eq!(report["outcome"], "leftAlone");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(w.routing("orders").await, stable("1"));
+}
