@@ -858,3 +858,82 @@ async fn the_reconciler_ignores_executions_that_succeeded() {
     assert_eq!(out["outcome"], "ignored");
     assert_eq!(describe.num_calls() + update.num_calls(), 0);
 }
+
+// ---- the example hook in examples/hooks keeps the documented contract ---------------------------------------
+
+#[test]
+fn the_example_hook_passes_and_fails_by_the_contract() {
+    use safeshift_core::rollout::{HookEvent, HookResponse, Phase, judge_hook};
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let event = HookEvent {
+        deployment_id: "d-1".into(),
+        function_name: "orders".into(),
+        alias: "live".into(),
+        stable_version: "6".into(),
+        target_version: "7".into(),
+        phase: Phase::PreTraffic,
+        percent: 0.0,
+        task_token: None,
+    };
+    let run = |event: Value| {
+        let hook = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/hooks/smoke_hook.py"
+        );
+        let mut child = Command::new("python3")
+            .arg(hook)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(event.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        HookResponse {
+            function_error: None,
+            payload: out.stdout,
+        }
+    };
+    let healthy = serde_json::to_value(&event).unwrap();
+    assert!(judge_hook(Phase::PreTraffic, "smoke", &run(healthy.clone())).is_ok());
+    let mut failing = healthy;
+    failing["simulateFailure"] = json!(true);
+    let err = judge_hook(Phase::PreTraffic, "smoke", &run(failing)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "preTraffic hook `smoke` failed: orders:7 health check returned 500"
+    );
+}
+
+// ---- scenario 9: rollback retries through throttling too ---------------------------------------------------
+
+#[tokio::test]
+async fn rollback_rides_out_throttling() {
+    let (alias, versions, update) = (get_alias("6", &[], "r0"), versions(), update_alias());
+    let rollout = prepared(lambda(&[&alias, &versions, &update])).await;
+    let split = get_alias("6", &[("7", 0.1)], "r1");
+    let revert = mock!(aws_sdk_lambda::Client::update_alias)
+        .sequence()
+        .http_response(throttle_response)
+        .times(2)
+        .output(|| {
+            UpdateAliasOutput::builder()
+                .function_version("6")
+                .revision_id("r2")
+                .build()
+        })
+        .build();
+    let out = Rollback::new(lambda(&[&split, &revert]), no_sfn())
+        .handle(json!({"rollback": rollout}))
+        .await
+        .unwrap();
+    assert_eq!(out["outcome"], "reverted");
+    assert_eq!(revert.num_calls(), 3);
+}
