@@ -35,3 +35,19 @@ $(MOTO_STAMP):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
 	touch $@
+
+## Lambda packaging tools, pinned, in the same venv: cargo-lambda (with zig for arm64 cross-builds).
+CARGO_LAMBDA_VERSION := 1.9.2
+CARGO_LAMBDA_STAMP := $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
+FUNCTIONS := shift-weight check-alarms run-hook rollback
+
+$(CARGO_LAMBDA_STAMP):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)'
+	touch $@
+
+.PHONY: lambda-zips
+## Release arm64 zips of every function in target/lambda-arm64/<name>/bootstrap.zip.
+lambda-zips: $(CARGO_LAMBDA_STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
+		--lambda-dir target/lambda-arm64 $(addprefix --bin ,$(FUNCTIONS))

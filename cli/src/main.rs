@@ -64,10 +64,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan { input, output } => {
             let text = read_input(&input)?;
             let deployment = safeshift_core::Deployment::parse(&text)?;
-            let plan = safeshift_core::Plan::new(
-                &deployment,
-                &safeshift_core::plan::TransitionModel::DESIGNED,
-            );
+            // Counted from the state machine definition this build ships (statemachine/rollout.asl.json).
+            let model = safeshift_core::asl::Definition::rollout().transition_model()?;
+            let plan = safeshift_core::Plan::new(&deployment, &model);
             match output {
                 Output::Text => print!("{}", plan::render_text(&plan, &deployment)),
                 Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),

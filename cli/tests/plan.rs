@@ -45,8 +45,8 @@ fn json_plan_has_the_documented_shape() {
         json!([{"percent": 10.0, "bakeSeconds": 300}, {"percent": 100.0, "bakeSeconds": 0}])
     );
     assert_eq!(p["totalSeconds"], 300);
-    assert_eq!(p["stateTransitions"], 9);
-    assert_eq!(p["estimatedCostUsd"], 0.000225);
+    assert_eq!(p["stateTransitions"], 12);
+    assert_eq!(p["estimatedCostUsd"], 0.0003);
     assert_eq!(p["strategy"], "Canary10Percent5Minutes");
 }
 
@@ -72,8 +72,8 @@ fn every_predefined_strategy_plans_with_codedeploys_schedule() {
             json!({"percent": 100.0, "bakeSeconds": 0}),
             "{name}"
         );
-        // DESIGNED model: 4 states per step and the final Succeed.
-        assert_eq!(p["stateTransitions"], 4 * steps + 1, "{name}");
+        // From statemachine/rollout.asl.json: 4 states per step, 4 outside the loop.
+        assert_eq!(p["stateTransitions"], 4 * steps + 4, "{name}");
     }
 }
 
@@ -127,8 +127,8 @@ fn hooks_and_final_bake_are_in_the_plan() {
     input["bakeSeconds"] = json!(120);
     let p = plan_json(&input);
     assert_eq!(p["totalSeconds"], 420);
-    assert_eq!(p["stateTransitions"], 11);
-    assert_eq!(p["estimatedCostUsd"], 0.000275);
+    assert_eq!(p["stateTransitions"], 12);
+    assert_eq!(p["estimatedCostUsd"], 0.0003);
 }
 
 #[test]
@@ -147,7 +147,7 @@ step    weight        bake       elapsed
 
 Total: 5m (300 s)
 Gates: alarms orders-api-errors
-State transitions: 9 (about $0.000225 at $0.025 per 1,000)
+State transitions: 12 (about $0.000300 at $0.025 per 1,000)
 ";
     assert_eq!(text, expected);
 }

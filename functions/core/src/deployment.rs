@@ -180,6 +180,7 @@ impl Deployment {
             (Some((_, traffic)), Some(bake)) => {
                 let schedule = Schedule::new(traffic.clone(), bake);
                 check_duration(&mut problems, &schedule);
+                check_history(&mut problems, &schedule);
                 Some(schedule)
             }
             _ => None,
@@ -280,6 +281,23 @@ fn check_alarms(problems: &mut Vec<FieldError>, alarms: &[String]) {
         } else if !seen.insert(name.as_str()) {
             problems.push(FieldError::new(field, format!("`{name}` is listed twice")));
         }
+    }
+}
+
+/// Unreachable while `MAX_TRAFFIC_STEPS` holds (a test checks the worst case), but the limit is the state
+/// machine's, so check it against the definition itself should either ever change.
+fn check_history(problems: &mut Vec<FieldError>, schedule: &Schedule) {
+    let steps = schedule.steps().len();
+    match crate::asl::Definition::rollout().worst_case_history(steps) {
+        Ok(events) if events > crate::asl::HISTORY_EVENT_LIMIT => problems.push(FieldError::new(
+            "strategy",
+            format!(
+                "{steps} steps could write {events} history events, over Step Functions' limit of {}",
+                crate::asl::HISTORY_EVENT_LIMIT
+            ),
+        )),
+        Ok(_) => {}
+        Err(e) => problems.push(FieldError::new("strategy", format!("cannot check the history limit: {e}"))),
     }
 }
 

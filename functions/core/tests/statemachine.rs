@@ -1,0 +1,189 @@
+//! The shipped state machine (`statemachine/rollout.asl.json`) keeps its promises: every Task is bounded, retried
+//! and caught into the rollback path, the rollback path ends in Fail, the error names it matches are the engine's,
+//! it stays within 4 transitions per step, and no valid input can reach the history limit.
+
+use std::collections::BTreeSet;
+
+use safeshift_core::ErrorType;
+use safeshift_core::asl::{Definition, HISTORY_EVENT_LIMIT, ROLLOUT_DEFINITION, TransitionModel};
+use safeshift_core::schedule::MAX_TRAFFIC_STEPS;
+use serde_json::Value;
+
+const ROLLBACK: &str = "RollBack";
+
+fn rollout() -> &'static Definition {
+    Definition::rollout()
+}
+
+fn tasks() -> Vec<(&'static str, &'static Value)> {
+    rollout()
+        .states()
+        .filter(|(_, s)| s["Type"] == "Task")
+        .collect()
+}
+
+#[test]
+fn every_task_is_bounded_retried_and_caught_into_the_rollback_path() {
+    let required_retries = [
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+        "Throttled",
+    ];
+    assert!(tasks().len() >= 5);
+    for (name, s) in tasks() {
+        assert!(
+            s["TimeoutSeconds"].as_u64().is_some_and(|t| t > 0),
+            "{name} has no TimeoutSeconds"
+        );
+        let retried: BTreeSet<&str> = s["Retry"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} has no Retry"))
+            .iter()
+            .flat_map(|r| {
+                r["ErrorEquals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.as_str().unwrap())
+            })
+            .collect();
+        for e in required_retries {
+            assert!(retried.contains(e), "{name} does not retry {e}");
+        }
+        for r in s["Retry"].as_array().unwrap() {
+            assert!(
+                r["BackoffRate"].as_f64().unwrap_or(2.0) > 1.0,
+                "{name} retries without backoff"
+            );
+        }
+        let catch = s["Catch"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} has no Catch"));
+        assert!(
+            catch.iter().any(|c| c["ErrorEquals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == "States.ALL")),
+            "{name} does not catch States.ALL"
+        );
+        let targets: Vec<&str> = catch.iter().map(|c| c["Next"].as_str().unwrap()).collect();
+        if name == ROLLBACK {
+            assert!(
+                targets
+                    .iter()
+                    .all(|t| rollout().state(t).unwrap()["Type"] == "Fail"),
+                "{name}: {targets:?}"
+            );
+        } else {
+            assert_eq!(targets, [ROLLBACK], "{name} must catch into the rollback");
+        }
+    }
+}
+
+#[test]
+fn the_rollback_path_always_ends_in_fail() {
+    // Every state reachable from RollBack, by any transition, is Fail or leads only to Fail: a rolled-back
+    // deployment never looks green.
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![ROLLBACK.to_owned()];
+    while let Some(s) = stack.pop() {
+        if !seen.insert(s.clone()) {
+            continue;
+        }
+        let ty = rollout().state(&s).unwrap()["Type"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(ty, "Succeed", "{s} on the rollback path succeeds");
+        let next = rollout().edges(&s);
+        assert!(
+            ty == "Fail" || !next.is_empty(),
+            "{s} ends the rollback path without failing"
+        );
+        stack.extend(next.into_iter().map(|(t, _)| t));
+    }
+    assert!(seen.len() >= 2);
+}
+
+#[test]
+fn a_failing_gate_goes_to_the_rollback() {
+    let verdict = rollout().state("Verdict").unwrap();
+    let fail = verdict["Choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["StringEquals"] == "fail")
+        .expect("a choice on the fail verdict");
+    let next = fail["Next"].as_str().unwrap();
+    assert_eq!(rollout().edges(next), [(ROLLBACK.to_owned(), false)]);
+}
+
+#[test]
+fn every_engine_error_name_the_definition_uses_exists() {
+    for name in rollout().error_names() {
+        if name.starts_with("States.") || name.starts_with("Lambda.") {
+            continue;
+        }
+        assert!(
+            name.parse::<ErrorType>().is_ok(),
+            "the definition matches `{name}`, which no engine error is named"
+        );
+    }
+}
+
+#[test]
+fn jsonpath_only_for_the_local_executor() {
+    let v: Value = serde_json::from_str(ROLLOUT_DEFINITION).unwrap();
+    assert_ne!(v["QueryLanguage"], "JSONata");
+    for (name, s) in rollout().states() {
+        for key in ["Assign", "Arguments", "Output", "QueryLanguage"] {
+            assert!(
+                s.get(key).is_none(),
+                "{name} uses {key}, which the local executor cannot run"
+            );
+        }
+    }
+    assert_eq!(
+        rollout().state("Bake").unwrap()["SecondsPath"],
+        "$.bakeSeconds"
+    );
+}
+
+#[test]
+fn at_most_four_transitions_per_step() {
+    let model = rollout().transition_model().unwrap();
+    assert_eq!(
+        model,
+        TransitionModel {
+            per_step: 4,
+            fixed: 4
+        }
+    );
+}
+
+#[test]
+fn no_valid_input_can_reach_the_history_limit() {
+    let worst = rollout().worst_case_history(MAX_TRAFFIC_STEPS + 1).unwrap();
+    assert!(worst < HISTORY_EVENT_LIMIT, "{worst} events");
+    // The bound is real: a schedule long enough would cross it.
+    assert!(rollout().worst_case_history(10_000).unwrap() > HISTORY_EVENT_LIMIT);
+}
+
+#[test]
+fn the_placeholders_are_the_four_functions() {
+    assert_eq!(
+        Definition::placeholders(ROLLOUT_DEFINITION),
+        BTreeSet::from(
+            [
+                "CheckAlarmsFunctionArn",
+                "RollbackFunctionArn",
+                "RunHookFunctionArn",
+                "ShiftWeightFunctionArn"
+            ]
+            .map(String::from)
+        )
+    );
+}
