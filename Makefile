@@ -1,21 +1,38 @@
-# safeshift: build, test, lint. `make test` is what CI runs (.ci/run), on a fresh machine.
+# safeshift: build, test, lint, deploy. `make test` is what CI runs (.ci/run), on a fresh machine: every tool it
+# needs is installed here, pinned, into the repo's ignored folders (.venv for the local AWS, .tools for the rest).
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build test lint fmt clippy unit demo
+# Pinned tool versions.
+MOTO_VERSION := 5.2.5
+CARGO_LAMBDA_VERSION := 1.9.2
+SAM_CLI_VERSION := 1.170.0
+CFN_LINT_VERSION := 1.58.0
+ASL_VALIDATOR_VERSION := 4.0.0
+
+VENV := .venv
+TOOLS := .tools
+TOOLS_BIN := $(CURDIR)/$(TOOLS)/venv/bin
+MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
+LAMBDA_STAMP := $(TOOLS)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
+LINT_STAMP := $(TOOLS)/.lint-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)-$(ASL_VALIDATOR_VERSION)
+FUNCTIONS := shift-weight check-alarms run-hook rollback
+# sam validate and the template check need a region, never credentials or a network.
+export AWS_DEFAULT_REGION ?= us-east-1
+# No telemetry from the SAM CLI: CI has no network beyond the package registries anyway.
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: all test unit lint fmt clippy template-lint moto build deploy lambda-zips
 
 all: test
 
-build:
-	$(CARGO) build --workspace
-
-## The whole check suite: formatting, lints, then every test.
+## The whole check suite: formatting, lints, template and state machine checks, then every test.
 test: lint unit
 
 unit: moto
 	$(CARGO) test --workspace --locked
 
-lint: fmt clippy
+lint: fmt clippy template-lint
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -23,12 +40,14 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## Local AWS for the integration tests: moto, pinned, in the repo's ignored .venv (created if missing).
-MOTO_VERSION := 5.2.5
-VENV := .venv
-MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
+## The SAM template and the ASL: cfn-lint, asl-validator, sam validate --lint, and tests/template_check.py.
+template-lint: $(LINT_STAMP)
+	$(TOOLS_BIN)/cfn-lint template.yaml
+	$(TOOLS)/node/node_modules/.bin/asl-validator --json-path statemachine/*.asl.json
+	$(TOOLS_BIN)/sam validate --lint --template template.yaml
+	$(TOOLS_BIN)/python tests/template_check.py
 
-.PHONY: moto
+## Local AWS for the integration tests: moto, in .venv (created if missing).
 moto: $(MOTO_STAMP)
 
 $(MOTO_STAMP):
@@ -36,18 +55,28 @@ $(MOTO_STAMP):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
 	touch $@
 
-## Lambda packaging tools, pinned, in the same venv: cargo-lambda (with zig for arm64 cross-builds).
-CARGO_LAMBDA_VERSION := 1.9.2
-CARGO_LAMBDA_STAMP := $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
-FUNCTIONS := shift-weight check-alarms run-hook rollback
+$(TOOLS)/venv/bin/pip:
+	python3 -m venv $(TOOLS)/venv
 
-$(CARGO_LAMBDA_STAMP):
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)'
+$(LINT_STAMP): $(TOOLS)/venv/bin/pip
+	$(TOOLS_BIN)/pip install --quiet --disable-pip-version-check \
+		'aws-sam-cli==$(SAM_CLI_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)'
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS)/node 'asl-validator@$(ASL_VALIDATOR_VERSION)'
 	touch $@
 
-.PHONY: lambda-zips
-## Release arm64 zips of every function in target/lambda-arm64/<name>/bootstrap.zip.
-lambda-zips: $(CARGO_LAMBDA_STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
+$(LAMBDA_STAMP): $(TOOLS)/venv/bin/pip
+	$(TOOLS_BIN)/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)'
+	touch $@
+
+## Release arm64 zips of every function, in target/lambda-arm64/<name>/bootstrap.zip.
+lambda-zips: $(LAMBDA_STAMP)
+	PATH="$(TOOLS_BIN):$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip \
 		--lambda-dir target/lambda-arm64 $(addprefix --bin ,$(FUNCTIONS))
+
+## sam build: cross-compiles each function for arm64 with cargo-lambda (BuildMethod rust-cargolambda).
+build: $(LAMBDA_STAMP) $(LINT_STAMP)
+	PATH="$(TOOLS_BIN):$$PATH" $(TOOLS_BIN)/sam build
+
+## sam deploy: needs AWS credentials. The first time, run `$(TOOLS_BIN)/sam deploy --guided`.
+deploy: build
+	PATH="$(TOOLS_BIN):$$PATH" $(TOOLS_BIN)/sam deploy

@@ -1,0 +1,176 @@
+"""Checks what template.yaml promises, on the CloudFormation that SAM turns it into (offline, with samtranslator):
+the state machine's substitutions match the ASL's placeholders, every permission is scoped, every trust policy is
+conditioned, and the reconciler is wired to the right executions. Prints 'N passed, N failed'; exits 1 on a failure.
+"""
+import json
+import os
+import pathlib
+import re
+import sys
+
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RAW = yaml_parse((ROOT / "template.yaml").read_text())
+ASL_TEXT = (ROOT / "statemachine" / "rollout.asl.json").read_text()
+FUNCTIONS = {"ShiftWeightFunction": "shift-weight", "CheckAlarmsFunction": "check-alarms",
+             "RunHookFunction": "run-hook", "RollbackFunction": "rollback"}
+
+
+class NoManagedPolicies:
+    """The template names no managed policies; the translator must not need IAM to resolve any."""
+    def load(self):
+        return {}
+
+
+def packaged(template):
+    """What `sam package` hands CloudFormation: local code and definition paths replaced by S3 locations."""
+    t = json.loads(json.dumps(template))
+    t["Globals"]["Function"]["CodeUri"] = "s3://bucket/code.zip"
+    t["Resources"]["RolloutStateMachine"]["Properties"]["DefinitionUri"] = "s3://bucket/rollout.asl.json"
+    return t
+
+
+# The translator reads the region from the environment even when it is given; no AWS call is made.
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+CFN = transform(packaged(RAW), {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"},
+                NoManagedPolicies())
+RESOURCES = CFN["Resources"]
+checks = []
+
+
+def check(fn):
+    checks.append(fn)
+    return fn
+
+
+def of_type(t):
+    return {k: v for k, v in RESOURCES.items() if v["Type"] == t}
+
+
+@check
+def substitutions_match_the_asl_placeholders():
+    subs = set(RAW["Resources"]["RolloutStateMachine"]["Properties"]["DefinitionSubstitutions"])
+    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL_TEXT))
+    assert subs == placeholders, f"template {sorted(subs)} vs ASL {sorted(placeholders)}"
+
+
+@check
+def functions_are_rust_on_arm64_al2023():
+    glob = RAW["Globals"]["Function"]
+    assert glob["Runtime"] == "provided.al2023" and glob["Architectures"] == ["arm64"], glob
+    for name, binary in FUNCTIONS.items():
+        meta = RAW["Resources"][name]["Metadata"]
+        assert meta["BuildMethod"] == "rust-cargolambda", name
+        assert meta["BuildProperties"]["Binary"] == binary, name
+        assert (ROOT / "functions" / binary / "Cargo.toml").exists(), binary
+
+
+@check
+def the_state_machine_is_standard_and_uses_the_asl_file():
+    props = RAW["Resources"]["RolloutStateMachine"]["Properties"]
+    assert props["Type"] == "STANDARD"
+    assert props["DefinitionUri"] == "statemachine/rollout.asl.json"
+
+
+def statements(role):
+    for policy in role["Properties"].get("Policies", []):
+        for s in policy["PolicyDocument"]["Statement"]:
+            yield policy["PolicyName"], s
+
+
+def as_list(x):
+    return x if isinstance(x, list) else [x]
+
+
+@check
+def no_permission_is_granted_on_everything_except_log_delivery():
+    for name, role in of_type("AWS::IAM::Role").items():
+        for policy, s in statements(role):
+            if "*" in as_list(s["Resource"]):
+                actions = as_list(s["Action"])
+                assert policy == "log-delivery" and all(a.startswith("logs:") for a in actions), (name, policy, s)
+            for a in as_list(s["Action"]):
+                assert not a.endswith(":*") and a != "*", (name, a)
+
+
+@check
+def alias_writes_are_scoped_to_the_target_functions_parameter():
+    for role in ("ShiftWeightRole", "RollbackRole"):
+        found = [s for _, s in statements(RESOURCES[role]) if "lambda:UpdateAlias" in as_list(s["Action"])]
+        assert len(found) == 1, role
+        assert "TargetFunctionArns" in json.dumps(found[0]["Resource"]), (role, found)
+    assert "Default" not in RAW["Parameters"]["TargetFunctionArns"], "no default: the user names the functions"
+
+
+@check
+def hooks_are_limited_to_the_prefix():
+    invokes = [s for _, s in statements(RESOURCES["RunHookRole"]) if "lambda:InvokeFunction" in as_list(s["Action"])]
+    assert len(invokes) == 1 and "${HookFunctionPrefix}*" in json.dumps(invokes[0]["Resource"]), invokes
+
+
+@check
+def the_state_machine_may_invoke_only_the_engine():
+    invokes = [s for _, s in statements(RESOURCES["StateMachineRole"])
+               if "lambda:InvokeFunction" in as_list(s["Action"])]
+    targets = {r["Fn::GetAtt"][0] for s in invokes for r in as_list(s["Resource"])}
+    assert targets == set(FUNCTIONS), targets
+
+
+@check
+def every_trust_policy_is_conditioned_on_this_account():
+    roles = of_type("AWS::IAM::Role")
+    assert len(roles) >= 5, sorted(roles)
+    for name, role in roles.items():
+        for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+            cond = s.get("Condition", {})
+            assert "aws:SourceAccount" in cond.get("StringEquals", {}), (name, s)
+            if s["Principal"].get("Service") == "states.amazonaws.com":
+                assert "aws:SourceArn" in cond.get("ArnLike", {}), (name, s)
+
+
+@check
+def the_reconciler_hears_aborted_timed_out_and_failed_executions_of_this_state_machine():
+    rules = of_type("AWS::Events::Rule")
+    assert len(rules) == 1, sorted(rules)
+    rule = next(iter(rules.values()))["Properties"]
+    pattern = rule["EventPattern"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
+    assert "-rollout" in json.dumps(pattern["detail"]["stateMachineArn"])
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["RollbackFunction", "Arn"]}
+    assert "DeadLetterConfig" in rule["Targets"][0], "undeliverable events must not vanish"
+
+
+@check
+def every_log_group_has_a_retention():
+    groups = of_type("AWS::Logs::LogGroup")
+    assert len(groups) == 5, sorted(groups)
+    for name, g in groups.items():
+        assert g["Properties"].get("RetentionInDays"), name
+
+
+@check
+def outputs_give_the_state_machine_and_its_console_url():
+    assert {"StateMachineArn", "StateMachineConsoleUrl"} <= set(CFN["Outputs"])
+
+
+@check
+def the_app_can_be_published_to_the_serverless_application_repository():
+    sar = RAW["Metadata"]["AWS::ServerlessRepo::Application"]
+    for key in ("Name", "Description", "Author", "SpdxLicenseId", "LicenseUrl", "ReadmeUrl", "SemanticVersion"):
+        assert sar.get(key), key
+    assert (ROOT / sar["LicenseUrl"]).exists() and (ROOT / sar["ReadmeUrl"]).exists()
+
+
+failed = 0
+for c in checks:
+    try:
+        c()
+        print(f"ok     {c.__name__}")
+    except AssertionError as e:
+        failed += 1
+        print(f"FAILED {c.__name__}: {e}")
+print(f"{len(checks) - failed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
