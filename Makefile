@@ -4,7 +4,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 # Pinned tool versions.
-MOTO_VERSION := 5.2.5
+# moto's pin lives in local/moto-requirements.txt, shared with `safeshift local`.
+MOTO_VERSION := $(shell sed 's/.*==//' local/moto-requirements.txt)
 CARGO_LAMBDA_VERSION := 1.9.2
 SAM_CLI_VERSION := 1.170.0
 CFN_LINT_VERSION := 1.58.0
@@ -52,7 +53,7 @@ moto: $(MOTO_STAMP)
 
 $(MOTO_STAMP):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r local/moto-requirements.txt
 	touch $@
 
 $(TOOLS)/venv/bin/pip:

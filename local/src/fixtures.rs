@@ -1,0 +1,178 @@
+//! Resources for demos and end-to-end tests on the local stack: a function with published versions and a `live`
+//! alias, alarms, and reading the alias back.
+
+use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode, Runtime};
+
+use crate::moto::{self, MotoError};
+use crate::stack::{ACCOUNT, LocalStack};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FixtureError(String);
+
+fn err(e: impl std::fmt::Display) -> FixtureError {
+    FixtureError(e.to_string())
+}
+
+impl From<MotoError> for FixtureError {
+    fn from(e: MotoError) -> Self {
+        err(e)
+    }
+}
+
+/// An empty zip whose comment makes its bytes unique: each publish of different "code" is a new version.
+fn zip(code: &str) -> Vec<u8> {
+    let mut bytes = vec![0x50, 0x4b, 0x05, 0x06];
+    bytes.extend([0u8; 16]);
+    bytes.extend((code.len() as u16).to_le_bytes());
+    bytes.extend(code.as_bytes());
+    bytes
+}
+
+/// An alias as read back: its version and additional weights, sorted.
+pub type Routing = (String, Vec<(String, f64)>);
+
+pub struct Fixtures {
+    pub lambda: aws_sdk_lambda::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    moto_port: u16,
+}
+
+impl Fixtures {
+    pub fn new(stack: &LocalStack) -> Self {
+        Self {
+            lambda: aws_sdk_lambda::Client::new(&stack.config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&stack.config),
+            moto_port: stack.moto_port,
+        }
+    }
+
+    /// A function with `versions` published versions and alias `live` on version 1.
+    pub async fn function(&self, name: &str, versions: usize) -> Result<(), FixtureError> {
+        moto::create_role(self.moto_port, name)?;
+        self.lambda
+            .create_function()
+            .function_name(name)
+            .runtime(Runtime::Providedal2023)
+            .role(format!("arn:aws:iam::{ACCOUNT}:role/{name}"))
+            .handler("bootstrap")
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(zip("v0")))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(err)?;
+        for v in 1..=versions {
+            self.publish(name, &format!("v{v}")).await?;
+        }
+        self.lambda
+            .create_alias()
+            .function_name(name)
+            .name("live")
+            .function_version("1")
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Publishes new code as the next version; returns its number.
+    pub async fn publish(&self, name: &str, code: &str) -> Result<String, FixtureError> {
+        self.lambda
+            .update_function_code()
+            .function_name(name)
+            .zip_file(Blob::new(zip(code)))
+            .send()
+            .await
+            .map_err(err)?;
+        let out = self
+            .lambda
+            .publish_version()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.version().unwrap_or_default().to_owned())
+    }
+
+    pub async fn routing(&self, function: &str) -> Result<Routing, FixtureError> {
+        let a = self
+            .lambda
+            .get_alias()
+            .function_name(function)
+            .name("live")
+            .send()
+            .await
+            .map_err(err)?;
+        let mut weights: Vec<(String, f64)> = a
+            .routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .map(|w| w.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((a.function_version().unwrap_or_default().to_owned(), weights))
+    }
+
+    /// Someone else's write to the alias.
+    pub async fn set_alias(&self, function: &str, version: &str) -> Result<(), FixtureError> {
+        self.lambda
+            .update_alias()
+            .function_name(function)
+            .name("live")
+            .function_version(version)
+            .routing_config(
+                AliasRoutingConfiguration::builder()
+                    .set_additional_version_weights(Some(Default::default()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// A metric alarm on the function's errors, in OK.
+    pub async fn alarm(&self, name: &str) -> Result<(), FixtureError> {
+        self.cloudwatch
+            .put_metric_alarm()
+            .alarm_name(name)
+            .namespace("AWS/Lambda")
+            .metric_name("Errors")
+            .statistic(Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .send()
+            .await
+            .map_err(err)?;
+        self.set_alarm(name, StateValue::Ok, "no errors").await
+    }
+
+    /// moto never evaluates alarms from metrics: drive their state directly.
+    pub async fn set_alarm(
+        &self,
+        name: &str,
+        state: StateValue,
+        reason: &str,
+    ) -> Result<(), FixtureError> {
+        self.cloudwatch
+            .set_alarm_state()
+            .alarm_name(name)
+            .state_value(state)
+            .state_reason(reason)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Queues answers for the next hook invocations (moto echoes the event otherwise, which passes).
+    pub fn queue_hook_results(&self, results: &[serde_json::Value]) -> Result<(), FixtureError> {
+        Ok(moto::queue_invoke_results(self.moto_port, results)?)
+    }
+}

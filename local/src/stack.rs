@@ -1,0 +1,218 @@
+//! The local stack: moto behind the gateway, the rollout state machine created from the same definition and
+//! substitutions as `template.yaml`, and the reconciler that EventBridge would trigger in AWS.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Child;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sfn::types::{ExecutionStatus, StateMachineType};
+use safeshift_core::asl::ROLLOUT_DEFINITION;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::gateway::{self, Engine, EngineFunction, Gateway};
+use crate::moto::{self, MotoError};
+
+/// Names as `sam deploy` gives them in a stack called `safeshift`.
+pub const STACK_NAME: &str = "safeshift";
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+/// How often the reconciler looks for executions that ended without running their Catch.
+const RECONCILE_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Moto(#[from] MotoError),
+    #[error("the gateway cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind { port: u16, source: std::io::Error },
+    #[error("creating the state machine failed: {0}")]
+    StateMachine(String),
+}
+
+pub fn state_machine_name() -> String {
+    format!("{STACK_NAME}-rollout")
+}
+
+pub fn function_arn(f: EngineFunction) -> String {
+    format!(
+        "arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}",
+        f.function_name()
+    )
+}
+
+/// The rollout definition with its `${…}` placeholders filled, as SAM's DefinitionSubstitutions fill them.
+pub fn definition() -> String {
+    EngineFunction::ALL
+        .into_iter()
+        .fold(ROLLOUT_DEFINITION.to_owned(), |text, f| {
+            text.replace(&format!("${{{}}}", f.placeholder()), &function_arn(f))
+        })
+}
+
+/// AWS configuration for any client of the local stack.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "safeshift-local",
+        ))
+        .retry_config(safeshift_engine::aws::retry_config())
+        .load()
+        .await
+}
+
+/// A running local stack. Dropping it stops moto and the gateway.
+pub struct LocalStack {
+    moto: Child,
+    tasks: Vec<JoinHandle<()>>,
+    pub port: u16,
+    pub moto_port: u16,
+    pub state_machine_arn: String,
+    pub config: aws_config::SdkConfig,
+}
+
+impl LocalStack {
+    /// Starts moto (installing it into `venv` if needed) and the gateway on `port` (0 picks a free one), and
+    /// creates the state machine.
+    pub async fn start(
+        port: u16,
+        venv: &Path,
+        moto_log: Option<&Path>,
+    ) -> Result<Self, LocalError> {
+        let listener = gateway::bind(port)
+            .await
+            .map_err(|source| LocalError::Bind { port, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| LocalError::Bind { port, source })?
+            .port();
+        let moto_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|source| LocalError::Bind { port: 0, source })?
+            .port();
+        let (venv, log) = (venv.to_owned(), moto_log.map(Path::to_owned));
+        let moto = tokio::task::spawn_blocking(move || {
+            let server = moto::ensure_installed(&venv)?;
+            moto::start(&server, moto_port, port, log.as_deref())
+        })
+        .await
+        .expect("the moto starter does not panic")?;
+
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let config = sdk_config(&endpoint).await;
+        let engine = Arc::new(Engine::new(&config));
+        let mut stack = Self {
+            moto,
+            tasks: vec![tokio::spawn(
+                Arc::new(Gateway::new(Arc::clone(&engine), moto_port)).serve(listener),
+            )],
+            port,
+            moto_port,
+            state_machine_arn: String::new(),
+            config,
+        };
+        moto::create_role(moto_port, "safeshift-rollout")?;
+        let sfn = aws_sdk_sfn::Client::new(&stack.config);
+        let created = sfn
+            .create_state_machine()
+            .name(state_machine_name())
+            .definition(definition())
+            .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/safeshift-rollout"))
+            .r#type(StateMachineType::Standard)
+            .send()
+            .await
+            .map_err(|e| {
+                LocalError::StateMachine(aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
+            })?;
+        stack.state_machine_arn = created.state_machine_arn().to_owned();
+        stack.tasks.push(tokio::spawn(reconcile(
+            engine,
+            sfn,
+            stack.state_machine_arn.clone(),
+        )));
+        Ok(stack)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn moto_pid(&self) -> u32 {
+        self.moto.id()
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.moto.kill();
+        let _ = self.moto.wait();
+    }
+}
+
+/// What EventBridge does in AWS: hand every execution of this state machine that ended ABORTED, TIMED_OUT or
+/// FAILED to the rollback function, once, as a "Step Functions Execution Status Change" event.
+async fn reconcile(engine: Arc<Engine>, sfn: aws_sdk_sfn::Client, state_machine_arn: String) {
+    let mut seen = HashSet::new();
+    loop {
+        tokio::time::sleep(RECONCILE_EVERY).await;
+        for status in [
+            ExecutionStatus::Aborted,
+            ExecutionStatus::TimedOut,
+            ExecutionStatus::Failed,
+        ] {
+            let Ok(page) = sfn
+                .list_executions()
+                .state_machine_arn(&state_machine_arn)
+                .status_filter(status.clone())
+                .send()
+                .await
+            else {
+                continue;
+            };
+            for e in page.executions() {
+                if !seen.insert(e.execution_arn().to_owned()) {
+                    continue;
+                }
+                let event = json!({
+                    "version": "0",
+                    "source": "aws.states",
+                    "detail-type": "Step Functions Execution Status Change",
+                    "account": ACCOUNT,
+                    "region": REGION,
+                    "resources": [e.execution_arn()],
+                    "detail": {
+                        "executionArn": e.execution_arn(),
+                        "stateMachineArn": state_machine_arn,
+                        "name": e.name(),
+                        "status": status.as_str(),
+                    }
+                });
+                match engine.invoke(EngineFunction::Rollback, event).await {
+                    Ok(report) => {
+                        tracing::info!(execution = e.execution_arn(), %report, "reconciled")
+                    }
+                    Err((error_type, message)) => {
+                        // Seen stays set, as EventBridge would stop after its retries; the DLQ's local twin is the log.
+                        tracing::error!(
+                            execution = e.execution_arn(),
+                            error_type,
+                            message,
+                            "reconcile failed"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
