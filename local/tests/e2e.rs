@@ -134,3 +134,195 @@ async fn an_alarm_mid_rollout_rolls_back_and_fails_the_execution() {
     );
     assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn linear_custom_steps_and_all_at_once_are_promoted() {
+    let e = env().await;
+    e.fx.function("orders", 4).await.unwrap();
+    let strategies = [
+        (
+            "2",
+            json!({"linear": {"percent": 50, "intervalSeconds": 1}}),
+        ),
+        (
+            "3",
+            json!({"steps": [{"percent": 0.5, "bakeSeconds": 1}, {"percent": 25, "bakeSeconds": 1}]}),
+        ),
+        ("4", json!("AllAtOnce")),
+    ];
+    for (target, strategy) in strategies {
+        let mut input = deployment(strategy.clone());
+        input["targetVersion"] = json!(target);
+        let arn = e.start(&format!("orders-live-{target}"), &input).await;
+        let done = e.finish(&arn).await;
+        assert_eq!(
+            *done.status(),
+            ExecutionStatus::Succeeded,
+            "{strategy}: {:?} {:?}",
+            done.error(),
+            done.cause()
+        );
+        assert_eq!(
+            e.fx.routing("orders").await.unwrap(),
+            stable(target),
+            "{strategy}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_pre_traffic_hook_shifts_nothing() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    e.fx.function("orders-smoke", 1).await.unwrap();
+    e.fx.queue_hook_results(&[json!({"status": "Failed", "message": "checkout returned 500"})])
+        .unwrap();
+    let mut input = deployment(json!({"canary": {"percent": 10, "intervalSeconds": 1}}));
+    input["hooks"] = json!({"preTraffic": "orders-smoke"});
+    let done = e.finish(&e.start("orders-live-2", &input).await).await;
+    assert_eq!(*done.status(), ExecutionStatus::Failed);
+    assert_eq!(done.error(), Some("HookFailed"));
+    assert!(
+        done.cause().unwrap().contains("checkout returned 500"),
+        "{:?}",
+        done.cause()
+    );
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_post_traffic_hook_puts_the_stable_version_back() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    e.fx.function("orders-e2e", 1).await.unwrap();
+    e.fx.queue_hook_results(&[json!({"status": "Failed", "message": "cart is empty"})])
+        .unwrap();
+    let mut input = deployment(json!({"canary": {"percent": 10, "intervalSeconds": 1}}));
+    input["hooks"] = json!({"postTraffic": "orders-e2e"});
+    let done = e.finish(&e.start("orders-live-2", &input).await).await;
+    assert_eq!(*done.status(), ExecutionStatus::Failed);
+    assert_eq!(done.error(), Some("HookFailed"));
+    assert_eq!(
+        e.fx.routing("orders").await.unwrap(),
+        stable("1"),
+        "promoted, then rolled back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_target_version_fails_before_any_write() {
+    let e = env().await;
+    e.fx.function("orders", 1).await.unwrap();
+    let mut input = deployment(json!("AllAtOnce"));
+    input["targetVersion"] = json!("9");
+    let done = e.finish(&e.start("orders-live-9", &input).await).await;
+    assert_eq!(*done.status(), ExecutionStatus::Failed);
+    assert_eq!(done.error(), Some("ResourceNotFound"));
+    assert!(
+        done.cause().unwrap().contains("orders:9"),
+        "{:?}",
+        done.cause()
+    );
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_input_fails_with_the_field_named() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    let mut input = deployment(json!("Canary10Percent5Minute"));
+    input["alarm"] = json!(["typo"]);
+    let done = e.finish(&e.start("orders-live-typo", &input).await).await;
+    assert_eq!(*done.status(), ExecutionStatus::Failed);
+    assert_eq!(done.error(), Some("InvalidInput"));
+    assert!(
+        done.cause().unwrap().contains("`alarm`"),
+        "{:?}",
+        done.cause()
+    );
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
+}
+
+async fn wait_for_split(e: &Env, function: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while e.fx.routing(function).await.unwrap().1.is_empty() {
+        assert!(Instant::now() < deadline, "never split");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn someone_elses_change_mid_rollout_stops_it_and_is_kept() {
+    let e = env().await;
+    e.fx.function("orders", 3).await.unwrap();
+    let input = deployment(
+        json!({"steps": [{"percent": 10, "bakeSeconds": 3}, {"percent": 50, "bakeSeconds": 3}]}),
+    );
+    let arn = e.start("orders-live-2", &input).await;
+    wait_for_split(&e, "orders").await;
+    e.fx.set_alias("orders", "3").await.unwrap();
+    let done = e.finish(&arn).await;
+    assert_eq!(*done.status(), ExecutionStatus::Failed);
+    assert_eq!(done.error(), Some("AliasConflict"), "{:?}", done.cause());
+    assert_eq!(
+        e.fx.routing("orders").await.unwrap(),
+        stable("3"),
+        "their change stands"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_execution_is_reverted_by_the_reconciler() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    let input = deployment(json!({"canary": {"percent": 10, "intervalSeconds": 60}}));
+    let arn = e.start("orders-live-2", &input).await;
+    wait_for_split(&e, "orders").await;
+    e.sfn
+        .stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(*e.status(&arn).await.status(), ExecutionStatus::Aborted);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while e.fx.routing("orders").await.unwrap() != stable("1") {
+        assert!(
+            Instant::now() < deadline,
+            "the reconciler did not revert the alias"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_deployment_for_the_alias_fails_and_the_first_completes() {
+    let e = env().await;
+    e.fx.function("orders", 3).await.unwrap();
+    let first = e
+        .start(
+            "orders-live-2",
+            &deployment(json!({"canary": {"percent": 10, "intervalSeconds": 3}})),
+        )
+        .await;
+    wait_for_split(&e, "orders").await;
+    let mut second = deployment(json!("AllAtOnce"));
+    second["targetVersion"] = json!("3");
+    let second = e.finish(&e.start("orders-live-3", &second).await).await;
+    assert_eq!(*second.status(), ExecutionStatus::Failed);
+    assert_eq!(second.error(), Some("AliasConflict"));
+    assert!(
+        second.cause().unwrap().contains("deployment in progress"),
+        "{:?}",
+        second.cause()
+    );
+    let first = e.finish(&first).await;
+    assert_eq!(
+        *first.status(),
+        ExecutionStatus::Succeeded,
+        "{:?} {:?}",
+        first.error(),
+        first.cause()
+    );
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("2"));
+}
