@@ -23,9 +23,13 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # No telemetry from the SAM CLI: CI has no network beyond the package registries anyway.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: all test unit lint fmt clippy template-lint moto build deploy lambda-zips
+.PHONY: all test unit lint fmt clippy template-lint moto build deploy lambda-zips demo
 
 all: test
+
+## Two live rollouts on the local stack (moto + the real functions and state machine): about a minute.
+demo: moto
+	$(CARGO) run --quiet -p safeshift -- local demo
 
 ## The whole check suite: formatting, lints, template and state machine checks, then every test.
 test: lint unit

@@ -1,6 +1,8 @@
 //! `safeshift`: plan, start, watch and steer safe Lambda deployments.
 
+mod local;
 mod plan;
+mod watch;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -35,6 +37,39 @@ enum Command {
         #[arg(long, short, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// The real state machine and functions on this machine, against a local AWS (moto).
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocalCommand {
+    /// Start moto and the gateway in the background, create the state machine, print the endpoint.
+    Up {
+        /// The gateway's port on 127.0.0.1: the endpoint every AWS client uses.
+        #[arg(long, default_value_t = 4566)]
+        port: u16,
+        /// Where moto is installed (created if missing).
+        #[arg(long, default_value = ".venv")]
+        venv: PathBuf,
+    },
+    /// Stop everything `up` started.
+    Down,
+    /// Run the stack in the foreground (what `up` starts in the background).
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value = ".venv")]
+        venv: PathBuf,
+    },
+    /// Two live rollouts on a demo function: one promoted, one rolled back by its alarm. Stops what it starts.
+    Demo {
+        #[arg(long, default_value = ".venv")]
+        venv: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -45,7 +80,22 @@ enum Output {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    if matches!(
+        cli.command,
+        Command::Local {
+            command: LocalCommand::Serve { .. }
+        }
+    ) {
+        safeshift_engine_logging();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -59,7 +109,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// The background stack logs like the Lambda functions do: JSON lines.
+fn safeshift_engine_logging() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("info")
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plan { input, output } => {
             let text = read_input(&input)?;
@@ -73,6 +131,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Local { command } => match command {
+            LocalCommand::Up { port, venv } => local::up(port, &venv),
+            LocalCommand::Down => local::down(),
+            LocalCommand::Serve { port, venv } => local::serve(port, &venv).await,
+            LocalCommand::Demo { venv } => local::demo(&venv).await,
+        },
     }
 }
 

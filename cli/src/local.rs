@@ -1,0 +1,258 @@
+//! `safeshift local`: run the real state machine and functions on this machine, against moto.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aws_sdk_cloudwatch::types::StateValue;
+use aws_sdk_sfn::types::ExecutionStatus;
+use safeshift_local::LocalStack;
+use safeshift_local::fixtures::Fixtures;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::watch;
+
+/// Where `up` keeps what it started, so that `down` can stop exactly that.
+const STATE_DIR: &str = ".safeshift";
+/// The first `up` on a machine installs moto: allow for it.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Running {
+    pid: u32,
+    moto_pid: u32,
+    endpoint: String,
+    state_machine_arn: String,
+}
+
+fn state_file() -> PathBuf {
+    Path::new(STATE_DIR).join("local.json")
+}
+
+fn alive(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn read_running() -> Option<Running> {
+    serde_json::from_str(&std::fs::read_to_string(state_file()).ok()?).ok()
+}
+
+/// Starts `local serve` in the background and waits until it is ready.
+pub fn up(port: u16, venv: &Path) -> anyhow::Result<()> {
+    if let Some(r) = read_running().filter(|r| alive(r.pid)) {
+        bail!(
+            "a local stack is already running at {} (pid {}); stop it with `safeshift local down`",
+            r.endpoint,
+            r.pid
+        );
+    }
+    std::fs::create_dir_all(STATE_DIR)?;
+    let _ = std::fs::remove_file(state_file());
+    let log = Path::new(STATE_DIR).join("local.log");
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["local", "serve", "--port", &port.to_string(), "--venv"])
+        .arg(venv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::fs::File::create(&log)?))
+        .stderr(Stdio::from(
+            std::fs::File::options().append(true).open(&log)?,
+        ))
+        .spawn()
+        .context("starting `safeshift local serve`")?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    let running = loop {
+        if let Some(r) = read_running() {
+            break r;
+        }
+        if let Some(status) = child.try_wait()? {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            bail!("the local stack exited ({status}) before it was ready:\n{tail}");
+        }
+        if Instant::now() > deadline {
+            signal(child.id(), "-TERM");
+            bail!(
+                "the local stack was not ready within {} s; see {}",
+                START_TIMEOUT.as_secs(),
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!("local AWS:      {}", running.endpoint);
+    println!("state machine:  {}", running.state_machine_arn);
+    println!("logs:           {}", log.display());
+    println!();
+    println!("Point any AWS client at it:");
+    println!(
+        "  export AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local",
+        running.endpoint
+    );
+    println!("Stop it with `safeshift local down`.");
+    Ok(())
+}
+
+/// Runs the stack in this process until SIGTERM or Ctrl-C.
+pub async fn serve(port: u16, venv: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(STATE_DIR)?;
+    let stack = LocalStack::start(port, venv, Some(&Path::new(STATE_DIR).join("moto.log"))).await?;
+    let running = Running {
+        pid: std::process::id(),
+        moto_pid: stack.moto_pid(),
+        endpoint: stack.endpoint(),
+        state_machine_arn: stack.state_machine_arn.clone(),
+    };
+    // Written last, and atomically: `up` takes its existence to mean "ready".
+    let tmp = state_file().with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&running)?)?;
+    std::fs::rename(&tmp, state_file())?;
+    tracing::info!(endpoint = %running.endpoint, "local stack ready");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    drop(stack);
+    let _ = std::fs::remove_file(state_file());
+    Ok(())
+}
+
+/// Stops what `up` started, by PID.
+pub fn down() -> anyhow::Result<()> {
+    let Some(r) = read_running() else {
+        println!("no local stack is running");
+        return Ok(());
+    };
+    signal(r.pid, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(r.pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for pid in [r.pid, r.moto_pid] {
+        if alive(pid) {
+            signal(pid, "-KILL");
+        }
+    }
+    let _ = std::fs::remove_file(state_file());
+    println!("stopped the local stack at {}", r.endpoint);
+    Ok(())
+}
+
+/// Two rollouts, live: a healthy version promoted through a canary, and a bad one rolled back by its alarm.
+pub async fn demo(venv: &Path) -> anyhow::Result<()> {
+    println!("Starting the local stack (moto + the real safeshift functions and state machine)...");
+    let stack = LocalStack::start(0, venv, None).await?;
+    println!(
+        "local AWS at {}, state machine {}\n",
+        stack.endpoint(),
+        stack.state_machine_arn
+    );
+    let fx = Fixtures::new(&stack);
+    let sfn = aws_sdk_sfn::Client::new(&stack.config);
+    fx.function("orders-api", 3).await?;
+    fx.function("orders-api-smoke", 1).await?;
+    fx.alarm("orders-api-errors").await?;
+    println!(
+        "demo function orders-api: versions 1, 2, 3; alias live -> 1; alarm orders-api-errors (OK)\n"
+    );
+
+    let input = |target: &str| {
+        json!({
+            "functionName": "orders-api",
+            "alias": "live",
+            "targetVersion": target,
+            "strategy": {"steps": [{"percent": 10, "bakeSeconds": 4}, {"percent": 50, "bakeSeconds": 4}]},
+            "alarms": ["orders-api-errors"],
+            "hooks": {"preTraffic": "orders-api-smoke"},
+            "bakeSeconds": 3
+        })
+    };
+
+    println!("== Rollout 1: version 2, healthy ==");
+    let ended = run(&sfn, &stack, "orders-api-live-2", &input("2"), None).await?;
+    report(&fx, ended).await?;
+
+    println!("\n== Rollout 2: version 3, starts throwing errors once it takes traffic ==");
+    let ended = run(&sfn, &stack, "orders-api-live-3", &input("3"), Some(&fx)).await?;
+    report(&fx, ended).await?;
+    println!("\nStopping the local stack.");
+    Ok(())
+}
+
+async fn run(
+    sfn: &aws_sdk_sfn::Client,
+    stack: &LocalStack,
+    name: &str,
+    input: &serde_json::Value,
+    break_it: Option<&Fixtures>,
+) -> anyhow::Result<watch::Ended> {
+    let arn = sfn
+        .start_execution()
+        .state_machine_arn(&stack.state_machine_arn)
+        .name(name)
+        .input(input.to_string())
+        .send()
+        .await?
+        .execution_arn()
+        .to_owned();
+    let mut alarm_fired = false;
+    watch::follow(sfn, &arn, |line| {
+        println!("{line}");
+        if let Some(fx) = break_it
+            && !alarm_fired
+            && line.starts_with("step 1/")
+        {
+            alarm_fired = true;
+            println!("  !! version 3 errors: orders-api-errors goes to ALARM");
+            let cloudwatch = fx.cloudwatch.clone();
+            tokio::spawn(async move {
+                let _ = cloudwatch
+                    .set_alarm_state()
+                    .alarm_name("orders-api-errors")
+                    .state_value(StateValue::Alarm)
+                    .state_reason("12 errors in 1 minute on version 3")
+                    .send()
+                    .await;
+            });
+        }
+    })
+    .await
+}
+
+async fn report(fx: &Fixtures, ended: watch::Ended) -> anyhow::Result<()> {
+    match ended.status {
+        ExecutionStatus::Succeeded => println!("execution SUCCEEDED"),
+        status => println!(
+            "execution {}: {} ({})",
+            status.as_str(),
+            ended.error.unwrap_or_default(),
+            ended
+                .cause
+                .unwrap_or_default()
+                .chars()
+                .take(160)
+                .collect::<String>()
+        ),
+    }
+    let (version, weights) = fx.routing("orders-api").await?;
+    let extra = if weights.is_empty() {
+        "no additional weights".to_owned()
+    } else {
+        format!("weights {weights:?}")
+    };
+    println!("alias live -> version {version}, {extra}");
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Follows an execution's history and says what the rollout does, as it happens: each step and weight, each
+//! gate's verdict with its evidence, hooks, the rollback, and the end.
+
+use std::time::Duration;
+
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
+use serde_json::Value;
+
+/// How often the history is read while the execution runs.
+const POLL: Duration = Duration::from_millis(300);
+
+/// The execution's end, as `describe-execution` reports it.
+pub struct Ended {
+    pub status: ExecutionStatus,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// Prints progress lines until the execution ends.
+pub async fn follow(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+    mut say: impl FnMut(String),
+) -> anyhow::Result<Ended> {
+    let mut last_id = 0;
+    loop {
+        let mut next_token = None;
+        loop {
+            let page = sfn
+                .get_execution_history()
+                .execution_arn(arn)
+                .set_next_token(next_token)
+                .send()
+                .await?;
+            let seen = last_id;
+            for event in page.events().iter().filter(|e| e.id() > seen) {
+                last_id = event.id();
+                if let Some(line) = describe(event) {
+                    say(line);
+                }
+            }
+            match page.next_token() {
+                Some(t) => next_token = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        let d = sfn.describe_execution().execution_arn(arn).send().await?;
+        if *d.status() != ExecutionStatus::Running {
+            return Ok(Ended {
+                status: d.status().clone(),
+                error: d.error().map(str::to_owned),
+                cause: d.cause().map(str::to_owned),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn describe(event: &HistoryEvent) -> Option<String> {
+    match event.r#type() {
+        HistoryEventType::TaskStateExited | HistoryEventType::PassStateExited => {
+            let d = event.state_exited_event_details()?;
+            let output: Value = serde_json::from_str(d.output()?).ok()?;
+            exited(d.name(), &output)
+        }
+        HistoryEventType::ExecutionSucceeded => Some("deployment succeeded".into()),
+        HistoryEventType::ExecutionAborted => Some("execution stopped".into()),
+        HistoryEventType::ExecutionTimedOut => Some("execution timed out".into()),
+        _ => None,
+    }
+}
+
+fn exited(state: &str, o: &Value) -> Option<String> {
+    let target = o["deployment"]["targetVersion"].as_str().unwrap_or("?");
+    match state {
+        "Prepare" => Some(format!(
+            "prepared: {}:{} on version {} -> version {target}, {} steps",
+            o["deployment"]["functionName"].as_str().unwrap_or("?"),
+            o["deployment"]["alias"].as_str().unwrap_or("?"),
+            o["stableVersion"].as_str().unwrap_or("?"),
+            o["stepCount"]
+        )),
+        "ShiftWeight" => {
+            let step = o["step"].as_u64().map_or(0, |s| s + 1);
+            let what = if o["promoted"] == true {
+                format!("promoted: 100% on version {target}")
+            } else {
+                format!("{}% on version {target}", o["percent"])
+            };
+            Some(format!(
+                "step {step}/{}: {what}, baking {} s",
+                o["stepCount"], o["bakeSeconds"]
+            ))
+        }
+        "CheckGates" => {
+            let g = &o["gates"];
+            let alarms: Vec<String> = g["alarms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    format!(
+                        "{} {}",
+                        a["name"].as_str().unwrap_or("?"),
+                        a["state"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            let evidence = if alarms.is_empty() {
+                "no alarms".to_owned()
+            } else {
+                alarms.join(", ")
+            };
+            Some(format!(
+                "  gates: {} ({evidence})",
+                g["verdict"].as_str().unwrap_or("?")
+            ))
+        }
+        "PreTrafficHook" | "PostTrafficHook" => {
+            let h = &o["hook"];
+            (h["verdict"] != "skipped").then(|| {
+                format!(
+                    "  {} hook {}: {}",
+                    h["phase"].as_str().unwrap_or("?"),
+                    h["hook"].as_str().unwrap_or("?"),
+                    h["verdict"].as_str().unwrap_or("?")
+                )
+            })
+        }
+        "GateFailed" => Some(format!("  gate failed: {}", o["gates"]["failing"])),
+        "RollBack" => {
+            let r = &o["rollback"];
+            Some(format!(
+                "rollback: {} ({})",
+                r["outcome"].as_str().unwrap_or("?"),
+                r["reason"].as_str().unwrap_or("")
+            ))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn steps_gates_and_rollbacks_read_as_sentences() {
+        let rollout = json!({"deployment": {"functionName": "orders", "alias": "live", "targetVersion": "7"},
+            "stableVersion": "6", "step": 0, "stepCount": 3, "percent": 10.0, "bakeSeconds": 5, "promoted": false,
+            "gates": {"verdict": "fail", "failing": ["errors"], "alarms": [{"name": "errors", "state": "ALARM"}]},
+            "rollback": {"outcome": "reverted", "reason": "back on 6"}});
+        assert_eq!(
+            exited("ShiftWeight", &rollout).unwrap(),
+            "step 1/3: 10.0% on version 7, baking 5 s"
+        );
+        assert_eq!(
+            exited("CheckGates", &rollout).unwrap(),
+            "  gates: fail (errors ALARM)"
+        );
+        assert_eq!(
+            exited("RollBack", &rollout).unwrap(),
+            "rollback: reverted (back on 6)"
+        );
+        assert_eq!(exited("Bake", &rollout), None);
+    }
+}
