@@ -21,11 +21,16 @@ const START_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Running {
+pub struct Running {
     pid: u32,
     moto_pid: u32,
-    endpoint: String,
-    state_machine_arn: String,
+    pub endpoint: String,
+    pub state_machine_arn: String,
+}
+
+/// The local stack `up` started in this folder, if it is still running.
+pub fn running() -> Option<Running> {
+    read_running().filter(|r| alive(r.pid))
 }
 
 fn state_file() -> PathBuf {

@@ -1,5 +1,6 @@
 //! `safeshift`: plan, start, watch and steer safe Lambda deployments.
 
+mod deploy;
 mod local;
 mod plan;
 mod watch;
@@ -24,6 +25,11 @@ const EXIT_BAD_INPUT: u8 = 2;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    aws: deploy::AwsArgs,
+    /// Human-readable text, or JSON for scripts.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
 }
 
 #[derive(Subcommand)]
@@ -34,9 +40,28 @@ enum Command {
         /// The deployment input (JSON); `-` reads standard input.
         #[arg(long, short)]
         input: PathBuf,
-        #[arg(long, short, value_enum, default_value_t = Output::Text)]
-        output: Output,
     },
+    /// Start a deployment. The execution is named after the function, alias and target version, so starting the
+    /// same input again is the same execution.
+    Start {
+        /// The deployment input (JSON); `-` reads standard input.
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Follow it to the end (exit status 0 on promotion, 1 on rollback).
+        #[arg(long)]
+        wait: bool,
+        /// Run a finished deployment again under a new name (execution names stay taken for 90 days).
+        #[arg(long, default_value_t = 1)]
+        attempt: u32,
+    },
+    /// Follow a deployment live: each step, weight, bake and gate verdict. Exit 0 on promotion, 1 otherwise.
+    Watch { execution: String },
+    /// Where a deployment stands.
+    Status { execution: String },
+    /// Recent deployments with their outcome and duration.
+    List,
+    /// Stop a deployment and put its alias back on the stable version now.
+    Abort { execution: String },
     /// The real state machine and functions on this machine, against a local AWS (moto).
     Local {
         #[command(subcommand)]
@@ -73,7 +98,7 @@ enum LocalCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Output {
+pub enum Output {
     Text,
     Json,
 }
@@ -96,7 +121,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<InvalidInput>().is_some() {
@@ -117,9 +142,10 @@ fn safeshift_engine_logging() {
         .try_init();
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let output = cli.output;
     match cli.command {
-        Command::Plan { input, output } => {
+        Command::Plan { input } => {
             let text = read_input(&input)?;
             let deployment = safeshift_core::Deployment::parse(&text)?;
             // Counted from the state machine definition this build ships (statemachine/rollout.asl.json).
@@ -129,18 +155,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Output::Text => print!("{}", plan::render_text(&plan, &deployment)),
                 Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Local { command } => match command {
-            LocalCommand::Up { port, venv } => local::up(port, &venv),
-            LocalCommand::Down => local::down(),
-            LocalCommand::Serve { port, venv } => local::serve(port, &venv).await,
-            LocalCommand::Demo { venv } => local::demo(&venv).await,
-        },
+        Command::Start {
+            input,
+            wait,
+            attempt,
+        } => {
+            let text = read_input(&input)?;
+            let target = deploy::connect(&cli.aws).await?;
+            deploy::start(&target, &text, attempt, wait, output).await
+        }
+        Command::Watch { execution } => {
+            deploy::watch(&deploy::connect(&cli.aws).await?, &execution).await
+        }
+        Command::Status { execution } => {
+            deploy::status(&deploy::connect(&cli.aws).await?, &execution, output).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List => {
+            deploy::list(&deploy::connect(&cli.aws).await?, output).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Abort { execution } => {
+            deploy::abort(&deploy::connect(&cli.aws).await?, &execution, output).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Local { command } => {
+            match command {
+                LocalCommand::Up { port, venv } => local::up(port, &venv)?,
+                LocalCommand::Down => local::down()?,
+                LocalCommand::Serve { port, venv } => local::serve(port, &venv).await?,
+                LocalCommand::Demo { venv } => local::demo(&venv).await?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-fn read_input(path: &PathBuf) -> anyhow::Result<String> {
+pub fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()

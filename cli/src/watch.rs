@@ -24,27 +24,16 @@ pub async fn follow(
 ) -> anyhow::Result<Ended> {
     let mut last_id = 0;
     loop {
-        let mut next_token = None;
-        loop {
-            let page = sfn
-                .get_execution_history()
-                .execution_arn(arn)
-                .set_next_token(next_token)
-                .send()
-                .await?;
-            let seen = last_id;
-            for event in page.events().iter().filter(|e| e.id() > seen) {
+        // Status first, history second: every event written before the end is read before we return.
+        let d = sfn.describe_execution().execution_arn(arn).send().await?;
+        for event in history(sfn, arn).await? {
+            if event.id() > last_id {
                 last_id = event.id();
-                if let Some(line) = describe(event) {
+                if let Some(line) = describe(&event) {
                     say(line);
                 }
             }
-            match page.next_token() {
-                Some(t) => next_token = Some(t.to_owned()),
-                None => break,
-            }
         }
-        let d = sfn.describe_execution().execution_arn(arn).send().await?;
         if *d.status() != ExecutionStatus::Running {
             return Ok(Ended {
                 status: d.status().clone(),
@@ -54,6 +43,35 @@ pub async fn follow(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The whole history, oldest first.
+async fn history(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Result<Vec<HistoryEvent>> {
+    let mut events = Vec::new();
+    let mut next_token = None;
+    loop {
+        let page = sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .set_next_token(next_token)
+            .send()
+            .await?;
+        events.extend(page.events().iter().cloned());
+        match page.next_token() {
+            Some(t) => next_token = Some(t.to_owned()),
+            None => return Ok(events),
+        }
+    }
+}
+
+/// The rollout state the execution last recorded (after Prepare or a ShiftWeight), if any.
+pub async fn latest_rollout(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Result<Option<Value>> {
+    // Read forward and take the last: moto ignores reverseOrder.
+    Ok(history(sfn, arn).await?.iter().rev().find_map(|e| {
+        let d = e.state_exited_event_details()?;
+        matches!(d.name(), "ShiftWeight" | "Prepare")
+            .then(|| serde_json::from_str(d.output()?).ok())?
+    }))
 }
 
 fn describe(event: &HistoryEvent) -> Option<String> {

@@ -218,7 +218,32 @@ impl Deployment {
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
     }
+
+    /// The Step Functions execution name for this deployment: the same function, alias and target version
+    /// always give the same name, so a retried start is the same execution, and a different input for the same
+    /// rollout is refused by Step Functions instead of running twice. `attempt` > 1 names a deliberate re-run
+    /// after a finished attempt (execution names stay taken for 90 days).
+    pub fn execution_name(&self, attempt: u32) -> String {
+        let mut name = format!(
+            "{}-{}-{}",
+            self.function_name.name, self.alias, self.target_version
+        );
+        if attempt > 1 {
+            name.push_str(&format!("-attempt-{attempt}"));
+        }
+        if name.len() <= MAX_EXECUTION_NAME {
+            return name;
+        }
+        // Too long for Step Functions: keep a readable prefix and make it unique with a digest of the whole.
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("{}-{hex}", &name[..MAX_EXECUTION_NAME - 17])
+    }
 }
+
+/// Step Functions' limit on an execution name.
+const MAX_EXECUTION_NAME: usize = 80;
 
 impl TryFrom<DeploymentInput> for Deployment {
     type Error = InvalidInput;

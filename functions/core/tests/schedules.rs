@@ -157,3 +157,38 @@ fn target_version_may_be_a_number() {
     assert_eq!(d.target_version.get(), 12);
     assert_eq!(d.function_name.name, "orders-api");
 }
+
+#[test]
+fn execution_names_are_deterministic_valid_and_bounded() {
+    let d = |function: &str, alias: &str, target: &str| {
+        Deployment::from_value(
+            json!({"functionName": function, "alias": alias, "targetVersion": target,
+                                      "strategy": "AllAtOnce"}),
+        )
+        .unwrap()
+    };
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:orders-api";
+    assert_eq!(d(arn, "live", "7").execution_name(1), "orders-api-live-7");
+    assert_eq!(
+        d("orders-api", "live", "7").execution_name(2),
+        "orders-api-live-7-attempt-2"
+    );
+    assert_ne!(
+        d("orders-api", "live", "7").execution_name(1),
+        d("orders-api", "live", "8").execution_name(1)
+    );
+
+    let long = d(&"f".repeat(64), &"a".repeat(128), "7");
+    let (one, again) = (long.execution_name(1), long.execution_name(1));
+    assert_eq!(one, again);
+    assert_eq!(one.len(), 80);
+    assert!(
+        one.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "{one}"
+    );
+    assert_ne!(
+        one,
+        d(&"f".repeat(64), &"a".repeat(128), "8").execution_name(1)
+    );
+}

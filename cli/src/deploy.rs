@@ -1,0 +1,304 @@
+//! Deployments on a deployed (or local) safeshift: start, watch, status, list, abort.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use aws_sdk_sfn::types::ExecutionStatus;
+use safeshift_core::Deployment;
+use safeshift_engine::rollback::Rollback;
+use safeshift_engine::{LambdaAdapter, StepFunctionsAdapter};
+use serde_json::{Value, json};
+
+use crate::{Output, watch};
+
+/// Where to find AWS and the state machine, the aws CLI's way.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AwsArgs {
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// The safeshift state machine (the stack's StateMachineArn output); defaults to $SAFESHIFT_STATE_MACHINE,
+    /// then to a running `safeshift local up`.
+    #[arg(long, global = true, env = "SAFESHIFT_STATE_MACHINE")]
+    pub state_machine: Option<String>,
+}
+
+pub struct Target {
+    pub config: aws_config::SdkConfig,
+    pub sfn: aws_sdk_sfn::Client,
+    pub state_machine_arn: String,
+}
+
+/// Resolves the state machine and the AWS configuration. `AWS_ENDPOINT_URL` is honoured by the SDK itself.
+pub async fn connect(args: &AwsArgs) -> anyhow::Result<Target> {
+    let (config, arn) = match &args.state_machine {
+        Some(arn) => {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(r) = &args.region {
+                loader = loader.region(aws_config::Region::new(r.clone()));
+            }
+            if let Some(p) = &args.profile {
+                loader = loader.profile_name(p);
+            }
+            (loader.load().await, arn.clone())
+        }
+        None => match crate::local::running() {
+            Some(local) => (
+                safeshift_local::stack::sdk_config(&local.endpoint).await,
+                local.state_machine_arn,
+            ),
+            None => bail!(
+                "which state machine? Pass --state-machine ARN (the stack's StateMachineArn output), set \
+                 SAFESHIFT_STATE_MACHINE, or start a local one with `safeshift local up`"
+            ),
+        },
+    };
+    Ok(Target {
+        sfn: aws_sdk_sfn::Client::new(&config),
+        config,
+        state_machine_arn: arn,
+    })
+}
+
+/// The execution ARN Step Functions gives an execution of this state machine with this name.
+fn execution_arn(state_machine_arn: &str, name: &str) -> String {
+    format!(
+        "{}:{name}",
+        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
+    )
+}
+
+fn console_url(arn: &str) -> String {
+    let region = arn.split(':').nth(3).unwrap_or("us-east-1");
+    format!(
+        "https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{arn}"
+    )
+}
+
+/// The deployment an execution runs, from its input.
+async fn deployment_of(
+    t: &Target,
+    arn: &str,
+) -> anyhow::Result<(ExecutionStatus, Option<Deployment>, String)> {
+    let d = t.sfn.describe_execution().execution_arn(arn).send().await?;
+    let input = d.input().unwrap_or_default().to_owned();
+    Ok((d.status().clone(), Deployment::parse(&input).ok(), input))
+}
+
+pub async fn start(
+    t: &Target,
+    text: &str,
+    attempt: u32,
+    wait: bool,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let deployment = Deployment::parse(text)?;
+    // Canonical JSON: the same deployment written differently is still the same input to Step Functions.
+    let input = serde_json::to_string(&deployment)?;
+    let name = deployment.execution_name(attempt);
+
+    // Another deployment of this alias in flight would be refused by the state machine anyway; say so now.
+    let running = t
+        .sfn
+        .list_executions()
+        .state_machine_arn(&t.state_machine_arn)
+        .status_filter(ExecutionStatus::Running)
+        .send()
+        .await?;
+    for e in running.executions().iter().filter(|e| e.name() != name) {
+        if let (_, Some(other), _) = deployment_of(t, e.execution_arn()).await?
+            && other.function_name.name == deployment.function_name.name
+            && other.alias == deployment.alias
+        {
+            bail!(
+                "deployment in progress: {} is moving {}:{} to version {}; watch it with `safeshift watch {}` or \
+                 stop it with `safeshift abort {}`",
+                e.name(),
+                other.function_name,
+                other.alias,
+                other.target_version,
+                e.execution_arn(),
+                e.execution_arn()
+            );
+        }
+    }
+
+    let started = t
+        .sfn
+        .start_execution()
+        .state_machine_arn(&t.state_machine_arn)
+        .name(&name)
+        .input(&input)
+        .send()
+        .await;
+    let arn = match started {
+        Ok(out) => out.execution_arn().to_owned(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_execution_already_exists()) =>
+        {
+            let arn = execution_arn(&t.state_machine_arn, &name);
+            let (status, _, existing) = deployment_of(t, &arn).await?;
+            if existing != input {
+                bail!(
+                    "{name} already ran with a different input ({}); change the input back, or start a new \
+                     attempt with --attempt {}",
+                    status.as_str(),
+                    attempt + 1
+                );
+            }
+            if status != ExecutionStatus::Running {
+                eprintln!(
+                    "note: this deployment already ran and ended {}; to run it again, pass --attempt {}",
+                    status.as_str(),
+                    attempt + 1
+                );
+            }
+            arn
+        }
+        Err(e) => return Err(e).context("StartExecution"),
+    };
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({"executionArn": arn, "consoleUrl": console_url(&arn)})
+        ),
+        Output::Text => {
+            println!("execution: {arn}");
+            println!("console:   {}", console_url(&arn));
+        }
+    }
+    if wait {
+        watch(t, &arn).await
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Follows an execution to its end. Exit 0 on promotion; 1 on rollback or failure, with the reason.
+pub async fn watch(t: &Target, arn: &str) -> anyhow::Result<ExitCode> {
+    let ended = watch::follow(&t.sfn, arn, |line| println!("{line}")).await?;
+    if ended.status == ExecutionStatus::Succeeded {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "deployment {}: {} {}",
+        ended.status.as_str(),
+        ended.error.unwrap_or_default(),
+        ended.cause.unwrap_or_default()
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+pub async fn status(t: &Target, arn: &str, output: Output) -> anyhow::Result<()> {
+    let d = t.sfn.describe_execution().execution_arn(arn).send().await?;
+    let progress: Option<Value> = watch::latest_rollout(&t.sfn, arn).await?;
+    let summary = json!({
+        "executionArn": arn,
+        "status": d.status().as_str(),
+        "error": d.error(),
+        "cause": d.cause(),
+        "step": progress.as_ref().and_then(|r| r["step"].as_u64()).map(|s| s + 1),
+        "stepCount": progress.as_ref().map(|r| r["stepCount"].clone()),
+        "percent": progress.as_ref().map(|r| r["percent"].clone()),
+    });
+    match output {
+        Output::Json => println!("{summary}"),
+        Output::Text => {
+            println!("{} {}", d.name().unwrap_or_default(), d.status().as_str());
+            if let Some(r) = progress {
+                println!(
+                    "step {}/{} at {}%",
+                    r["step"].as_u64().map_or(0, |s| s + 1),
+                    r["stepCount"],
+                    r["percent"]
+                );
+            }
+            if let Some(e) = d.error() {
+                println!("{e}: {}", d.cause().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn list(t: &Target, output: Output) -> anyhow::Result<()> {
+    let page = t
+        .sfn
+        .list_executions()
+        .state_machine_arn(&t.state_machine_arn)
+        .max_results(50)
+        .send()
+        .await?;
+    let rows: Vec<Value> = page
+        .executions()
+        .iter()
+        .map(|e| {
+            let seconds = e.stop_date().map(|s| s.secs() - e.start_date().secs());
+            json!({"name": e.name(), "status": e.status().as_str(), "startedAt": e.start_date().to_string(),
+                   "durationSeconds": seconds, "executionArn": e.execution_arn()})
+        })
+        .collect();
+    match output {
+        Output::Json => println!("{}", Value::Array(rows)),
+        Output::Text => {
+            println!(
+                "{:<40} {:<10} {:>9}  started",
+                "deployment", "outcome", "duration"
+            );
+            for r in rows {
+                let duration = r["durationSeconds"]
+                    .as_i64()
+                    .map_or("running".to_owned(), |s| format!("{s} s"));
+                println!(
+                    "{:<40} {:<10} {:>9}  {}",
+                    r["name"].as_str().unwrap_or_default(),
+                    r["status"].as_str().unwrap_or_default(),
+                    duration,
+                    r["startedAt"].as_str().unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stops the execution, then reverts the alias right away with the reconciler's own logic (instead of waiting for
+/// EventBridge to deliver the status change).
+pub async fn abort(t: &Target, arn: &str, output: Output) -> anyhow::Result<()> {
+    t.sfn
+        .stop_execution()
+        .execution_arn(arn)
+        .cause("aborted with `safeshift abort`")
+        .send()
+        .await?;
+    let rollback = Rollback::new(
+        LambdaAdapter::new(aws_sdk_lambda::Client::new(&t.config)),
+        StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&t.config)),
+    );
+    let event = json!({
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "detail": {"executionArn": arn, "stateMachineArn": t.state_machine_arn, "status": "ABORTED"}
+    });
+    let report = rollback.handle(event).await?;
+    match output {
+        Output::Json => println!("{report}"),
+        Output::Text => {
+            println!("stopped {arn}");
+            println!(
+                "rollback: {} ({})",
+                report["outcome"].as_str().unwrap_or("?"),
+                report["reason"].as_str().unwrap_or("")
+            );
+            if let Some(a) = report.get("alias").filter(|a| !a.is_null()) {
+                println!(
+                    "alias now on version {} with weights {}",
+                    a["functionVersion"], a["weights"]
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! `safeshift start|watch|status|list|abort` through the real binary, against a local stack, configured the aws
+//! CLI's way (AWS_ENDPOINT_URL, region, SAFESHIFT_STATE_MACHINE).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use safeshift_local::LocalStack;
+use safeshift_local::fixtures::Fixtures;
+use serde_json::{Value, json};
+
+struct Env {
+    stack: LocalStack,
+    fx: Fixtures,
+    dir: PathBuf,
+}
+
+async fn env(name: &str) -> Env {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv");
+    let stack = LocalStack::start(0, &venv, None).await.unwrap();
+    let fx = Fixtures::new(&stack);
+    let dir = std::env::temp_dir().join(format!("safeshift-deploy-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    Env { stack, fx, dir }
+}
+
+impl Env {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_safeshift"));
+        c.current_dir(&self.dir)
+            .args(args)
+            .env("AWS_ENDPOINT_URL", self.stack.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("SAFESHIFT_STATE_MACHINE", &self.stack.state_machine_arn);
+        c
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut c = self.command(args);
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn input(&self, name: &str, deployment: &Value) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, deployment.to_string()).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn deployment(target: &str, strategy: Value) -> Value {
+    json!({"functionName": "orders", "alias": "live", "targetVersion": target, "strategy": strategy})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_and_wait_follows_a_rollout_to_promotion() {
+    let e = env("promote").await;
+    e.fx.function("orders", 2).await.unwrap();
+    let input = e.input(
+        "d.json",
+        &deployment(
+            "2",
+            json!({"canary": {"percent": 20, "intervalSeconds": 1}}),
+        ),
+    );
+    let out = e.run(&["start", "--input", &input, "--wait"]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains(
+        "execution: arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:orders-live-2"
+    ));
+    assert!(stdout.contains("step 1/2: 20.0% on version 2"), "{stdout}");
+    assert!(
+        stdout.contains("step 2/2: promoted: 100% on version 2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("deployment succeeded"), "{stdout}");
+    assert_eq!(
+        e.fx.routing("orders").await.unwrap(),
+        ("2".to_owned(), vec![])
+    );
+
+    let list = e.run(&["list", "--output", "json"]).await;
+    let rows: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["name"], "orders-live-2");
+    assert_eq!(rows[0]["status"], "SUCCEEDED");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_exits_non_zero_with_the_reason() {
+    let e = env("rollback").await;
+    e.fx.function("orders", 2).await.unwrap();
+    e.fx.alarm("orders-errors").await.unwrap();
+    e.fx.set_alarm(
+        "orders-errors",
+        aws_sdk_cloudwatch::types::StateValue::Alarm,
+        "errors",
+    )
+    .await
+    .unwrap();
+    let mut d = deployment(
+        "2",
+        json!({"canary": {"percent": 10, "intervalSeconds": 1}}),
+    );
+    d["alarms"] = json!(["orders-errors"]);
+    let out = e
+        .run(&["start", "--input", &e.input("d.json", &d), "--wait"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("rollback: reverted"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("deployment FAILED: AlarmFired"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        e.fx.routing("orders").await.unwrap(),
+        ("1".to_owned(), vec![])
+    );
+}
+
+async fn wait_for_split(e: &Env) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while e.fx.routing("orders").await.unwrap().1.is_empty() {
+        assert!(Instant::now() < deadline, "never split");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_start_is_the_same_execution_and_a_different_one_is_refused() {
+    let e = env("retry").await;
+    e.fx.function("orders", 3).await.unwrap();
+    let slow = deployment(
+        "2",
+        json!({"canary": {"percent": 10, "intervalSeconds": 30}}),
+    );
+    let first = e
+        .run(&[
+            "start",
+            "--input",
+            &e.input("a.json", &slow),
+            "--output",
+            "json",
+        ])
+        .await;
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    // The same deployment written differently is the same input.
+    let pretty = serde_json::to_string_pretty(&slow).unwrap();
+    std::fs::write(e.dir.join("b.json"), pretty).unwrap();
+    let again = e
+        .run(&[
+            "start",
+            "--input",
+            &e.dir.join("b.json").to_string_lossy(),
+            "--output",
+            "json",
+        ])
+        .await;
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let arn =
+        |o: &Output| serde_json::from_slice::<Value>(&o.stdout).unwrap()["executionArn"].clone();
+    assert_eq!(arn(&first), arn(&again));
+
+    let other_strategy = deployment("2", json!("AllAtOnce"));
+    let refused = e
+        .run(&["start", "--input", &e.input("c.json", &other_strategy)])
+        .await;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("--attempt 2"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    wait_for_split(&e).await;
+    let other_target = deployment("3", json!("AllAtOnce"));
+    let busy = e
+        .run(&["start", "--input", &e.input("d.json", &other_target)])
+        .await;
+    assert!(!busy.status.success());
+    assert!(
+        text(&busy.stderr).contains("deployment in progress: orders-live-2"),
+        "{}",
+        text(&busy.stderr)
+    );
+
+    let status = e
+        .run(&["status", arn(&first).as_str().unwrap(), "--output", "json"])
+        .await;
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        (status["status"].clone(), status["step"].clone()),
+        (json!("RUNNING"), json!(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abort_stops_the_rollout_and_reverts_the_alias_itself() {
+    let e = env("abort").await;
+    e.fx.function("orders", 2).await.unwrap();
+    let d = deployment(
+        "2",
+        json!({"canary": {"percent": 10, "intervalSeconds": 60}}),
+    );
+    let started = e
+        .run(&[
+            "start",
+            "--input",
+            &e.input("d.json", &d),
+            "--output",
+            "json",
+        ])
+        .await;
+    let arn = serde_json::from_slice::<Value>(&started.stdout).unwrap()["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for_split(&e).await;
+    let out = e.run(&["abort", &arn]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("rollback: reverted"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        e.fx.routing("orders").await.unwrap(),
+        ("1".to_owned(), vec![])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_refused_before_anything_starts() {
+    let e = env("bad").await;
+    let out = e
+        .run(&[
+            "start",
+            "--input",
+            &e.input("d.json", &deployment("$LATEST", json!("AllAtOnce"))),
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("`targetVersion`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let list = e.run(&["list", "--output", "json"]).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&list.stdout).unwrap(),
+        json!([])
+    );
+}
