@@ -264,6 +264,36 @@ pub async fn list(t: &Target, output: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Answers the approval gate an execution waits at: go on, or fail it with `ApprovalRejected` (which rolls back).
+pub async fn decide(t: &Target, arn: &str, rejection: Option<&str>) -> anyhow::Result<()> {
+    let Some(token) = watch::pending_approval(&t.sfn, arn).await? else {
+        bail!("{arn} is not waiting for an approval; `safeshift status {arn}` says where it is");
+    };
+    match rejection {
+        None => {
+            t.sfn
+                .send_task_success()
+                .task_token(&token)
+                .output(json!({"approved": true}).to_string())
+                .send()
+                .await?;
+            println!("approved: the rollout goes on");
+        }
+        Some(reason) => {
+            let error = safeshift_core::ErrorType::ApprovalRejected.as_str();
+            t.sfn
+                .send_task_failure()
+                .task_token(&token)
+                .error(error)
+                .cause(reason)
+                .send()
+                .await?;
+            println!("rejected: the rollout rolls back");
+        }
+    }
+    Ok(())
+}
+
 /// Stops the execution, then reverts the alias right away with the reconciler's own logic (instead of waiting for
 /// EventBridge to deliver the status change).
 pub async fn abort(t: &Target, arn: &str, output: Output) -> anyhow::Result<()> {

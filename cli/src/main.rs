@@ -62,6 +62,14 @@ enum Command {
     List,
     /// Stop a deployment and put its alias back on the stable version now.
     Abort { execution: String },
+    /// Let a deployment waiting at its approval gate go on.
+    Approve { execution: String },
+    /// Refuse a deployment waiting at its approval gate: it rolls back and fails with ApprovalRejected.
+    Reject {
+        execution: String,
+        #[arg(long, default_value = "rejected with `safeshift reject`")]
+        reason: String,
+    },
     /// The real state machine and functions on this machine, against a local AWS (moto).
     Local {
         #[command(subcommand)]
@@ -175,6 +183,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::List => {
             deploy::list(&deploy::connect(&cli.aws).await?, output).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Approve { execution } => {
+            deploy::decide(&deploy::connect(&cli.aws).await?, &execution, None).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reject { execution, reason } => {
+            deploy::decide(&deploy::connect(&cli.aws).await?, &execution, Some(&reason)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Abort { execution } => {

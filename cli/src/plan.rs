@@ -79,5 +79,8 @@ fn gates(d: &Deployment) -> Vec<String> {
     if let Some(h) = &d.hooks.post_traffic {
         gates.push(format!("post-traffic hook {h}"));
     }
+    if let Some(step) = d.approval_step() {
+        gates.push(format!("manual approval before step {}", step + 1));
+    }
     gates
 }

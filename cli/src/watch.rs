@@ -74,8 +74,35 @@ pub async fn latest_rollout(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Res
     }))
 }
 
+/// The task token of the approval the execution is waiting on, if it is waiting on one.
+pub async fn pending_approval(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+) -> anyhow::Result<Option<String>> {
+    let mut in_approval = false;
+    let mut token = None;
+    for event in history(sfn, arn).await? {
+        if let Some(d) = event.state_entered_event_details() {
+            in_approval = d.name() == "Approval";
+            token = None;
+        } else if event.state_exited_event_details().is_some() {
+            in_approval = false;
+            token = None;
+        } else if in_approval && let Some(d) = event.task_scheduled_event_details() {
+            let parameters: Value = serde_json::from_str(d.parameters()).unwrap_or_default();
+            token = parameters["Payload"]["taskToken"]
+                .as_str()
+                .map(str::to_owned);
+        }
+    }
+    Ok(token)
+}
+
 fn describe(event: &HistoryEvent) -> Option<String> {
     match event.r#type() {
+        HistoryEventType::TaskStateEntered if event.state_entered_event_details()?.name() == "Approval" => {
+            Some("waiting for approval: `safeshift approve EXECUTION` to go on, `safeshift reject EXECUTION` to roll back".into())
+        }
         HistoryEventType::TaskStateExited | HistoryEventType::PassStateExited => {
             let d = event.state_exited_event_details()?;
             let output: Value = serde_json::from_str(d.output()?).ok()?;
@@ -146,6 +173,7 @@ fn exited(state: &str, o: &Value) -> Option<String> {
             })
         }
         "GateFailed" => Some(format!("  gate failed: {}", o["gates"]["failing"])),
+        "Approval" => Some("  approved".into()),
         "RollBack" => {
             let r = &o["rollback"];
             Some(format!(

@@ -263,3 +263,81 @@ async fn bad_input_is_refused_before_anything_starts() {
         json!([])
     );
 }
+
+/// Retries `approve`/`reject` until the rollout reaches its gate (they refuse while nothing waits).
+async fn answer_gate(e: &Env, verb: &str, arn: &str) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = e.run(&[verb, arn]).await;
+        if out.status.success() {
+            return out;
+        }
+        assert!(
+            text(&out.stderr).contains("is not waiting for an approval"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the rollout never reached its approval gate"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn gated(e: &Env) -> String {
+    e.fx.function("orders", 2).await.unwrap();
+    let mut d = deployment(
+        "2",
+        json!({"canary": {"percent": 10, "intervalSeconds": 1}}),
+    );
+    d["approval"] = json!("beforePromotion");
+    let started = e
+        .run(&[
+            "start",
+            "--input",
+            &e.input("d.json", &d),
+            "--output",
+            "json",
+        ])
+        .await;
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    serde_json::from_slice::<Value>(&started.stdout).unwrap()["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approve_lets_a_gated_rollout_finish() {
+    let e = env("approve").await;
+    let arn = gated(&e).await;
+    answer_gate(&e, "approve", &arn).await;
+    let watched = e.run(&["watch", &arn]).await;
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    let stdout = text(&watched.stdout);
+    assert!(stdout.contains("waiting for approval"), "{stdout}");
+    assert!(stdout.contains("approved"), "{stdout}");
+    assert_eq!(
+        e.fx.routing("orders").await.unwrap(),
+        ("2".to_owned(), vec![])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reject_rolls_a_gated_rollout_back() {
+    let e = env("reject").await;
+    let arn = gated(&e).await;
+    answer_gate(&e, "reject", &arn).await;
+    let watched = e.run(&["watch", &arn]).await;
+    assert_eq!(watched.status.code(), Some(1));
+    assert!(
+        text(&watched.stderr).contains("ApprovalRejected"),
+        "{}",
+        text(&watched.stderr)
+    );
+    assert_eq!(
+        e.fx.routing("orders").await.unwrap(),
+        ("1".to_owned(), vec![])
+    );
+}

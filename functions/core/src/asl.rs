@@ -35,15 +35,18 @@ pub struct Definition {
 /// States entered (and so billed as transitions) by one execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransitionModel {
-    /// States in the step loop, entered once per schedule step (the promotion included).
+    /// States on the step loop's shortest cycle, entered once per schedule step (the promotion included).
     pub per_step: u64,
     /// States entered once per execution on the success path, outside the loop.
     pub fixed: u64,
+    /// Loop states off the shortest cycle, entered only when a Choice sends the rollout there: the approval gate.
+    pub conditional: u64,
 }
 
 impl TransitionModel {
-    pub fn transitions(&self, steps: usize) -> u64 {
-        self.fixed + self.per_step * steps as u64
+    /// Transitions of a successful execution of `steps` steps, with or without its conditional states.
+    pub fn transitions(&self, steps: usize, conditional: bool) -> u64 {
+        self.fixed + self.per_step * steps as u64 + if conditional { self.conditional } else { 0 }
     }
 }
 
@@ -190,14 +193,42 @@ impl Definition {
         Err(AslError::NoSuccess)
     }
 
-    /// Transitions billed for a successful execution of `steps` schedule steps.
+    /// Transitions billed for a successful execution, by what drives them.
     pub fn transition_model(&self) -> Result<TransitionModel, AslError> {
         let looped = self.loop_states()?;
         let path = self.success_path()?;
+        let entry = path
+            .iter()
+            .find(|s| looped.contains(*s))
+            .ok_or(AslError::Loops(0))?;
+        let cycle = self.shortest_cycle(entry, &looped);
         Ok(TransitionModel {
-            per_step: looped.len() as u64,
+            per_step: cycle as u64,
             fixed: path.iter().filter(|s| !looped.contains(*s)).count() as u64,
+            conditional: (looped.len() - cycle) as u64,
         })
+    }
+
+    /// How many states the shortest way round the loop from `entry` back to it enters.
+    fn shortest_cycle(&self, entry: &str, looped: &BTreeSet<String>) -> usize {
+        let mut depth = BTreeMap::from([(entry.to_owned(), 1usize)]);
+        let mut queue = VecDeque::from([entry.to_owned()]);
+        while let Some(s) = queue.pop_front() {
+            for t in self
+                .normal_edges(&s)
+                .into_iter()
+                .filter(|t| looped.contains(t))
+            {
+                if t == entry {
+                    return depth[&s];
+                }
+                if !depth.contains_key(&t) {
+                    depth.insert(t.clone(), depth[&s] + 1);
+                    queue.push_back(t);
+                }
+            }
+        }
+        looped.len()
     }
 
     /// The most history events one state can add: a Task's scheduled/started/finished trio for every attempt
@@ -287,7 +318,8 @@ mod tests {
             d.transition_model().unwrap(),
             TransitionModel {
                 per_step: 2,
-                fixed: 2
+                fixed: 2,
+                conditional: 0
             }
         );
         assert_eq!(d.error_names(), BTreeSet::from(["States.ALL".to_owned()]));

@@ -35,6 +35,18 @@ pub struct DeploymentInput {
     pub hooks: Option<HooksInput>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bake_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// A manual approval gate: the rollout waits for `safeshift approve` (or rolls back on `reject`) before a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Approval {
+    /// Before the promotion to 100%.
+    BeforePromotion,
+    /// Before the given step of the schedule (1-based, at least 2: there is always a step to look at first).
+    BeforeStep(i64),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -80,6 +92,8 @@ pub struct Deployment {
     #[serde(skip_serializing_if = "Hooks::is_empty")]
     pub hooks: Hooks,
     pub bake_seconds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
     #[serde(skip)]
     schedule: Schedule,
 }
@@ -181,6 +195,7 @@ impl Deployment {
                 let schedule = Schedule::new(traffic.clone(), bake);
                 check_duration(&mut problems, &schedule);
                 check_history(&mut problems, &schedule);
+                check_approval(&mut problems, input.approval, &schedule);
                 Some(schedule)
             }
             _ => None,
@@ -209,6 +224,7 @@ impl Deployment {
                 alarms,
                 hooks,
                 bake_seconds,
+                approval: input.approval,
                 schedule,
             }),
             _ => Err(InvalidInput { problems }),
@@ -217,6 +233,14 @@ impl Deployment {
 
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
+    }
+
+    /// The 0-based index of the step that waits for approval, if any.
+    pub fn approval_step(&self) -> Option<usize> {
+        match self.approval? {
+            Approval::BeforePromotion => Some(self.schedule.steps().len() - 1),
+            Approval::BeforeStep(n) => usize::try_from(n).ok().map(|n| n - 1),
+        }
     }
 
     /// The Step Functions execution name for this deployment: the same function, alias and target version
@@ -306,6 +330,21 @@ fn check_alarms(problems: &mut Vec<FieldError>, alarms: &[String]) {
         } else if !seen.insert(name.as_str()) {
             problems.push(FieldError::new(field, format!("`{name}` is listed twice")));
         }
+    }
+}
+
+fn check_approval(problems: &mut Vec<FieldError>, approval: Option<Approval>, schedule: &Schedule) {
+    let steps = schedule.steps().len();
+    match approval {
+        Some(Approval::BeforePromotion) if steps < 2 => problems.push(FieldError::new(
+            "approval",
+            "needs a traffic step to look at before the promotion; this strategy promotes at once",
+        )),
+        Some(Approval::BeforeStep(n)) if n < 2 || n as usize > steps => problems.push(FieldError::new(
+            "approval.beforeStep",
+            format!("must be a step from 2 to {steps} of this schedule (got {n}): approval follows a step you can observe"),
+        )),
+        _ => {}
     }
 }
 

@@ -34,6 +34,8 @@ pub enum ErrorType {
     AlarmFired,
     /// A pre- or post-traffic hook reported failure, errored or timed out.
     HookFailed,
+    /// Someone rejected the deployment at its manual approval gate.
+    ApprovalRejected,
     /// AWS kept throttling the engine after its own retries; the state machine retries with backoff.
     Throttled,
     /// An AWS call failed for a reason the engine does not classify further.
@@ -139,6 +141,8 @@ pub enum Error {
         hook: String,
         message: String,
     },
+    #[error("the deployment was rejected at its approval gate: {reason}")]
+    ApprovalRejected { reason: String },
     #[error("{operation} is being throttled by AWS")]
     Throttled { operation: String },
     #[error("{operation} failed: {message}")]
@@ -157,6 +161,7 @@ impl Error {
             Error::AliasConflict { .. } => ErrorType::AliasConflict,
             Error::AlarmFired { .. } => ErrorType::AlarmFired,
             Error::HookFailed { .. } => ErrorType::HookFailed,
+            Error::ApprovalRejected { .. } => ErrorType::ApprovalRejected,
             Error::Throttled { .. } => ErrorType::Throttled,
             Error::Aws { .. } => ErrorType::AwsError,
             Error::Internal(_) => ErrorType::Internal,
@@ -190,6 +195,7 @@ mod tests {
             "AliasConflict",
             "AlarmFired",
             "HookFailed",
+            "ApprovalRejected",
             "Throttled",
             "AwsError",
             "Internal",

@@ -11,7 +11,7 @@ pub mod rollout;
 pub mod schedule;
 pub mod strategy;
 
-pub use deployment::{Deployment, DeploymentInput, Hooks};
+pub use deployment::{Approval, Deployment, DeploymentInput, Hooks};
 pub use error::{Error, ErrorType, FieldError, InvalidInput};
 pub use plan::Plan;
 pub use schedule::{Schedule, Step};

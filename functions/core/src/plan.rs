@@ -27,7 +27,10 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(deployment: &Deployment, model: &TransitionModel) -> Self {
-        let transitions = model.transitions(deployment.schedule().steps().len());
+        let transitions = model.transitions(
+            deployment.schedule().steps().len(),
+            deployment.approval.is_some(),
+        );
         Self {
             function_name: deployment.function_name.to_string(),
             alias: deployment.alias.clone(),

@@ -94,6 +94,10 @@ pub struct Rollout {
     pub promoted: bool,
     /// Number of steps in the schedule, the promotion included, for progress displays.
     pub step_count: usize,
+    /// The next step waits for a manual approval: the state machine's Verdict sends the rollout to its Approval
+    /// state instead of the next shift.
+    #[serde(default)]
+    pub approval_required: bool,
 }
 
 impl Rollout {
@@ -115,6 +119,7 @@ impl Rollout {
             bake_seconds: 0,
             promoted: false,
             step_count,
+            approval_required: false,
         }
     }
 
@@ -149,6 +154,7 @@ impl Rollout {
             bake_seconds: s.bake_seconds,
             promoted: s.is_promotion(),
             revision_id,
+            approval_required: self.deployment.approval_step() == Some(step + 1),
             ..self.clone()
         }
     }
@@ -430,6 +436,8 @@ pub fn judge_alarms(listed: &[String], found: Vec<AlarmEvidence>) -> Result<Alar
 pub enum Phase {
     PreTraffic,
     PostTraffic,
+    /// The manual approval gate: nothing is invoked; the state waits for `safeshift approve` / `reject`.
+    Approval,
 }
 
 impl fmt::Display for Phase {
@@ -437,6 +445,7 @@ impl fmt::Display for Phase {
         f.write_str(match self {
             Phase::PreTraffic => "preTraffic",
             Phase::PostTraffic => "postTraffic",
+            Phase::Approval => "approval",
         })
     }
 }
@@ -754,6 +763,22 @@ mod tests {
             err.to_string(),
             "postTraffic hook `e2e` failed: AssertionError: cart empty (Unhandled error)"
         );
+    }
+
+    #[test]
+    fn the_step_before_an_approval_asks_for_it() {
+        let d = Deployment::parse(
+            r#"{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"Linear10PercentEvery1Minute",
+                "approval":{"beforeStep":3}}"#,
+        )
+        .unwrap();
+        let r = Rollout::prepared("d".into(), d, Version::new(6).unwrap(), "r".into());
+        let flags: Vec<bool> = (0..r.step_count)
+            .map(|s| r.advanced(s, "r".into()).approval_required)
+            .collect();
+        // Only once step 2 (index 1) is applied does the rollout wait, before step 3.
+        assert_eq!(flags.iter().filter(|f| **f).count(), 1);
+        assert!(flags[1]);
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn each_bad_input_names_its_field_and_reason() {
             "unknown field (typo that would drop a safety check)",
             with("alarm", json!(["x"])),
             "alarm",
-            "unknown field `alarm`, expected one of `functionName`, `alias`, `targetVersion`, `strategy`, `alarms`, `hooks`, `bakeSeconds`",
+            "unknown field `alarm`, expected one of `functionName`, `alias`, `targetVersion`, `strategy`, `alarms`, `hooks`, `bakeSeconds`, `approval`",
         ),
         (
             "missing function",
@@ -283,6 +283,34 @@ fn each_bad_input_names_its_field_and_reason() {
             with("hooks", json!({"preTraffic": "smoke test"})),
             "hooks.preTraffic",
             "the function name `smoke test` contains ` `; only letters, digits, `-` and `_` are allowed",
+        ),
+        (
+            "approval before the first step",
+            with("approval", json!({"beforeStep": 1})),
+            "approval.beforeStep",
+            "must be a step from 2 to 2 of this schedule (got 1): approval follows a step you can observe",
+        ),
+        (
+            "approval past the last step",
+            with("approval", json!({"beforeStep": 3})),
+            "approval.beforeStep",
+            "must be a step from 2 to 2 of this schedule (got 3): approval follows a step you can observe",
+        ),
+        (
+            "approval of a rollout that promotes at once",
+            {
+                let mut v = with("approval", json!("beforePromotion"));
+                v["strategy"] = json!("AllAtOnce");
+                v
+            },
+            "approval",
+            "needs a traffic step to look at before the promotion; this strategy promotes at once",
+        ),
+        (
+            "unknown approval form",
+            with("approval", json!("always")),
+            "approval",
+            "unknown variant `always`, expected `beforePromotion` or `beforeStep`",
         ),
         (
             "not an object",

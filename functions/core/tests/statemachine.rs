@@ -135,6 +135,38 @@ fn every_engine_error_name_the_definition_uses_exists() {
 }
 
 #[test]
+fn the_approval_gate_waits_for_a_token_and_a_rejection_rolls_back() {
+    let approval = rollout().state("Approval").expect("an Approval state");
+    assert!(
+        approval["Resource"]
+            .as_str()
+            .unwrap()
+            .ends_with(".waitForTaskToken")
+    );
+    assert_eq!(
+        approval["Parameters"]["Payload"]["taskToken.$"],
+        "$$.Task.Token"
+    );
+    assert_eq!(approval["Next"], "ShiftWeight");
+    let verdict = rollout().state("Verdict").unwrap();
+    assert!(
+        verdict["Choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["Variable"] == "$.approvalRequired")
+    );
+    // The execution outlasts the longest rollout plus the approval wait, so a waiting rollout is not cut short.
+    let v: Value = serde_json::from_str(ROLLOUT_DEFINITION).unwrap();
+    let execution = v["TimeoutSeconds"].as_u64().unwrap();
+    assert!(
+        execution
+            >= safeshift_core::schedule::MAX_TOTAL_SECONDS
+                + approval["TimeoutSeconds"].as_u64().unwrap()
+    );
+}
+
+#[test]
 fn jsonpath_only_for_the_local_executor() {
     let v: Value = serde_json::from_str(ROLLOUT_DEFINITION).unwrap();
     assert_ne!(v["QueryLanguage"], "JSONata");
@@ -159,7 +191,8 @@ fn at_most_four_transitions_per_step() {
         model,
         TransitionModel {
             per_step: 4,
-            fixed: 4
+            fixed: 4,
+            conditional: 1
         }
     );
 }

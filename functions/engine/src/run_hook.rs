@@ -1,6 +1,7 @@
 //! `run-hook`: runs the team's pre- or post-traffic hook.
 //!
-//! Input: `{"phase": "preTraffic" | "postTraffic", "rollout": <Rollout>, "taskToken": "<optional>"}`.
+//! Input: `{"phase": "preTraffic" | "postTraffic" | "approval", "rollout": <Rollout>, "taskToken": "<optional>"}`.
+//! The `approval` phase invokes nothing: its state waits with the task token for `safeshift approve`/`reject`.
 //! The hook function receives a [`HookEvent`] (deployment id, function, alias, stable and target versions, phase,
 //! current weight, and the task token when there is one).
 //! - Without a task token the hook is invoked synchronously: it passes when it returns without a function error
@@ -63,6 +64,14 @@ impl<P: InvokeHook> RunHook<P> {
         let hook = match event.phase {
             Phase::PreTraffic => &d.hooks.pre_traffic,
             Phase::PostTraffic => &d.hooks.post_traffic,
+            Phase::Approval => {
+                // The state holds the task token until `safeshift approve` or `reject` answers it.
+                info!(
+                    step = event.rollout.step.map(|s| s + 2),
+                    "waiting for approval"
+                );
+                return Ok(json!({"phase": event.phase, "hook": null, "verdict": "pending"}));
+            }
         };
         let Some(hook) = hook else {
             return Ok(json!({"phase": event.phase, "hook": null, "verdict": "skipped"}));
