@@ -1,6 +1,8 @@
 //! Deployments on a deployed (or local) safeshift: start, watch, status, list, abort.
 
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -178,7 +180,45 @@ pub async fn start(
 
 /// Follows an execution to its end. Exit 0 on promotion; 1 on rollback or failure, with the reason.
 pub async fn watch(t: &Target, arn: &str) -> anyhow::Result<ExitCode> {
-    let ended = watch::follow(&t.sfn, arn, |line| println!("{line}")).await?;
+    // On a terminal, a bar fills while each step bakes; elsewhere (pipes, CI) only the lines are printed.
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "  {spinner} baking [{bar:30}] {pos}/{len} s, {msg}",
+        )
+        .expect("a valid template"),
+    );
+    let baking: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let ticker = {
+        let (bar, baking) = (bar.clone(), Arc::clone(&baking));
+        tokio::spawn(async move {
+            loop {
+                if let Some(start) = *baking.lock().expect("not poisoned") {
+                    let length = bar.length().unwrap_or(0);
+                    let done = start.elapsed().as_secs().min(length);
+                    bar.set_position(done);
+                    bar.set_message(format!("{} s left", length - done));
+                }
+                bar.tick();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let ended = watch::follow(&t.sfn, arn, |line, bake| {
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(&line);
+        }
+        if let Some(seconds) = bake {
+            bar.set_length(seconds);
+            bar.set_position(0);
+            *baking.lock().expect("not poisoned") = Some(Instant::now());
+        }
+    })
+    .await;
+    ticker.abort();
+    bar.finish_and_clear();
+    let ended = ended?;
     if ended.status == ExecutionStatus::Succeeded {
         return Ok(ExitCode::SUCCESS);
     }

@@ -214,7 +214,7 @@ async fn run(
         .execution_arn()
         .to_owned();
     let mut alarm_fired = false;
-    watch::follow(sfn, &arn, |line| {
+    watch::follow(sfn, &arn, |line, _| {
         println!("{line}");
         if let Some(fx) = break_it
             && !alarm_fired

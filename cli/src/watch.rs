@@ -16,11 +16,11 @@ pub struct Ended {
     pub cause: Option<String>,
 }
 
-/// Prints progress lines until the execution ends.
+/// Reports progress until the execution ends: each line, with the bake it starts when it is a step.
 pub async fn follow(
     sfn: &aws_sdk_sfn::Client,
     arn: &str,
-    mut say: impl FnMut(String),
+    mut say: impl FnMut(String, Option<u64>),
 ) -> anyhow::Result<Ended> {
     let mut last_id = 0;
     loop {
@@ -30,7 +30,7 @@ pub async fn follow(
             if event.id() > last_id {
                 last_id = event.id();
                 if let Some(line) = describe(&event) {
-                    say(line);
+                    say(line, bake_started(&event));
                 }
             }
         }
@@ -72,6 +72,14 @@ pub async fn latest_rollout(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Res
         matches!(d.name(), "ShiftWeight" | "Prepare")
             .then(|| serde_json::from_str(d.output()?).ok())?
     }))
+}
+
+/// The bake a ShiftWeight exit starts, in seconds.
+fn bake_started(event: &HistoryEvent) -> Option<u64> {
+    let d = event
+        .state_exited_event_details()
+        .filter(|d| d.name() == "ShiftWeight")?;
+    serde_json::from_str::<Value>(d.output()?).ok()?["bakeSeconds"].as_u64()
 }
 
 /// The task token of the approval the execution is waiting on, if it is waiting on one.
