@@ -42,11 +42,21 @@ pub struct Fixtures {
 
 impl Fixtures {
     pub fn new(stack: &LocalStack) -> Self {
+        Self::on(&stack.config, stack.moto_port)
+    }
+
+    /// Fixtures on any moto (`moto_port` is for its own control endpoints), with clients from `config`.
+    pub fn on(config: &aws_config::SdkConfig, moto_port: u16) -> Self {
         Self {
-            lambda: aws_sdk_lambda::Client::new(&stack.config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&stack.config),
-            moto_port: stack.moto_port,
+            lambda: aws_sdk_lambda::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            moto_port,
         }
+    }
+
+    /// Creates an IAM role (moto checks that a function's role exists).
+    pub fn role(&self, name: &str) -> Result<(), FixtureError> {
+        Ok(moto::create_role(self.moto_port, name)?)
     }
 
     /// A function with `versions` published versions and alias `live` on version 1.

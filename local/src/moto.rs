@@ -64,9 +64,47 @@ pub fn ensure_installed(venv: &Path) -> Result<PathBuf, MotoError> {
     Ok(server)
 }
 
-/// Starts moto on `port`. `callback_port` is where moto's Step Functions executor sends its AWS calls (it reads
-/// `MOTO_PORT`): the gateway's port, so that Invoke of an engine function runs the real handler.
-pub fn start(
+/// A running moto on a loopback port, stopped when dropped (also when a test panics).
+pub struct MotoServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl MotoServer {
+    /// Installs moto into `venv` if needed and starts it on a free port. `callback_port` is where moto's Step
+    /// Functions executor sends its AWS calls (it reads `MOTO_PORT`): the gateway's port, so that Invoke of an
+    /// engine function runs the real handler; `None` means moto itself.
+    pub fn start(
+        venv: &Path,
+        callback_port: Option<u16>,
+        log: Option<&Path>,
+    ) -> Result<Self, MotoError> {
+        let server = ensure_installed(venv)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(MotoError::Start)?
+            .port();
+        let child = start(&server, port, callback_port.unwrap_or(port), log)?;
+        Ok(Self { child, port })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(
     server: &Path,
     port: u16,
     callback_port: u16,

@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 use crate::gateway::{self, Engine, EngineFunction, Gateway};
-use crate::moto::{self, MotoError};
+use crate::moto::{self, MotoError, MotoServer};
 
 /// Names as `sam deploy` gives them in a stack called `safeshift`.
 pub const STACK_NAME: &str = "safeshift";
@@ -71,7 +70,7 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 
 /// A running local stack. Dropping it stops moto and the gateway.
 pub struct LocalStack {
-    moto: Child,
+    moto: MotoServer,
     tasks: Vec<JoinHandle<()>>,
     pub port: u16,
     pub moto_port: u16,
@@ -94,17 +93,13 @@ impl LocalStack {
             .local_addr()
             .map_err(|source| LocalError::Bind { port, source })?
             .port();
-        let moto_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|source| LocalError::Bind { port: 0, source })?
-            .port();
         let (venv, log) = (venv.to_owned(), moto_log.map(Path::to_owned));
         let moto = tokio::task::spawn_blocking(move || {
-            let server = moto::ensure_installed(&venv)?;
-            moto::start(&server, moto_port, port, log.as_deref())
+            MotoServer::start(&venv, Some(port), log.as_deref())
         })
         .await
         .expect("the moto starter does not panic")?;
+        let moto_port = moto.port;
 
         let endpoint = format!("http://127.0.0.1:{port}");
         let config = sdk_config(&endpoint).await;
@@ -146,17 +141,16 @@ impl LocalStack {
     }
 
     pub fn moto_pid(&self) -> u32 {
-        self.moto.id()
+        self.moto.pid()
     }
 }
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
+        // moto stops when its MotoServer field drops, right after this.
         for t in &self.tasks {
             t.abort();
         }
-        let _ = self.moto.kill();
-        let _ = self.moto.wait();
     }
 }
 

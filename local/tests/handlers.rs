@@ -1,8 +1,6 @@
-//! Every handler against a real moto server, through the real SDK clients over the real wire protocols. Each
+//! Every engine handler against a real moto server, through the real SDK clients over the real wire protocols. Each
 //! test builds its own world (function, versions, alias `live`, alarms), runs handlers, and reads the alias back.
 //! Scenario numbers refer to the reliability table in the design brief.
-
-mod support;
 
 use std::time::Duration;
 
@@ -13,8 +11,57 @@ use safeshift_engine::rollback::Rollback;
 use safeshift_engine::run_hook::RunHook;
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
 use safeshift_engine::{CloudWatchAdapter, LambdaAdapter, StepFunctionsAdapter};
+use safeshift_local::fixtures::{Fixtures, Routing};
+use safeshift_local::moto::MotoServer;
 use serde_json::{Value, json};
-use support::{Routing, World};
+
+/// One moto of this test's own, stopped when the test ends, with the clients the engine uses.
+struct World {
+    _moto: MotoServer,
+    fx: Fixtures,
+    lambda: aws_sdk_lambda::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    sfn: aws_sdk_sfn::Client,
+}
+
+impl World {
+    async fn new() -> Self {
+        let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv");
+        let moto = tokio::task::spawn_blocking(move || {
+            MotoServer::start(&venv, None, None).expect("moto")
+        })
+        .await
+        .unwrap();
+        let config = safeshift_local::stack::sdk_config(&moto.endpoint()).await;
+        Self {
+            fx: Fixtures::on(&config, moto.port),
+            lambda: aws_sdk_lambda::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            sfn: aws_sdk_sfn::Client::new(&config),
+            _moto: moto,
+        }
+    }
+
+    async fn function(&self, name: &str, versions: usize) {
+        self.fx.function(name, versions).await.unwrap();
+    }
+
+    async fn publish(&self, name: &str, code: &str) -> String {
+        self.fx.publish(name, code).await.unwrap()
+    }
+
+    async fn routing(&self, name: &str) -> Routing {
+        self.fx.routing(name).await.unwrap()
+    }
+
+    async fn alarm(&self, name: &str) {
+        self.fx.alarm(name).await.unwrap();
+    }
+
+    async fn set_alarm_state(&self, name: &str, state: StateValue, reason: &str) {
+        self.fx.set_alarm(name, state, reason).await.unwrap();
+    }
+}
 
 fn stable(version: &str) -> Routing {
     (version.to_owned(), vec![])
@@ -172,7 +219,7 @@ async fn a_missing_latest_or_unchanged_target_is_refused_and_the_alias_untouched
 async fn a_target_with_another_execution_role_is_rejected_up_front() {
     let w = World::new().await;
     w.function("orders", 1).await;
-    w.moto.create_role("other");
+    w.fx.role("other").unwrap();
     w.lambda
         .update_function_configuration()
         .function_name("orders")
@@ -249,8 +296,8 @@ async fn hooks_pass_and_fail_by_the_contract() {
         .unwrap();
     assert_eq!(passed["verdict"], "pass");
 
-    w.moto
-        .queue_invoke_results(&[json!({"status": "Failed", "message": "checkout returned 500"})]);
+    w.fx.queue_hook_results(&[json!({"status": "Failed", "message": "checkout returned 500"})])
+        .unwrap();
     let err = w
         .run_hook()
         .handle(json!({"phase": "preTraffic", "rollout": rollout.clone()}))
@@ -289,7 +336,7 @@ async fn an_alias_changed_mid_rollout_is_left_as_its_author_set_it() {
         .await
         .unwrap();
     // An operator points the alias at version 3 by hand.
-    w.set_alias("orders", "3", &[]).await;
+    w.fx.set_alias("orders", "3").await.unwrap();
 
     let err = w.shift(&rollout).await.unwrap_err();
     assert_eq!(err.error_type(), ErrorType::AliasConflict);
