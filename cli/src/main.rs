@@ -119,7 +119,7 @@ fn main() -> ExitCode {
             command: LocalCommand::Serve { .. }
         }
     ) {
-        safeshift_engine_logging();
+        init_serve_logging();
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
 }
 
 /// The background stack logs like the Lambda functions do: JSON lines.
-fn safeshift_engine_logging() {
+fn init_serve_logging() {
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter("info")
