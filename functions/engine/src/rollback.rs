@@ -6,8 +6,8 @@
 //!   prepared. A state that never became a rollout (failure before or during prepare) shifted nothing: no write.
 //! - The EventBridge "Step Functions Execution Status Change" event (the reconciler), for executions that ended
 //!   ABORTED, TIMED_OUT or FAILED, where no Catch ran. It reads the execution's input with DescribeExecution and
-//!   reverts only if the alias is still split toward (or promoted to) that execution's target; the stable version
-//!   comes from the split alias itself, or, after a promotion, from the rollout state in the execution's history.
+//!   the rollout its Prepare recorded in the execution's history (no record: it shifted nothing), and reverts only
+//!   if the alias is still split toward, or promoted to, that execution's target from that stable version.
 //!
 //! Output: `{"outcome": "reverted" | "alreadyStable" | "leftAlone" | "nothingShifted" | "ignored", "reason",
 //! "alias"}`. Idempotent: rolling back twice, or when already stable, writes nothing and succeeds.
@@ -209,6 +209,16 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
                 ));
             }
         };
+        // Only an execution that got past Prepare can have shifted anything, and its own record says from which
+        // stable version. Without this, a second attempt at the same target that failed in Prepare (the alias
+        // was busy) would revert the first attempt's split.
+        let Some(stable) = self.recorded_stable(arn, &d).await? else {
+            return Ok(Report::new(
+                Outcome::NothingShifted,
+                "the execution never got past Prepare, so it shifted nothing",
+                None,
+            ));
+        };
         let alias = match self
             .aliases
             .get_alias(d.function_name.as_str(), &d.alias)
@@ -223,39 +233,12 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
             }
             other => other?,
         };
-        let target = d.target_version.to_string();
-        let split_toward_target = alias.weights.len() == 1 && alias.weights.contains_key(&target);
-        let promoted = alias.function_version == target && !alias.is_split();
-        let stable = if split_toward_target {
-            // While split, the alias's own version is the stable one.
-            Version::parse(&alias.function_version).ok()
-        } else if promoted {
-            self.recorded_stable(arn, &d).await?
-        } else {
-            return Ok(Report::new(
-                Outcome::LeftAlone,
-                format!(
-                    "the alias routes {}: nothing of this deployment to revert",
-                    alias.describe()
-                ),
-                Some(alias),
-            ));
-        };
-        match stable {
-            Some(stable) => {
-                self.apply(
-                    &d,
-                    rollout::decide_rollback(stable, d.target_version, &alias),
-                    alias,
-                )
-                .await
-            }
-            None => Ok(Report::new(
-                Outcome::LeftAlone,
-                "the alias is on the target version, but the execution's history does not say which version was stable",
-                Some(alias),
-            )),
-        }
+        self.apply(
+            &d,
+            rollout::decide_rollback(stable, d.target_version, &alias),
+            alias,
+        )
+        .await
     }
 
     /// The stable version recorded by this execution's prepare step.

@@ -776,14 +776,48 @@ fn describe_execution(status: ExecutionStatus) -> Rule {
     })
 }
 
+/// The execution's history as Step Functions keeps it: the given task outputs, as TaskSucceeded events.
+fn history(outputs: Vec<String>) -> Rule {
+    mock!(aws_sdk_sfn::Client::get_execution_history).then_output(move || {
+        let events = outputs.iter().enumerate().map(|(i, output)| {
+            HistoryEvent::builder()
+                .id(i as i64 + 1)
+                .r#type(HistoryEventType::TaskSucceeded)
+                .timestamp(aws_smithy_types::DateTime::from_secs(0))
+                .task_succeeded_event_details(
+                    TaskSucceededEventDetails::builder()
+                        .resource_type("lambda")
+                        .resource("invoke")
+                        .output(output)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap()
+        });
+        GetExecutionHistoryOutput::builder()
+            .set_events(Some(events.collect()))
+            .build()
+            .unwrap()
+    })
+}
+
+/// The history of an execution whose Prepare recorded a rollout from version 6 to 7.
+async fn prepared_history() -> Rule {
+    let (alias, versions) = (get_alias("6", &[], "r0"), versions());
+    history(vec![
+        prepared(lambda(&[&alias, &versions])).await.to_string(),
+    ])
+}
+
 #[tokio::test]
 async fn the_reconciler_reverts_a_split_left_by_an_aborted_execution() {
-    let (describe, split, update) = (
+    let (describe, history) = (
         describe_execution(ExecutionStatus::Aborted),
-        get_alias("6", &[("7", 0.1)], "r3"),
-        update_alias(),
+        prepared_history().await,
     );
-    let out = Rollback::new(lambda(&[&split, &update]), sfn(&[&describe]))
+    let (split, update) = (get_alias("6", &[("7", 0.1)], "r3"), update_alias());
+    let out = Rollback::new(lambda(&[&split, &update]), sfn(&[&describe, &history]))
         .handle(status_change("ABORTED"))
         .await
         .unwrap();
@@ -794,12 +828,12 @@ async fn the_reconciler_reverts_a_split_left_by_an_aborted_execution() {
 
 #[tokio::test]
 async fn the_reconciler_never_touches_an_alias_another_deployment_owns() {
-    let (describe, theirs, update) = (
+    let (describe, history) = (
         describe_execution(ExecutionStatus::TimedOut),
-        get_alias("6", &[("8", 0.3)], "r3"),
-        update_alias(),
+        prepared_history().await,
     );
-    let out = Rollback::new(lambda(&[&theirs, &update]), sfn(&[&describe]))
+    let (theirs, update) = (get_alias("6", &[("8", 0.3)], "r3"), update_alias());
+    let out = Rollback::new(lambda(&[&theirs, &update]), sfn(&[&describe, &history]))
         .handle(status_change("TIMED_OUT"))
         .await
         .unwrap();
@@ -808,34 +842,29 @@ async fn the_reconciler_never_touches_an_alias_another_deployment_owns() {
 }
 
 #[tokio::test]
-async fn the_reconciler_finds_the_stable_version_of_a_promoted_alias_in_the_history() {
-    let (alias, versions, update) = (get_alias("6", &[], "r0"), versions(), update_alias());
-    let rollout = prepared(lambda(&[&alias, &versions, &update])).await;
-    let history = mock!(aws_sdk_sfn::Client::get_execution_history).then_output(move || {
-        GetExecutionHistoryOutput::builder()
-            .events(
-                HistoryEvent::builder()
-                    .id(4)
-                    .r#type(HistoryEventType::TaskSucceeded)
-                    .timestamp(aws_smithy_types::DateTime::from_secs(0))
-                    .task_succeeded_event_details(
-                        TaskSucceededEventDetails::builder()
-                            .resource_type("lambda")
-                            .resource("invoke")
-                            .output(rollout.to_string())
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap()
-    });
-    let (describe, promoted) = (
+async fn an_execution_that_never_prepared_cannot_revert_another_attempts_split() {
+    // A second attempt at the same target failed in Prepare (the alias was busy): the split toward its target
+    // belongs to the first attempt, still running.
+    let (describe, history) = (
         describe_execution(ExecutionStatus::Failed),
-        get_alias("7", &[], "r4"),
+        history(vec!["{}".into()]),
     );
+    let (split, update) = (get_alias("6", &[("7", 0.1)], "r3"), update_alias());
+    let out = Rollback::new(lambda(&[&split, &update]), sfn(&[&describe, &history]))
+        .handle(status_change("FAILED"))
+        .await
+        .unwrap();
+    assert_eq!(out["outcome"], "nothingShifted", "{out}");
+    assert_eq!(split.num_calls() + update.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn the_reconciler_finds_the_stable_version_of_a_promoted_alias_in_the_history() {
+    let (describe, history) = (
+        describe_execution(ExecutionStatus::Failed),
+        prepared_history().await,
+    );
+    let (promoted, update) = (get_alias("7", &[], "r4"), update_alias());
     let out = Rollback::new(lambda(&[&promoted, &update]), sfn(&[&describe, &history]))
         .handle(status_change("FAILED"))
         .await
