@@ -20,10 +20,13 @@ pub struct AwsArgs {
     pub region: Option<String>,
     #[arg(long, global = true)]
     pub profile: Option<String>,
-    /// The safeshift state machine (the stack's StateMachineArn output); defaults to $SAFESHIFT_STATE_MACHINE,
-    /// then to a running `safeshift local up`.
+    /// The safeshift state machine; defaults to $SAFESHIFT_STATE_MACHINE, then to a running `safeshift local up`,
+    /// then to the StateMachineArn output of the deployed stack (--stack).
     #[arg(long, global = true, env = "SAFESHIFT_STATE_MACHINE")]
     pub state_machine: Option<String>,
+    /// The deployed safeshift stack whose output names the state machine.
+    #[arg(long, global = true, default_value = "safeshift")]
+    pub stack: String,
 }
 
 pub struct Target {
@@ -34,33 +37,70 @@ pub struct Target {
 
 /// Resolves the state machine and the AWS configuration. `AWS_ENDPOINT_URL` is honoured by the SDK itself.
 pub async fn connect(args: &AwsArgs) -> anyhow::Result<Target> {
-    let (config, arn) = match &args.state_machine {
-        Some(arn) => {
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-            if let Some(r) = &args.region {
-                loader = loader.region(aws_config::Region::new(r.clone()));
-            }
-            if let Some(p) = &args.profile {
-                loader = loader.profile_name(p);
-            }
-            (loader.load().await, arn.clone())
+    let aws = || async {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(r) = &args.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
         }
-        None => match crate::local::running() {
-            Some(local) => (
-                safeshift_local::stack::sdk_config(&local.endpoint).await,
-                local.state_machine_arn,
-            ),
-            None => bail!(
-                "which state machine? Pass --state-machine ARN (the stack's StateMachineArn output), set \
-                 SAFESHIFT_STATE_MACHINE, or start a local one with `safeshift local up`"
-            ),
-        },
+        if let Some(p) = &args.profile {
+            loader = loader.profile_name(p);
+        }
+        loader.load().await
+    };
+    let (config, arn) = match (&args.state_machine, crate::local::running()) {
+        (Some(arn), _) => (aws().await, arn.clone()),
+        (None, Some(local)) => (
+            safeshift_local::stack::sdk_config(&local.endpoint).await,
+            local.state_machine_arn,
+        ),
+        (None, None) => {
+            let config = aws().await;
+            let arn = stack_output(&config, &args.stack).await.with_context(|| {
+                format!(
+                    "which state machine? Pass --state-machine ARN, set SAFESHIFT_STATE_MACHINE, deploy the stack \
+                     `{}` (or name yours with --stack), or start a local one with `safeshift local up`",
+                    args.stack
+                )
+            })?;
+            (config, arn)
+        }
     };
     Ok(Target {
         sfn: aws_sdk_sfn::Client::new(&config),
         config,
         state_machine_arn: arn,
     })
+}
+
+/// The StateMachineArn output of the deployed stack.
+async fn stack_output(config: &aws_config::SdkConfig, stack: &str) -> anyhow::Result<String> {
+    let out = aws_sdk_cloudformation::Client::new(config)
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await?;
+    out.stacks()
+        .iter()
+        .flat_map(|s| s.outputs())
+        .find(|o| o.output_key() == Some("StateMachineArn"))
+        .and_then(|o| o.output_value())
+        .map(str::to_owned)
+        .with_context(|| format!("stack `{stack}` has no StateMachineArn output"))
+}
+
+/// The most recent deployment on the state machine.
+pub async fn latest(t: &Target) -> anyhow::Result<String> {
+    let page = t
+        .sfn
+        .list_executions()
+        .state_machine_arn(&t.state_machine_arn)
+        .max_results(1)
+        .send()
+        .await?;
+    page.executions()
+        .first()
+        .map(|e| e.execution_arn().to_owned())
+        .context("no deployment has run on this state machine yet")
 }
 
 /// The execution ARN Step Functions gives an execution of this state machine with this name.

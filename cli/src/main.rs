@@ -56,8 +56,8 @@ enum Command {
     },
     /// Follow a deployment live: each step, weight, bake and gate verdict. Exit 0 on promotion, 1 otherwise.
     Watch { execution: String },
-    /// Where a deployment stands.
-    Status { execution: String },
+    /// Where a deployment stands (the most recent one when no execution is given).
+    Status { execution: Option<String> },
     /// Recent deployments with their outcome and duration.
     List,
     /// Stop a deployment and put its alias back on the stable version now.
@@ -178,7 +178,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             deploy::watch(&deploy::connect(&cli.aws).await?, &execution).await
         }
         Command::Status { execution } => {
-            deploy::status(&deploy::connect(&cli.aws).await?, &execution, output).await?;
+            let target = deploy::connect(&cli.aws).await?;
+            let execution = match execution {
+                Some(e) => e,
+                None => deploy::latest(&target).await?,
+            };
+            deploy::status(&target, &execution, output).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::List => {

@@ -341,3 +341,57 @@ async fn reject_rolls_a_gated_rollout_back() {
         ("1".to_owned(), vec![])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_state_machine_is_found_from_the_stack_output_and_status_defaults_to_the_latest() {
+    let e = env("stack").await;
+    e.fx.function("orders", 2).await.unwrap();
+    let d = deployment(
+        "2",
+        json!({"canary": {"percent": 10, "intervalSeconds": 1}}),
+    );
+    let done = e
+        .run(&["start", "--input", &e.input("d.json", &d), "--wait"])
+        .await;
+    assert!(done.status.success(), "{}", text(&done.stderr));
+
+    // What `sam deploy` leaves behind: a stack whose output names the state machine.
+    let template = json!({
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"StateMachineArn": {"Value": e.stack.state_machine_arn}}
+    });
+    aws_sdk_cloudformation::Client::new(&e.stack.config)
+        .create_stack()
+        .stack_name("safeshift")
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut status = e.command(&["status", "--output", "json"]);
+    status.env_remove("SAFESHIFT_STATE_MACHINE");
+    let out = tokio::task::spawn_blocking(move || status.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["status"], "SUCCEEDED");
+    assert!(
+        status["executionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":orders-live-2"),
+        "{status}"
+    );
+
+    let mut missing = e.command(&["list", "--stack", "no-such-stack"]);
+    missing.env_remove("SAFESHIFT_STATE_MACHINE");
+    let out = tokio::task::spawn_blocking(move || missing.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("which state machine?"),
+        "{}",
+        text(&out.stderr)
+    );
+}
