@@ -73,6 +73,13 @@ $(LAMBDA_STAMP): $(TOOLS)/venv/bin/pip
 	$(TOOLS_BIN)/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)'
 	touch $@
 
+.PHONY: lambda-tools bench-profile
+lambda-tools: $(LAMBDA_STAMP)
+
+## What each release-profile setting buys (zip size, build time) for one shipping function: a table.
+bench-profile: lambda-tools
+	bench/profile.sh
+
 ## Release arm64 zips of every function, in target/lambda-arm64/<name>/bootstrap.zip.
 lambda-zips: $(LAMBDA_STAMP)
 	PATH="$(TOOLS_BIN):$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip \
