@@ -65,6 +65,15 @@ pub fn render_text(plan: &Plan, deployment: &Deployment) -> String {
         plan.estimated_cost_usd,
         USD_PER_TRANSITION * 1000.0
     );
+    if let (Some(transitions), Some(seconds)) = (plan.max_state_transitions, plan.max_total_seconds)
+    {
+        let _ = writeln!(
+            out,
+            "At most, every step extended for want of traffic: {transitions} transitions (about ${:.6}), {}",
+            safeshift_core::plan::cost_usd(transitions),
+            duration(seconds)
+        );
+    }
     out
 }
 
@@ -81,6 +90,31 @@ fn gates(d: &Deployment) -> Vec<String> {
     }
     if let Some(step) = d.approval_step() {
         gates.push(format!("manual approval before step {}", step + 1));
+    }
+    if let Some(a) = &d.analysis {
+        let mut checks = Vec::new();
+        if let Some(r) = a.max_error_rate {
+            checks.push(format!("error rate <= {}%", r * 100.0));
+        }
+        if a.compare_to_stable {
+            checks.push(format!(
+                "not significantly worse than stable ({}% confidence)",
+                a.confidence * 100.0
+            ));
+        }
+        if let Some(r) = a.max_p99_latency_increase {
+            checks.push(format!("p99 <= stable's +{}%", r * 100.0));
+        }
+        gates.push(format!(
+            "metric analysis: {}, no new throttles; needs {} invocations per step, up to {} extension(s), then {}",
+            checks.join(", "),
+            a.min_invocations,
+            a.max_extensions,
+            match a.on_inconclusive {
+                safeshift_core::analysis::OnInconclusive::Fail => "roll back",
+                safeshift_core::analysis::OnInconclusive::Pass => "go on",
+            }
+        ));
     }
     gates
 }

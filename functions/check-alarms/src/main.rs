@@ -1,4 +1,6 @@
 //! The `check-alarms` Lambda function: see `safeshift_engine::check_alarms` for its input, output and errors.
+// The gates nest the alarm and metric SDK futures deeper than rustc's default layout query depth.
+#![recursion_limit = "256"]
 
 use std::sync::Arc;
 

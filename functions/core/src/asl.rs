@@ -23,6 +23,8 @@ pub enum AslError {
     Loops(usize),
     #[error("no path from `StartAt` reaches a Succeed state")]
     NoSuccess,
+    #[error("the step loop branches on `{0}`, which the cost model does not know")]
+    UnknownBranch(String),
 }
 
 /// A state machine definition, as far as counting goes.
@@ -39,15 +41,29 @@ pub struct TransitionModel {
     pub per_step: u64,
     /// States entered once per execution on the success path, outside the loop.
     pub fixed: u64,
-    /// Loop states off the shortest cycle, entered only when a Choice sends the rollout there: the approval gate.
-    pub conditional: u64,
+    /// States the approval gate adds, once (the Verdict's branch on `$.approvalRequired`).
+    pub approval: u64,
+    /// States one bake extension adds (the Verdict's branch on an `inconclusive` gate verdict).
+    pub extension: u64,
 }
 
 impl TransitionModel {
-    /// Transitions of a successful execution of `steps` steps, with or without its conditional states.
-    pub fn transitions(&self, steps: usize, conditional: bool) -> u64 {
-        self.fixed + self.per_step * steps as u64 + if conditional { self.conditional } else { 0 }
+    /// Transitions of a successful execution of `steps` steps, with or without an approval gate, with
+    /// `extensions` bake extensions in all.
+    pub fn transitions(&self, steps: usize, approval: bool, extensions: u64) -> u64 {
+        self.fixed
+            + self.per_step * steps as u64
+            + if approval { self.approval } else { 0 }
+            + self.extension * extensions
     }
+}
+
+/// The step loop: its shortest cycle, and the states each conditional branch off it adds when taken.
+struct LoopModel {
+    looped: BTreeSet<String>,
+    cycle: Vec<String>,
+    approval: Vec<String>,
+    extension: Vec<String>,
 }
 
 impl Definition {
@@ -195,40 +211,91 @@ impl Definition {
 
     /// Transitions billed for a successful execution, by what drives them.
     pub fn transition_model(&self) -> Result<TransitionModel, AslError> {
+        let model = self.loop_model()?;
+        let path = self.success_path()?;
+        Ok(TransitionModel {
+            per_step: model.cycle.len() as u64,
+            fixed: path.iter().filter(|s| !model.looped.contains(*s)).count() as u64,
+            approval: model.approval.len() as u64,
+            extension: model.extension.len() as u64,
+        })
+    }
+
+    fn loop_model(&self) -> Result<LoopModel, AslError> {
         let looped = self.loop_states()?;
         let path = self.success_path()?;
         let entry = path
             .iter()
             .find(|s| looped.contains(*s))
             .ok_or(AslError::Loops(0))?;
-        let cycle = self.shortest_cycle(entry, &looped);
-        Ok(TransitionModel {
-            per_step: cycle as u64,
-            fixed: path.iter().filter(|s| !looped.contains(*s)).count() as u64,
-            conditional: (looped.len() - cycle) as u64,
+        let cycle = self.shortest_path(entry, entry, &looped);
+        let (mut approval, mut extension) = (Vec::new(), Vec::new());
+        for choice in cycle.iter().filter(|s| self.states[*s]["Type"] == "Choice") {
+            for rule in self.states[choice]["Choices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let Some(branch) = rule["Next"].as_str() else {
+                    continue;
+                };
+                if !looped.contains(branch) || cycle.iter().any(|s| s == branch) {
+                    continue;
+                }
+                // The states entered from the branch back to the Choice. A branch that goes round through the
+                // step's start (the approval gate, then the next step) adds only its own states; one that
+                // returns straight to the gates (an extension) repeats them too.
+                let mut back = vec![branch.to_owned()];
+                back.extend(self.shortest_path(branch, choice, &looped));
+                let added: Vec<String> = if back.contains(entry) {
+                    back.into_iter().filter(|s| !cycle.contains(s)).collect()
+                } else {
+                    back
+                };
+                let variable = rule["Variable"].as_str().unwrap_or_default();
+                match (variable, rule["StringEquals"].as_str()) {
+                    ("$.approvalRequired", _) => approval = added,
+                    ("$.gates.verdict", Some("inconclusive")) => extension = added,
+                    _ => return Err(AslError::UnknownBranch(variable.to_owned())),
+                }
+            }
+        }
+        Ok(LoopModel {
+            looped,
+            cycle,
+            approval,
+            extension,
         })
     }
 
-    /// How many states the shortest way round the loop from `entry` back to it enters.
-    fn shortest_cycle(&self, entry: &str, looped: &BTreeSet<String>) -> usize {
-        let mut depth = BTreeMap::from([(entry.to_owned(), 1usize)]);
-        let mut queue = VecDeque::from([entry.to_owned()]);
+    /// The states entered on the shortest normal path within `within` from `from` to `to`: `to` included, `from`
+    /// not (so from a state to itself, the shortest cycle through it).
+    fn shortest_path(&self, from: &str, to: &str, within: &BTreeSet<String>) -> Vec<String> {
+        let mut previous: BTreeMap<String, String> = BTreeMap::new();
+        let mut queue = VecDeque::from([from.to_owned()]);
         while let Some(s) = queue.pop_front() {
             for t in self
                 .normal_edges(&s)
                 .into_iter()
-                .filter(|t| looped.contains(t))
+                .filter(|t| within.contains(t))
             {
-                if t == entry {
-                    return depth[&s];
+                if t == to {
+                    let mut path = vec![t];
+                    let mut at = s.clone();
+                    while at != from {
+                        path.push(at.clone());
+                        at = previous[&at].clone();
+                    }
+                    path.reverse();
+                    return path;
                 }
-                if !depth.contains_key(&t) {
-                    depth.insert(t.clone(), depth[&s] + 1);
+                if t != from && !previous.contains_key(&t) {
+                    previous.insert(t.clone(), s.clone());
                     queue.push_back(t);
                 }
             }
         }
-        looped.len()
+        Vec::new()
     }
 
     /// The most history events one state can add: a Task's scheduled/started/finished trio for every attempt
@@ -248,15 +315,20 @@ impl Definition {
     }
 
     /// An upper bound on the history of an execution of `steps` steps that fails at the last moment and rolls
-    /// back: every state of the success path and of the failure path, every task retried to its limit.
-    pub fn worst_case_history(&self, steps: usize) -> Result<u64, AslError> {
-        let looped = self.loop_states()?;
-        let per_step: u64 = looped.iter().map(|s| self.worst_case_events(s)).sum();
+    /// back: every state of the success path and of the failure path, every task retried to its limit, every
+    /// step through the approval branch and extended `extensions` times.
+    pub fn worst_case_history(&self, steps: usize, extensions: u32) -> Result<u64, AslError> {
+        let model = self.loop_model()?;
+        let events =
+            |states: &[String]| -> u64 { states.iter().map(|s| self.worst_case_events(s)).sum() };
+        let per_step = events(&model.cycle)
+            + events(&model.approval)
+            + events(&model.extension) * u64::from(extensions);
         // Everything outside the loop counts once: the success path and every failure-path state.
         let once: u64 = self
             .states
             .keys()
-            .filter(|s| !looped.contains(*s))
+            .filter(|s| !model.looped.contains(*s))
             .map(|s| self.worst_case_events(s))
             .sum();
         // ExecutionStarted and the closing event.
@@ -319,7 +391,8 @@ mod tests {
             TransitionModel {
                 per_step: 2,
                 fixed: 2,
-                conditional: 0
+                approval: 0,
+                extension: 0
             }
         );
         assert_eq!(d.error_names(), BTreeSet::from(["States.ALL".to_owned()]));

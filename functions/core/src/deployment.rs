@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::{Analysis, AnalysisInput};
 use crate::error::{FieldError, InvalidInput};
 use crate::names::{FunctionRef, Qualifier, Version, VersionText, check_alias_name};
 use crate::schedule::{MAX_TOTAL_SECONDS, Schedule};
@@ -37,6 +38,8 @@ pub struct DeploymentInput {
     pub bake_seconds: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisInput>,
 }
 
 /// A manual approval gate: the rollout waits for `safeshift approve` (or rolls back on `reject`) before a step.
@@ -94,6 +97,9 @@ pub struct Deployment {
     pub bake_seconds: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// Metric analysis of the target version's own metrics, next to the stable version's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
     #[serde(skip)]
     schedule: Schedule,
 }
@@ -176,6 +182,11 @@ impl Deployment {
         };
         let alarms = input.alarms.clone().unwrap_or_default();
         check_alarms(&mut problems, &alarms);
+        let analysis = input
+            .analysis
+            .as_ref()
+            .and_then(|a| Analysis::validate(a, &mut problems));
+        let extensions = analysis.as_ref().map_or(0, |a| a.max_extensions);
 
         let strategy = match &input.strategy {
             None => {
@@ -193,8 +204,8 @@ impl Deployment {
         let schedule = match (&strategy, bake_seconds) {
             (Some((_, traffic)), Some(bake)) => {
                 let schedule = Schedule::new(traffic.clone(), bake);
-                check_duration(&mut problems, &schedule);
-                check_history(&mut problems, &schedule);
+                check_duration(&mut problems, &schedule, extensions);
+                check_history(&mut problems, &schedule, extensions);
                 check_approval(&mut problems, input.approval, &schedule);
                 Some(schedule)
             }
@@ -225,6 +236,7 @@ impl Deployment {
                 hooks,
                 bake_seconds,
                 approval: input.approval,
+                analysis,
                 schedule,
             }),
             _ => Err(InvalidInput { problems }),
@@ -350,11 +362,11 @@ fn check_approval(problems: &mut Vec<FieldError>, approval: Option<Approval>, sc
 
 /// Unreachable while `MAX_TRAFFIC_STEPS` holds (a test checks the worst case), but the limit is the state
 /// machine's, so check it against the definition itself should either ever change.
-fn check_history(problems: &mut Vec<FieldError>, schedule: &Schedule) {
+fn check_history(problems: &mut Vec<FieldError>, schedule: &Schedule, extensions: u32) {
     let steps = schedule.steps().len();
-    match crate::asl::Definition::rollout().worst_case_history(steps) {
+    match crate::asl::Definition::rollout().worst_case_history(steps, extensions) {
         Ok(events) if events > crate::asl::HISTORY_EVENT_LIMIT => problems.push(FieldError::new(
-            "strategy",
+            if extensions > 0 { "analysis.maxExtensions" } else { "strategy" },
             format!(
                 "{steps} steps could write {events} history events, over Step Functions' limit of {}",
                 crate::asl::HISTORY_EVENT_LIMIT
@@ -365,8 +377,19 @@ fn check_history(problems: &mut Vec<FieldError>, schedule: &Schedule) {
     }
 }
 
-fn check_duration(problems: &mut Vec<FieldError>, schedule: &Schedule) {
+/// The limit holds for the longest rollout: every step extended as often as the analysis allows.
+fn check_duration(problems: &mut Vec<FieldError>, schedule: &Schedule, extensions: u32) {
     let total = schedule.total_seconds();
+    let longest = crate::analysis::longest_seconds(schedule, extensions);
+    if total <= MAX_TOTAL_SECONDS && longest > MAX_TOTAL_SECONDS {
+        problems.push(FieldError::new(
+            "analysis.maxExtensions",
+            format!(
+                "with {extensions} extension(s) of every step the rollout could take {longest} s ({:.1} h); the limit is {MAX_TOTAL_SECONDS} s (48 h)",
+                longest as f64 / 3600.0
+            ),
+        ));
+    }
     if total > MAX_TOTAL_SECONDS {
         let traffic: u64 = schedule
             .traffic_steps()

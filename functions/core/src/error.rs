@@ -14,6 +14,7 @@ use serde::Serialize;
     Eq,
     Hash,
     Serialize,
+    serde::Deserialize,
     strum::Display,
     strum::EnumString,
     strum::IntoStaticStr,
@@ -32,6 +33,10 @@ pub enum ErrorType {
     AliasConflict,
     /// A CloudWatch alarm gating the deployment is in ALARM.
     AlarmFired,
+    /// The target version's own metrics failed the analysis: error rate, comparison with stable, p99, throttles.
+    AnalysisFailed,
+    /// The target version saw too little traffic for a verdict, through every bake extension.
+    AnalysisInconclusive,
     /// A pre- or post-traffic hook reported failure, errored or timed out.
     HookFailed,
     /// Someone rejected the deployment at its manual approval gate.
@@ -194,6 +199,8 @@ mod tests {
             "IncompatibleVersions",
             "AliasConflict",
             "AlarmFired",
+            "AnalysisFailed",
+            "AnalysisInconclusive",
             "HookFailed",
             "ApprovalRejected",
             "Throttled",

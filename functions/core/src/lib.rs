@@ -2,6 +2,7 @@
 //! the plan's cost model, and the error taxonomy. No AWS or Lambda types live here, so everything is testable
 //! without a network and every Lambda function, the CLI and the local stack agree on one set of rules.
 
+pub mod analysis;
 pub mod asl;
 pub mod deployment;
 pub mod error;

@@ -21,16 +21,30 @@ pub struct Plan {
     pub strategy: Strategy,
     pub steps: Vec<Step>,
     pub total_seconds: u64,
+    /// Transitions when every gate passes at its first check.
     pub state_transitions: u64,
     pub estimated_cost_usd: f64,
+    /// With metric analysis: the most, every step extended `maxExtensions` times for want of traffic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_state_transitions: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_total_seconds: Option<u64>,
 }
 
 impl Plan {
     pub fn new(deployment: &Deployment, model: &TransitionModel) -> Self {
-        let transitions = model.transitions(
-            deployment.schedule().steps().len(),
-            deployment.approval.is_some(),
-        );
+        let steps = deployment.schedule().steps();
+        let transitions = model.transitions(steps.len(), deployment.approval.is_some(), 0);
+        let extensions = deployment.analysis.as_ref().map(|a| a.max_extensions);
+        let max_state_transitions = extensions.map(|e| {
+            model.transitions(
+                steps.len(),
+                deployment.approval.is_some(),
+                steps.len() as u64 * u64::from(e),
+            )
+        });
+        let max_total_seconds =
+            extensions.map(|e| crate::analysis::longest_seconds(deployment.schedule(), e));
         Self {
             function_name: deployment.function_name.to_string(),
             alias: deployment.alias.clone(),
@@ -40,12 +54,14 @@ impl Plan {
             total_seconds: deployment.schedule().total_seconds(),
             state_transitions: transitions,
             estimated_cost_usd: cost_usd(transitions),
+            max_state_transitions,
+            max_total_seconds,
         }
     }
 }
 
 /// Rounded to a nano-dollar so that the printed figure is the decimal a person would compute.
-fn cost_usd(transitions: u64) -> f64 {
+pub fn cost_usd(transitions: u64) -> f64 {
     (transitions as f64 * USD_PER_TRANSITION * 1e9).round() / 1e9
 }
 

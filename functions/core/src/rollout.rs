@@ -7,8 +7,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::{AnalysisEvidence, OnInconclusive};
 use crate::deployment::Deployment;
-use crate::error::Error;
+use crate::error::{Error, ErrorType};
 use crate::names::Version;
 
 /// An alias as Lambda reports it: the version it points at, any additional version weights, its revision.
@@ -98,6 +99,9 @@ pub struct Rollout {
     /// state instead of the next shift.
     #[serde(default)]
     pub approval_required: bool,
+    /// When the current step's weight was applied, in Unix seconds: the start of the step's metric window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<u64>,
 }
 
 impl Rollout {
@@ -120,6 +124,7 @@ impl Rollout {
             promoted: false,
             step_count,
             approval_required: false,
+            step_started_at: None,
         }
     }
 
@@ -145,8 +150,8 @@ impl Rollout {
         }
     }
 
-    /// This rollout advanced to `step`, with the alias revision that write left.
-    pub fn advanced(&self, step: usize, revision_id: String) -> Self {
+    /// This rollout advanced to `step` at `now` (Unix seconds), with the alias revision that write left.
+    pub fn advanced(&self, step: usize, revision_id: String, now: u64) -> Self {
         let s = self.deployment.schedule().steps()[step];
         Self {
             step: Some(step),
@@ -155,6 +160,7 @@ impl Rollout {
             promoted: s.is_promotion(),
             revision_id,
             approval_required: self.deployment.approval_step() == Some(step + 1),
+            step_started_at: Some(now),
             ..self.clone()
         }
     }
@@ -430,6 +436,109 @@ pub fn judge_alarms(listed: &[String], found: Vec<AlarmEvidence>) -> Result<Alar
     })
 }
 
+/// Everything `CheckGates` decided for a step. The state machine's Verdict reads `verdict`, ExtendBake reads
+/// `extendSeconds`, GateFailed records `error`; the rest is the evidence a user reads in the execution's output,
+/// its history and the logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateReport {
+    pub verdict: Verdict,
+    /// Why the step failed, as the rollout's error name: `AlarmFired`, `AnalysisFailed` or `AnalysisInconclusive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorType>,
+    /// The schedule step judged (0-based), as in the rollout.
+    pub step: Option<usize>,
+    /// How many times this step's bake has been extended for want of traffic.
+    #[serde(default)]
+    pub extensions: u32,
+    /// With an `inconclusive` verdict: how long the next extension waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extend_seconds: Option<u64>,
+    /// The alarms in ALARM, by name.
+    pub failing: Vec<String>,
+    pub alarms: Vec<AlarmEvidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisEvidence>,
+}
+
+impl GateReport {
+    /// One line for logs and the CLI: the verdict and the findings behind it.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.failing.is_empty() {
+            parts.push(format!("in ALARM: {}", self.failing.join(", ")));
+        }
+        if let Some(a) = &self.analysis {
+            parts.extend(a.findings.iter().cloned());
+        }
+        if self.extensions > 0 {
+            parts.push(format!("after {} extension(s)", self.extensions));
+        }
+        if parts.is_empty() {
+            self.verdict.to_string()
+        } else {
+            format!("{}: {}", self.verdict, parts.join("; "))
+        }
+    }
+}
+
+/// Combines the alarm verdict and the metric analysis into the step's verdict. An alarm fails the step whatever
+/// the metrics say; an inconclusive analysis extends the bake while extensions remain (the previous report, when
+/// it is for this same step, says how many were used), then takes the deployment's `onInconclusive` outcome.
+pub fn decide_gates(
+    rollout: &Rollout,
+    alarms: AlarmVerdict,
+    analysis: Option<AnalysisEvidence>,
+    previous: Option<&GateReport>,
+) -> GateReport {
+    let extensions = previous
+        .filter(|p| p.step == rollout.step && p.verdict == Verdict::Inconclusive)
+        .map_or(0, |p| p.extensions + 1);
+    let mut report = GateReport {
+        verdict: Verdict::Pass,
+        error: None,
+        step: rollout.step,
+        extensions,
+        extend_seconds: None,
+        failing: alarms.failing,
+        alarms: alarms.alarms,
+        analysis,
+    };
+    let config = rollout.deployment.analysis.as_ref();
+    if !report.failing.is_empty() {
+        report.verdict = Verdict::Fail;
+        report.error = Some(ErrorType::AlarmFired);
+        return report;
+    }
+    let (Some(config), Some(evidence)) = (config, report.analysis.as_mut()) else {
+        return report;
+    };
+    match evidence.verdict {
+        Verdict::Pass => {}
+        Verdict::Fail => {
+            report.verdict = Verdict::Fail;
+            report.error = Some(ErrorType::AnalysisFailed);
+        }
+        Verdict::Inconclusive if extensions < config.max_extensions => {
+            report.verdict = Verdict::Inconclusive;
+            report.extend_seconds = Some(crate::analysis::extension_seconds(rollout.bake_seconds));
+        }
+        Verdict::Inconclusive => match config.on_inconclusive {
+            OnInconclusive::Fail => {
+                report.verdict = Verdict::Fail;
+                report.error = Some(ErrorType::AnalysisInconclusive);
+                evidence.findings.push(format!(
+                    "still inconclusive after {extensions} extension(s); onInconclusive is fail"
+                ));
+            }
+            OnInconclusive::Pass => evidence.findings.push(format!(
+                "still inconclusive after {extensions} extension(s); onInconclusive is pass, so the rollout goes on"
+            )),
+        },
+    }
+    report
+}
+
 /// Which hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -545,7 +654,7 @@ mod tests {
         assert_eq!(update.function_version, "6");
         assert_eq!(update.weights, BTreeMap::from([("7".to_string(), 0.1)]));
 
-        let r1 = r0.advanced(0, "r1".into());
+        let r1 = r0.advanced(0, "r1".into(), 0);
         assert_eq!(
             (r1.percent, r1.bake_seconds, r1.promoted),
             (10.0, 300, false)
@@ -559,7 +668,7 @@ mod tests {
             ("7", 0)
         );
 
-        let r2 = r1.advanced(1, "r2".into());
+        let r2 = r1.advanced(1, "r2".into(), 0);
         assert!(r2.promoted && r2.next_step().is_none());
         assert_eq!(
             decide_shift(&r2, &alias("7", &[], "r2")).unwrap(),
@@ -577,7 +686,7 @@ mod tests {
 
     #[test]
     fn someone_elses_change_is_a_conflict_and_never_overwritten() {
-        let r1 = prepared(r#""Linear10PercentEvery1Minute""#).advanced(0, "r1".into());
+        let r1 = prepared(r#""Linear10PercentEvery1Minute""#).advanced(0, "r1".into(), 0);
         for (found, expect) in [
             (
                 alias("8", &[], "r9"),
@@ -725,6 +834,126 @@ mod tests {
         assert_eq!(judge_alarms(&[], vec![]).unwrap().verdict, Verdict::Pass);
     }
 
+    fn analysed(analysis: &str) -> Rollout {
+        let d = Deployment::parse(&format!(
+            r#"{{"functionName":"orders","alias":"live","targetVersion":"7",
+                "strategy":"Canary10Percent5Minutes","analysis":{analysis}}}"#
+        ))
+        .unwrap();
+        Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into()).advanced(
+            0,
+            "r1".into(),
+            1_000,
+        )
+    }
+
+    fn evidence(verdict: Verdict) -> AnalysisEvidence {
+        use crate::analysis::{VersionMetrics, Window};
+        AnalysisEvidence {
+            verdict,
+            window: Window::for_step(1_000, 1_300, 60),
+            target: VersionMetrics::empty("7"),
+            stable: VersionMetrics::empty("6"),
+            target_error_rate: None,
+            stable_error_rate: None,
+            comparison: None,
+            p99_increase: None,
+            findings: vec![],
+        }
+    }
+
+    fn no_alarms() -> AlarmVerdict {
+        judge_alarms(&[], vec![]).unwrap()
+    }
+
+    #[test]
+    fn an_inconclusive_step_is_extended_then_takes_the_configured_outcome() {
+        let r = analysed(r#"{"maxErrorRate":0.01,"maxExtensions":2}"#);
+        let mut previous = None;
+        for expected in 0..2 {
+            let g = decide_gates(
+                &r,
+                no_alarms(),
+                Some(evidence(Verdict::Inconclusive)),
+                previous.as_ref(),
+            );
+            assert_eq!((g.verdict, g.extensions), (Verdict::Inconclusive, expected));
+            assert_eq!(g.extend_seconds, Some(300), "the step's own bake");
+            previous = Some(g);
+        }
+        let g = decide_gates(
+            &r,
+            no_alarms(),
+            Some(evidence(Verdict::Inconclusive)),
+            previous.as_ref(),
+        );
+        assert_eq!(g.verdict, Verdict::Fail);
+        assert_eq!(g.error, Some(ErrorType::AnalysisInconclusive));
+        assert!(
+            g.summary().contains("after 2 extension(s)"),
+            "{}",
+            g.summary()
+        );
+
+        let lenient =
+            analysed(r#"{"maxErrorRate":0.01,"maxExtensions":0,"onInconclusive":"pass"}"#);
+        let g = decide_gates(
+            &lenient,
+            no_alarms(),
+            Some(evidence(Verdict::Inconclusive)),
+            None,
+        );
+        assert_eq!((g.verdict, g.error), (Verdict::Pass, None));
+    }
+
+    #[test]
+    fn extensions_count_only_for_the_same_step() {
+        let r = analysed(r#"{"maxErrorRate":0.01,"maxExtensions":1}"#);
+        let earlier = GateReport {
+            step: None,
+            ..decide_gates(&r, no_alarms(), Some(evidence(Verdict::Inconclusive)), None)
+        };
+        let g = decide_gates(
+            &r,
+            no_alarms(),
+            Some(evidence(Verdict::Inconclusive)),
+            Some(&earlier),
+        );
+        assert_eq!((g.verdict, g.extensions), (Verdict::Inconclusive, 0));
+    }
+
+    #[test]
+    fn an_alarm_or_a_failed_analysis_fails_the_step_with_its_own_name() {
+        let r = analysed(r#"{"maxErrorRate":0.01}"#);
+        let alarm = AlarmEvidence {
+            name: "errors".into(),
+            kind: "metric".into(),
+            state: "ALARM".into(),
+            reason: "r".into(),
+            updated_at: None,
+        };
+        let alarms = judge_alarms(&["errors".into()], vec![alarm]).unwrap();
+        let g = decide_gates(&r, alarms, Some(evidence(Verdict::Pass)), None);
+        assert_eq!(
+            (g.verdict, g.error),
+            (Verdict::Fail, Some(ErrorType::AlarmFired))
+        );
+        let g = decide_gates(&r, no_alarms(), Some(evidence(Verdict::Fail)), None);
+        assert_eq!(
+            (g.verdict, g.error),
+            (Verdict::Fail, Some(ErrorType::AnalysisFailed))
+        );
+        let g = decide_gates(&r, no_alarms(), Some(evidence(Verdict::Pass)), None);
+        assert_eq!((g.verdict, g.error), (Verdict::Pass, None));
+        // The report crosses the state machine as JSON and comes back as the previous report.
+        let json = serde_json::to_value(&g).unwrap();
+        assert_eq!(json["verdict"], "pass");
+        assert_eq!(serde_json::from_value::<GateReport>(json).unwrap(), g);
+        // The deployment with its analysis survives the trip through the rollout state too.
+        let back: Rollout = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+
     #[test]
     fn hooks_pass_unless_they_raise_or_say_failed() {
         let resp = |err: Option<&str>, body: &str| HookResponse {
@@ -774,7 +1003,7 @@ mod tests {
         .unwrap();
         let r = Rollout::prepared("d".into(), d, Version::new(6).unwrap(), "r".into());
         let flags: Vec<bool> = (0..r.step_count)
-            .map(|s| r.advanced(s, "r".into()).approval_required)
+            .map(|s| r.advanced(s, "r".into(), 0).approval_required)
             .collect();
         // Only once step 2 (index 1) is applied does the rollout wait, before step 3.
         assert_eq!(flags.iter().filter(|f| **f).count(), 1);
@@ -783,8 +1012,11 @@ mod tests {
 
     #[test]
     fn rollout_round_trips_and_ignores_fields_the_state_machine_adds() {
-        let r =
-            prepared(r#"{"linear":{"percent":25,"intervalSeconds":10}}"#).advanced(1, "r2".into());
+        let r = prepared(r#"{"linear":{"percent":25,"intervalSeconds":10}}"#).advanced(
+            1,
+            "r2".into(),
+            0,
+        );
         let mut v = serde_json::to_value(&r).unwrap();
         v["gates"] = serde_json::json!({"verdict": "pass"});
         let back: Rollout = serde_json::from_value(v).unwrap();

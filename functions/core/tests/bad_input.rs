@@ -48,7 +48,7 @@ fn each_bad_input_names_its_field_and_reason() {
             "unknown field (typo that would drop a safety check)",
             with("alarm", json!(["x"])),
             "alarm",
-            "unknown field `alarm`, expected one of `functionName`, `alias`, `targetVersion`, `strategy`, `alarms`, `hooks`, `bakeSeconds`, `approval`",
+            "unknown field `alarm`, expected one of `functionName`, `alias`, `targetVersion`, `strategy`, `alarms`, `hooks`, `bakeSeconds`, `approval`, `analysis`",
         ),
         (
             "missing function",
@@ -311,6 +311,49 @@ fn each_bad_input_names_its_field_and_reason() {
             with("approval", json!("always")),
             "approval",
             "unknown variant `always`, expected `beforePromotion` or `beforeStep`",
+        ),
+        (
+            "error rate given in percent",
+            with("analysis", json!({"maxErrorRate": 5})),
+            "analysis.maxErrorRate",
+            "must be a fraction from 0 up to 1, e.g. 0.01 for 1% (got 5)",
+        ),
+        (
+            "analysis that waits for no traffic",
+            with(
+                "analysis",
+                json!({"maxErrorRate": 0.01, "minInvocations": 0}),
+            ),
+            "analysis.minInvocations",
+            "must be from 1 to 1000000 (got 0): a verdict needs traffic, zero is never healthy",
+        ),
+        (
+            "analysis that checks nothing",
+            with("analysis", json!({"compareToStable": false})),
+            "analysis",
+            "checks nothing: set maxErrorRate, maxP99LatencyIncrease or compareToStable",
+        ),
+        (
+            "typo in the analysis block",
+            with("analysis", json!({"maxErrorRates": 0.01})),
+            "analysis.maxErrorRates",
+            "unknown field `maxErrorRates`, expected one of `maxErrorRate`, `maxP99LatencyIncrease`, `minInvocations`, `compareToStable`, `confidence`, `maxExtensions`, `onInconclusive`, `metricDelaySeconds`",
+        ),
+        (
+            "unknown inconclusive outcome",
+            with("analysis", json!({"onInconclusive": "retry"})),
+            "analysis.onInconclusive",
+            "unknown variant `retry`, expected `fail` or `pass`",
+        ),
+        (
+            "extensions that could outlast the limit",
+            {
+                let mut v = with("analysis", json!({"maxExtensions": 5}));
+                v["strategy"] = json!({"linear": {"percent": 10, "intervalSeconds": 14400}});
+                v
+            },
+            "analysis.maxExtensions",
+            "with 5 extension(s) of every step the rollout could take 778320 s (216.2 h); the limit is 172800 s (48 h)",
         ),
         (
             "not an object",

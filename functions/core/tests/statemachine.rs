@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use safeshift_core::ErrorType;
+use safeshift_core::analysis::MAX_EXTENSIONS;
 use safeshift_core::asl::{Definition, HISTORY_EVENT_LIMIT, ROLLOUT_DEFINITION, TransitionModel};
 use safeshift_core::schedule::MAX_TRAFFIC_STEPS;
 use serde_json::Value;
@@ -192,17 +193,47 @@ fn at_most_four_transitions_per_step() {
         TransitionModel {
             per_step: 4,
             fixed: 4,
-            conditional: 1
+            approval: 1,
+            extension: 3
         }
     );
 }
 
 #[test]
+fn an_inconclusive_gate_extends_the_bake_and_judges_again() {
+    let verdict = rollout().state("Verdict").unwrap();
+    let inconclusive = verdict["Choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["StringEquals"] == "inconclusive")
+        .expect("a choice on the inconclusive verdict");
+    let extend = rollout()
+        .state(inconclusive["Next"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(extend["Type"], "Wait");
+    assert_eq!(extend["SecondsPath"], "$.gates.extendSeconds");
+    assert_eq!(extend["Next"], "CheckGates");
+    // A failed gate records the gate's own error name (AlarmFired, AnalysisFailed, AnalysisInconclusive).
+    let failed = rollout().state("GateFailed").unwrap();
+    assert_eq!(failed["Parameters"]["Error.$"], "$.gates.error");
+}
+
+#[test]
 fn no_valid_input_can_reach_the_history_limit() {
-    let worst = rollout().worst_case_history(MAX_TRAFFIC_STEPS + 1).unwrap();
+    let worst = rollout()
+        .worst_case_history(MAX_TRAFFIC_STEPS + 1, MAX_EXTENSIONS)
+        .unwrap();
     assert!(worst < HISTORY_EVENT_LIMIT, "{worst} events");
+    // Extensions count: each adds to every step.
+    assert!(
+        worst
+            > rollout()
+                .worst_case_history(MAX_TRAFFIC_STEPS + 1, 0)
+                .unwrap()
+    );
     // The bound is real: a schedule long enough would cross it.
-    assert!(rollout().worst_case_history(10_000).unwrap() > HISTORY_EVENT_LIMIT);
+    assert!(rollout().worst_case_history(10_000, 0).unwrap() > HISTORY_EVENT_LIMIT);
 }
 
 #[test]

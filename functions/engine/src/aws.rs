@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_runtime::retries::classifiers::THROTTLING_ERRORS;
 use aws_sdk_cloudwatch::types::AlarmType;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, InvocationType};
@@ -11,16 +12,18 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::retry::RetryConfig;
 use safeshift_core::Error;
+use safeshift_core::analysis::VersionMetrics;
 use safeshift_core::error::Resource;
 use safeshift_core::rollout::{
     AlarmEvidence, AliasState, AliasUpdate, HookResponse, VersionConfig,
 };
 
 use crate::ports::{
-    ExecutionRecord, InvokeHook, InvokeMode, ReadAlarms, ReadAlias, ReadExecution, ReadVersion,
-    WriteAlias,
+    ExecutionRecord, InvokeHook, InvokeMode, MetricsQuery, ReadAlarms, ReadAlias, ReadExecution,
+    ReadMetrics, ReadVersion, WriteAlias,
 };
 
 /// The SDK's standard retry mode: three attempts with exponential backoff and jitter for throttling and
@@ -43,21 +46,27 @@ pub async fn load_config() -> aws_config::SdkConfig {
 }
 
 /// A failed SDK call in the core taxonomy. `classify` maps the operation's modeled errors; throttling and
-/// everything unclassified are handled here.
+/// everything unclassified are handled here. Throttling is an HTTP 429 (Lambda) or an unmodeled error whose code
+/// is one the SDK's own retry classifier treats as throttling (CloudWatch's `Throttling` answers with a 400).
 fn classify<E>(
     operation: &str,
     err: SdkError<E, HttpResponse>,
     classify: impl FnOnce(&E) -> Option<Error>,
 ) -> Error
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
     if let Some(e) = err.as_service_error().and_then(classify) {
         return e;
     }
-    if err
-        .raw_response()
-        .is_some_and(|r| r.status().as_u16() == 429)
+    let throttling_code = err
+        .as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        .is_some_and(|code| THROTTLING_ERRORS.contains(&code));
+    if throttling_code
+        || err
+            .raw_response()
+            .is_some_and(|r| r.status().as_u16() == 429)
     {
         return throttled(operation);
     }
@@ -260,7 +269,7 @@ impl InvokeHook for LambdaAdapter {
     }
 }
 
-/// CloudWatch: alarm states.
+/// CloudWatch: alarm states and the versions' metrics.
 #[derive(Debug, Clone)]
 pub struct CloudWatchAdapter {
     client: aws_sdk_cloudwatch::Client,
@@ -320,6 +329,110 @@ impl ReadAlarms for CloudWatchAdapter {
                 _ => return Ok(found),
             }
         }
+    }
+}
+
+/// Lambda's per-version metrics, as the analysis reads them: (metric, statistic, query id suffix).
+const VERSION_METRICS: [(&str, &str, &str); 3] = [
+    ("Invocations", "Sum", "invocations"),
+    ("Errors", "Sum", "errors"),
+    ("Throttles", "Sum", "throttles"),
+];
+const LATENCY_METRIC: (&str, &str, &str) = ("Duration", "p99", "p99");
+
+impl ReadMetrics for CloudWatchAdapter {
+    async fn version_metrics(&self, q: &MetricsQuery<'_>) -> Result<[VersionMetrics; 2], Error> {
+        use aws_sdk_cloudwatch::types::{
+            Dimension, Metric, MetricDataQuery, MetricStat, StatusCode,
+        };
+        let resource = format!("{}:{}", q.function_name, q.alias);
+        let dimension =
+            |name: &str, value: &str| Dimension::builder().name(name).value(value).build();
+        let metrics = VERSION_METRICS
+            .iter()
+            .chain(q.latency.then_some(&LATENCY_METRIC));
+        let mut queries = Vec::new();
+        for (i, version) in q.versions.iter().enumerate() {
+            for (metric, stat, id) in metrics.clone() {
+                queries.push(
+                    MetricDataQuery::builder()
+                        .id(format!("v{i}_{id}"))
+                        .metric_stat(
+                            MetricStat::builder()
+                                .metric(
+                                    Metric::builder()
+                                        .namespace("AWS/Lambda")
+                                        .metric_name(*metric)
+                                        .dimensions(dimension("FunctionName", q.function_name))
+                                        .dimensions(dimension("Resource", &resource))
+                                        .dimensions(dimension("ExecutedVersion", version))
+                                        .build(),
+                                )
+                                .period(i32::try_from(q.window.period_seconds).unwrap_or(i32::MAX))
+                                .stat(*stat)
+                                .build(),
+                        )
+                        .return_data(true)
+                        .build(),
+                );
+            }
+        }
+        let mut values: HashMap<String, Vec<f64>> = HashMap::new();
+        let mut next_token = None;
+        loop {
+            let out = self
+                .client
+                .get_metric_data()
+                .set_metric_data_queries(Some(queries.clone()))
+                .start_time(aws_smithy_types::DateTime::from_secs(q.window.start as i64))
+                .end_time(aws_smithy_types::DateTime::from_secs(q.window.end as i64))
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(|e| classify("GetMetricData", e, |_| None))?;
+            for r in out.metric_data_results() {
+                if matches!(
+                    r.status_code(),
+                    Some(StatusCode::InternalError | StatusCode::Forbidden)
+                ) {
+                    return Err(Error::Aws {
+                        operation: "GetMetricData".into(),
+                        message: format!(
+                            "query {} answered {:?}",
+                            r.id().unwrap_or_default(),
+                            r.status_code()
+                        ),
+                    });
+                }
+                values
+                    .entry(r.id().unwrap_or_default().to_owned())
+                    .or_default()
+                    .extend_from_slice(r.values());
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next_token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        let sum = |i: usize, id: &str| -> u64 {
+            let total: f64 = values
+                .get(&format!("v{i}_{id}"))
+                .into_iter()
+                .flatten()
+                .sum();
+            total.max(0.0).round() as u64
+        };
+        let version = |i: usize| VersionMetrics {
+            version: q.versions[i].to_owned(),
+            invocations: sum(i, "invocations"),
+            errors: sum(i, "errors"),
+            throttles: sum(i, "throttles"),
+            // One period spans the window, so there is one value; should a service split it, the worst counts.
+            p99_ms: values
+                .get(&format!("v{i}_p99"))
+                .and_then(|v| v.iter().copied().reduce(f64::max)),
+        };
+        Ok([version(0), version(1)])
     }
 }
 

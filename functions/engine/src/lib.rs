@@ -11,3 +11,10 @@ pub mod runtime;
 pub mod shift_weight;
 
 pub use aws::{CloudWatchAdapter, LambdaAdapter, StepFunctionsAdapter};
+
+/// The wall clock in Unix seconds: when a step started, and the end of its metric window.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

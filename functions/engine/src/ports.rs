@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use safeshift_core::Error;
+use safeshift_core::analysis::{VersionMetrics, Window};
 use safeshift_core::rollout::{
     AlarmEvidence, AliasState, AliasUpdate, HookResponse, VersionConfig,
 };
@@ -47,6 +48,29 @@ pub trait ReadAlarms: Send + Sync {
         &self,
         names: &[String],
     ) -> impl Future<Output = Result<Vec<AlarmEvidence>, Error>> + Send;
+}
+
+/// Which Lambda metrics to read: two versions of one function, as invoked through one alias, over one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsQuery<'a> {
+    /// The function's name (the `FunctionName` dimension; never an ARN).
+    pub function_name: &'a str,
+    pub alias: &'a str,
+    /// The target version first, then the stable one.
+    pub versions: [&'a str; 2],
+    pub window: Window,
+    /// Also read p99 Duration.
+    pub latency: bool,
+}
+
+/// Reads CloudWatch metrics.
+pub trait ReadMetrics: Send + Sync {
+    /// Each version's Invocations, Errors and Throttles (and p99 Duration when asked) over the window, in the
+    /// query's order, read in one batched request. A version without data gets zero counts, not an error.
+    fn version_metrics(
+        &self,
+        query: &MetricsQuery<'_>,
+    ) -> impl Future<Output = Result<[VersionMetrics; 2], Error>> + Send;
 }
 
 /// How a hook is invoked.

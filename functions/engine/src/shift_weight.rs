@@ -188,7 +188,7 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
         match rollout::decide_shift(&rollout, &alias)? {
             ShiftDecision::AlreadyApplied { step } => {
                 info!(step = step + 1, "step already applied; no write");
-                Ok(rollout.advanced(step, alias.revision_id))
+                Ok(rollout.advanced(step, alias.revision_id, crate::unix_now()))
             }
             ShiftDecision::Write { step, update } => {
                 let written = self
@@ -200,7 +200,7 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
                         &alias.revision_id,
                     )
                     .await?;
-                let next = rollout.advanced(step, written.revision_id);
+                let next = rollout.advanced(step, written.revision_id, crate::unix_now());
                 info!(
                     step = step + 1,
                     weight = next.percent / 100.0,

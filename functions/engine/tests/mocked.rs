@@ -5,7 +5,11 @@
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
-use aws_sdk_cloudwatch::types::{CompositeAlarm, MetricAlarm, StateValue};
+use aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataOutput;
+use aws_sdk_cloudwatch::types::{
+    CompositeAlarm, MetricAlarm, MetricDataQuery, MetricDataResult, StateValue,
+    StatusCode as MetricStatus,
+};
 use aws_sdk_lambda::operation::get_alias::{GetAliasError, GetAliasOutput};
 use aws_sdk_lambda::operation::get_function_configuration::{
     GetFunctionConfigurationError, GetFunctionConfigurationOutput,
@@ -24,7 +28,9 @@ use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use safeshift_core::ErrorType;
+use safeshift_core::names::Version;
+use safeshift_core::rollout::Rollout;
+use safeshift_core::{Deployment, ErrorType};
 use safeshift_engine::check_alarms::CheckAlarms;
 use safeshift_engine::rollback::Rollback;
 use safeshift_engine::run_hook::RunHook;
@@ -587,6 +593,215 @@ async fn no_alarms_configured_passes_without_a_call() {
         .unwrap();
     assert_eq!(verdict["verdict"], "pass");
     assert_eq!(describe.num_calls(), 0);
+}
+
+// ---- check-alarms: metric analysis ------------------------------------------------------------------------
+
+/// A rollout at its first step (10%), started at t = 1,000 s, gated by `analysis` alone.
+fn analysed_rollout(analysis: Value) -> Value {
+    let mut i = input(json!("Canary10Percent5Minutes"));
+    i["alarms"] = json!([]);
+    i["analysis"] = analysis;
+    let d = Deployment::from_value(i).unwrap();
+    let r = Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into()).advanced(
+        0,
+        "r1".into(),
+        1_000,
+    );
+    serde_json::to_value(r).unwrap()
+}
+
+fn metric_results(values: &[(&str, f64)]) -> GetMetricDataOutput {
+    values
+        .iter()
+        .fold(GetMetricDataOutput::builder(), |b, (id, v)| {
+            b.metric_data_results(
+                MetricDataResult::builder()
+                    .id(*id)
+                    .values(*v)
+                    .status_code(MetricStatus::Complete)
+                    .build(),
+            )
+        })
+        .build()
+}
+
+/// The query's dimensions as (name, value) pairs.
+fn dimensions(q: &MetricDataQuery) -> Vec<(String, String)> {
+    q.metric_stat()
+        .and_then(|s| s.metric())
+        .map(|m| m.dimensions())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            (
+                d.name().unwrap_or_default().to_owned(),
+                d.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn analysis_reads_both_versions_in_one_call_and_fails_a_worse_target() {
+    let rollout = analysed_rollout(json!({"maxErrorRate": 0.05, "maxP99LatencyIncrease": 0.5}));
+    let read = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .match_requests(|r| {
+            let queries = r.metric_data_queries();
+            queries.len() == 8
+                && r.start_time().map(|t| t.secs()) == Some(940)
+                && r.end_time().map(|t| t.secs()) == Some(1_240)
+                && queries.iter().all(|q| {
+                    let id = q.id().unwrap_or_default();
+                    let version = if id.starts_with("v0_") { "7" } else { "6" };
+                    let stat = q.metric_stat().unwrap();
+                    stat.period() == Some(300)
+                        && stat.stat() == Some(if id.ends_with("p99") { "p99" } else { "Sum" })
+                        && stat.metric().unwrap().namespace() == Some("AWS/Lambda")
+                        && dimensions(q)
+                            == [
+                                ("FunctionName".into(), "orders".into()),
+                                ("Resource".into(), "orders:live".into()),
+                                ("ExecutedVersion".into(), version.into()),
+                            ]
+                })
+        })
+        .then_output(|| {
+            metric_results(&[
+                ("v0_invocations", 1000.0),
+                ("v0_errors", 40.0),
+                ("v0_throttles", 0.0),
+                ("v0_p99", 130.0),
+                ("v1_invocations", 1000.0),
+                ("v1_errors", 5.0),
+                ("v1_throttles", 0.0),
+                ("v1_p99", 100.0),
+            ])
+        });
+    let describe = mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+        .then_output(|| DescribeAlarmsOutput::builder().build());
+    let report = CheckAlarms::new(cloudwatch(&[&read, &describe]))
+        .handle_at(rollout, 1_300)
+        .await
+        .unwrap();
+    assert_eq!(read.num_calls(), 1);
+    assert_eq!(describe.num_calls(), 0, "no alarms listed");
+    assert_eq!(report["verdict"], "fail", "{report:#}");
+    assert_eq!(report["error"], "AnalysisFailed");
+    let a = &report["analysis"];
+    assert_eq!(a["target"]["errors"], 40);
+    assert_eq!(a["stable"]["errors"], 5);
+    assert_eq!(a["targetErrorRate"], 0.04);
+    assert_eq!(a["comparison"]["test"], "twoProportionZ");
+    assert_eq!(a["comparison"]["significant"], true);
+    assert!(a["comparison"]["pValue"].as_f64().unwrap() < 0.001);
+    assert!((a["p99Increase"].as_f64().unwrap() - 0.3).abs() < 1e-9);
+    assert_eq!(
+        a["window"],
+        json!({"start": 940, "end": 1240, "periodSeconds": 300})
+    );
+}
+
+#[tokio::test]
+async fn a_silent_target_is_extended_then_fails_inconclusive() {
+    let rollout = analysed_rollout(json!({"maxErrorRate": 0.01, "maxExtensions": 1}));
+    let silent = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .then_output(|| metric_results(&[("v1_invocations", 500.0)]));
+    let gates = CheckAlarms::new(cloudwatch(&[&silent]));
+    let first = gates.handle_at(rollout.clone(), 1_300).await.unwrap();
+    assert_eq!(first["verdict"], "inconclusive", "{first:#}");
+    assert_eq!(first["extendSeconds"], 300);
+    assert_eq!(first["analysis"]["target"]["invocations"], 0);
+    // The state machine extends the bake and sends the state back with this report as `gates`.
+    let mut again = rollout;
+    again["gates"] = first;
+    let second = gates.handle_at(again, 1_600).await.unwrap();
+    assert_eq!(second["verdict"], "fail", "{second:#}");
+    assert_eq!(second["error"], "AnalysisInconclusive");
+    assert_eq!(second["extensions"], 1);
+    assert_eq!(
+        second["analysis"]["window"]["end"], 1_540,
+        "the window grew with the extension"
+    );
+    assert_eq!(silent.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn metric_pages_are_summed() {
+    let rollout = analysed_rollout(json!({"maxErrorRate": 0.05, "minInvocations": 100}));
+    let pages = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .sequence()
+        .output(|| {
+            let mut out = metric_results(&[("v0_invocations", 60.0), ("v0_errors", 1.0)]);
+            out.next_token = Some("page-2".into());
+            out
+        })
+        .output(|| metric_results(&[("v0_invocations", 60.0), ("v0_errors", 1.0)]))
+        .build();
+    let report = CheckAlarms::new(cloudwatch(&[&pages]))
+        .handle_at(rollout, 1_300)
+        .await
+        .unwrap();
+    assert_eq!(pages.num_calls(), 2);
+    assert_eq!(report["analysis"]["target"]["invocations"], 120);
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+}
+
+fn cloudwatch_throttling() -> HttpResponse {
+    HttpResponse::new(
+        StatusCode::try_from(400).unwrap(),
+        SdkBody::from(
+            r#"<ErrorResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>"#,
+        ),
+    )
+}
+
+#[tokio::test]
+async fn throttled_metric_reads_are_retried_then_named() {
+    let rollout = analysed_rollout(json!({"maxErrorRate": 0.05}));
+    let once = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .sequence()
+        .http_response(cloudwatch_throttling)
+        .output(|| metric_results(&[("v0_invocations", 100.0)]))
+        .build();
+    let report = CheckAlarms::new(cloudwatch(&[&once]))
+        .handle_at(rollout.clone(), 1_300)
+        .await
+        .unwrap();
+    assert_eq!(once.num_calls(), 2);
+    assert_eq!(report["verdict"], "pass");
+    let always = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .sequence()
+        .http_response(cloudwatch_throttling)
+        .repeatedly()
+        .build();
+    let err = CheckAlarms::new(cloudwatch(&[&always]))
+        .handle_at(rollout, 1_300)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::Throttled);
+}
+
+#[tokio::test]
+async fn an_alarm_in_alarm_fails_the_step_without_reading_metrics() {
+    let mut rollout = analysed_rollout(json!({"maxErrorRate": 0.05}));
+    rollout["deployment"]["alarms"] = json!(["errors"]);
+    let describe = mock!(aws_sdk_cloudwatch::Client::describe_alarms).then_output(|| {
+        DescribeAlarmsOutput::builder()
+            .metric_alarms(metric_alarm("errors", StateValue::Alarm))
+            .build()
+    });
+    let read =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_output(|| metric_results(&[]));
+    let report = CheckAlarms::new(cloudwatch(&[&describe, &read]))
+        .handle_at(rollout, 1_300)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report["verdict"].as_str(), report["error"].as_str()),
+        (Some("fail"), Some("AlarmFired"))
+    );
+    assert_eq!(read.num_calls(), 0);
 }
 
 // ---- run-hook ----------------------------------------------------------------------------------------------
