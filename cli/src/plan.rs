@@ -69,7 +69,7 @@ pub fn render_text(plan: &Plan, deployment: &Deployment) -> String {
     {
         let _ = writeln!(
             out,
-            "At most, every step extended for want of traffic: {transitions} transitions (about ${:.6}), {}",
+            "At most, every analysed step extended for want of traffic: {transitions} transitions (about ${:.6}), {}",
             safeshift_core::plan::cost_usd(transitions),
             duration(seconds)
         );

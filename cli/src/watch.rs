@@ -159,14 +159,25 @@ fn exited(state: &str, o: &Value) -> Option<String> {
                     )
                 })
                 .collect();
-            let evidence = if alarms.is_empty() {
-                "no alarms".to_owned()
+            let findings = g["analysis"]["findings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str);
+            let mut evidence: Vec<String> = if alarms.is_empty() && g["analysis"].is_null() {
+                vec!["no alarms".to_owned()]
             } else {
-                alarms.join(", ")
+                alarms
             };
+            evidence.extend(findings.map(str::to_owned));
+            let extend = g["extendSeconds"]
+                .as_u64()
+                .map(|s| format!(", extending the bake by {s} s"))
+                .unwrap_or_default();
             Some(format!(
-                "  gates: {} ({evidence})",
-                g["verdict"].as_str().unwrap_or("?")
+                "  gates: {} ({}){extend}",
+                g["verdict"].as_str().unwrap_or("?"),
+                evidence.join("; ")
             ))
         }
         "PreTrafficHook" | "PostTrafficHook" => {
@@ -180,7 +191,10 @@ fn exited(state: &str, o: &Value) -> Option<String> {
                 )
             })
         }
-        "GateFailed" => Some(format!("  gate failed: {}", o["gates"]["failing"])),
+        "GateFailed" => Some(format!(
+            "  gate failed: {}",
+            o["gates"]["error"].as_str().unwrap_or("?")
+        )),
         "Approval" => Some("  approved".into()),
         "RollBack" => {
             let r = &o["rollback"];
@@ -218,5 +232,15 @@ mod tests {
             "rollback: reverted (back on 6)"
         );
         assert_eq!(exited("Bake", &rollout), None);
+    }
+
+    #[test]
+    fn an_analysis_shows_its_findings_and_an_extension() {
+        let state = json!({"gates": {"verdict": "inconclusive", "extendSeconds": 300, "failing": [], "alarms": [],
+            "analysis": {"findings": ["version 7 served 3 invocations in the window; minInvocations is 50"]}}});
+        assert_eq!(
+            exited("CheckGates", &state).unwrap(),
+            "  gates: inconclusive (version 7 served 3 invocations in the window; minInvocations is 50), extending the bake by 300 s"
+        );
     }
 }

@@ -51,6 +51,27 @@ fn json_plan_has_the_documented_shape() {
 }
 
 #[test]
+fn an_analysis_plan_names_its_checks_and_its_longest_run() {
+    let mut input = deployment(json!("Canary10Percent5Minutes"));
+    input["analysis"] = json!({"maxErrorRate": 0.01, "maxExtensions": 2});
+    let p = plan_json(&input);
+    // The canary step may be extended twice (3 states each); the promotion, held for no bake, is not analysed.
+    assert_eq!(p["stateTransitions"], 12);
+    assert_eq!(p["maxStateTransitions"], 18);
+    assert_eq!(p["maxTotalSeconds"], 900);
+    let out = plan(&input, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("metric analysis: error rate <= 1%, not significantly worse than stable (95% confidence), no new throttles; needs 50 invocations per step, up to 2 extension(s), then roll back"),
+        "{text}"
+    );
+    assert!(
+        text.contains("At most, every analysed step extended for want of traffic: 18 transitions"),
+        "{text}"
+    );
+}
+
+#[test]
 fn every_predefined_strategy_plans_with_codedeploys_schedule() {
     let cases = [
         ("Canary10Percent5Minutes", 2, 300),

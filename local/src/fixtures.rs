@@ -181,6 +181,45 @@ impl Fixtures {
         Ok(())
     }
 
+    /// Publishes the metrics Lambda would for `invocations` calls of `version` through `alias`, `errors` of them
+    /// failed and `throttles` throttled, stamped now: what the metric analysis reads. (AWS keeps the `AWS/`
+    /// namespaces for its own services; moto lets a test stand in for Lambda.)
+    pub async fn put_version_metrics(
+        &self,
+        function: &str,
+        alias: &str,
+        version: &str,
+        [invocations, errors, throttles]: [u32; 3],
+    ) -> Result<(), FixtureError> {
+        use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+        let dimensions = [
+            ("FunctionName", function.to_owned()),
+            ("Resource", format!("{function}:{alias}")),
+            ("ExecutedVersion", version.to_owned()),
+        ]
+        .map(|(name, value)| Dimension::builder().name(name).value(value).build());
+        let now = aws_sdk_cloudwatch::primitives::DateTime::from(std::time::SystemTime::now());
+        let datum = |name: &str, value: u32| {
+            MetricDatum::builder()
+                .metric_name(name)
+                .set_dimensions(Some(dimensions.to_vec()))
+                .value(f64::from(value))
+                .unit(StandardUnit::Count)
+                .timestamp(now)
+                .build()
+        };
+        self.cloudwatch
+            .put_metric_data()
+            .namespace("AWS/Lambda")
+            .metric_data(datum("Invocations", invocations))
+            .metric_data(datum("Errors", errors))
+            .metric_data(datum("Throttles", throttles))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     /// Queues answers for the next hook invocations (moto echoes the event otherwise, which passes).
     pub fn queue_hook_results(&self, results: &[serde_json::Value]) -> Result<(), FixtureError> {
         Ok(moto::queue_invoke_results(self.moto_port, results)?)

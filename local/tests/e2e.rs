@@ -326,3 +326,148 @@ async fn a_second_deployment_for_the_alias_fails_and_the_first_completes() {
     );
     assert_eq!(e.fx.routing("orders").await.unwrap(), stable("2"));
 }
+
+// ---- metric analysis, with no alarm configured ----------------------------------------------------------------
+
+/// Two 5-second steps judged by the target's own metrics, read as of the check (no metric delay locally).
+fn analysed(analysis: Value) -> Value {
+    let mut input = deployment(
+        json!({"steps": [{"percent": 10, "bakeSeconds": 5}, {"percent": 50, "bakeSeconds": 5}]}),
+    );
+    input["analysis"] = analysis;
+    input
+}
+
+/// The states the execution entered, in order.
+async fn states_entered(e: &Env, arn: &str) -> Vec<String> {
+    let history = e
+        .sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    history
+        .events()
+        .iter()
+        .filter_map(|ev| ev.state_entered_event_details())
+        .map(|d| d.name().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worse_version_fails_its_analysis_and_is_rolled_back() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    let input =
+        analysed(json!({"maxErrorRate": 0.05, "minInvocations": 100, "metricDelaySeconds": 0}));
+    let arn = e.start("orders-live-2", &input).await;
+    wait_for_split(&e, "orders").await;
+    // At 10%, the new version fails 15% of its calls; the stable one 0.5%.
+    e.fx.put_version_metrics("orders", "live", "2", [200, 30, 0])
+        .await
+        .unwrap();
+    e.fx.put_version_metrics("orders", "live", "1", [1800, 9, 0])
+        .await
+        .unwrap();
+    let done = e.finish(&arn).await;
+    assert_eq!(*done.status(), ExecutionStatus::Failed);
+    assert_eq!(done.error(), Some("AnalysisFailed"), "{:?}", done.cause());
+    let cause: Value = serde_json::from_str(done.cause().unwrap()).unwrap();
+    assert_eq!(cause["analysis"]["target"]["errors"], 30, "{cause:#}");
+    assert_eq!(cause["analysis"]["comparison"]["significant"], true);
+    assert!(
+        cause["analysis"]["findings"][0]
+            .as_str()
+            .unwrap()
+            .contains("above maxErrorRate 5.00%"),
+        "{cause:#}"
+    );
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_healthy_version_passes_its_analysis_and_is_promoted() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    let input =
+        analysed(json!({"maxErrorRate": 0.05, "minInvocations": 100, "metricDelaySeconds": 0}));
+    let arn = e.start("orders-live-2", &input).await;
+    wait_for_split(&e, "orders").await;
+    e.fx.put_version_metrics("orders", "live", "2", [200, 1, 0])
+        .await
+        .unwrap();
+    e.fx.put_version_metrics("orders", "live", "1", [1800, 9, 0])
+        .await
+        .unwrap();
+    // The second step (50%) gets its own window: feed it once the weight has moved on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while e.fx.routing("orders").await.unwrap().1 != [("2".to_owned(), 0.5)] {
+        assert!(Instant::now() < deadline, "never reached 50%");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    e.fx.put_version_metrics("orders", "live", "2", [1000, 4, 0])
+        .await
+        .unwrap();
+    e.fx.put_version_metrics("orders", "live", "1", [1000, 5, 0])
+        .await
+        .unwrap();
+    let done = e.finish(&arn).await;
+    assert_eq!(
+        *done.status(),
+        ExecutionStatus::Succeeded,
+        "{:?} {:?}",
+        done.error(),
+        done.cause()
+    );
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("2"));
+    // The output says why each step moved on.
+    let output: Value = serde_json::from_str(done.output().unwrap()).unwrap();
+    let passed = output["passedGates"].as_array().unwrap();
+    assert_eq!(passed.len(), 2, "{output:#}");
+    assert!(
+        passed[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("error rate 0.50% (1/200) is within maxErrorRate 5.00%"),
+        "{output:#}"
+    );
+    assert!(
+        passed[1]["summary"].as_str().unwrap().contains("(4/1000)"),
+        "{output:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_version_is_inconclusive_extended_and_rolled_back() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    let input = analysed(json!({
+        "maxErrorRate": 0.05, "minInvocations": 10, "maxExtensions": 1, "metricDelaySeconds": 0
+    }));
+    let arn = e.start("orders-live-2", &input).await;
+    wait_for_split(&e, "orders").await;
+    // Only the stable version is called: nothing to judge the new one by.
+    e.fx.put_version_metrics("orders", "live", "1", [500, 0, 0])
+        .await
+        .unwrap();
+    let done = e.finish(&arn).await;
+    assert_eq!(*done.status(), ExecutionStatus::Failed);
+    assert_eq!(
+        done.error(),
+        Some("AnalysisInconclusive"),
+        "{:?}",
+        done.cause()
+    );
+    let cause: Value = serde_json::from_str(done.cause().unwrap()).unwrap();
+    assert_eq!(cause["extensions"], 1, "{cause:#}");
+    assert_eq!(cause["analysis"]["target"]["invocations"], 0);
+    let entered = states_entered(&e, &arn).await;
+    assert_eq!(
+        entered.iter().filter(|s| *s == "ExtendBake").count(),
+        1,
+        "{entered:?}"
+    );
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
+}

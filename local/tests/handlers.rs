@@ -469,3 +469,51 @@ async fn the_reconciler_leaves_a_split_its_execution_did_not_make() {
     assert_eq!(report["outcome"], "nothingShifted", "{report}");
     assert_eq!(w.routing("orders").await, split("1", "2", 0.1));
 }
+
+#[tokio::test]
+async fn the_analysis_reads_each_version_apart_and_judges_the_target() {
+    let w = World::new().await;
+    w.function("orders", 2).await;
+    let mut input = deployment(json!("Canary10Percent5Minutes"));
+    input["analysis"] =
+        json!({"maxErrorRate": 0.05, "minInvocations": 100, "metricDelaySeconds": 0});
+    let prepared = w.prepare(input).await.unwrap();
+    let canary = w.shift(&prepared).await.unwrap();
+    assert!(canary["stepStartedAt"].as_u64().is_some(), "{canary:#}");
+
+    // Both versions serve the same alias in the same minute; a third series (another alias) must not count.
+    w.fx.put_version_metrics("orders", "live", "2", [200, 30, 0])
+        .await
+        .unwrap();
+    w.fx.put_version_metrics("orders", "live", "1", [1800, 9, 0])
+        .await
+        .unwrap();
+    w.fx.put_version_metrics("orders", "beta", "2", [5000, 0, 0])
+        .await
+        .unwrap();
+    // The window ends now: let a second pass so the data points fall inside it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let gates = w.check_alarms().handle(canary.clone()).await.unwrap();
+    let a = &gates["analysis"];
+    assert_eq!(
+        (
+            a["target"]["invocations"].clone(),
+            a["target"]["errors"].clone()
+        ),
+        (json!(200), json!(30)),
+        "{gates:#}"
+    );
+    assert_eq!(
+        (
+            a["stable"]["invocations"].clone(),
+            a["stable"]["errors"].clone()
+        ),
+        (json!(1800), json!(9))
+    );
+    assert_eq!(gates["verdict"], "fail");
+    assert_eq!(gates["error"], "AnalysisFailed");
+    assert_eq!(a["comparison"]["significant"], true);
+    // The gate judged; the alias is untouched until the rollback.
+    assert_eq!(w.routing("orders").await, split("1", "2", 0.1));
+}

@@ -14,6 +14,7 @@ use statrs::distribution::{ContinuousCDF, DiscreteCDF, Hypergeometric, Normal};
 
 use crate::error::FieldError;
 use crate::rollout::Verdict;
+use crate::schedule::{Schedule, Step};
 
 pub const DEFAULT_MIN_INVOCATIONS: u64 = 50;
 pub const DEFAULT_CONFIDENCE: f64 = 0.95;
@@ -193,14 +194,22 @@ pub fn extension_seconds(bake_seconds: u64) -> u64 {
     }
 }
 
-/// The longest a schedule can take when every step is extended `extensions` times.
-pub fn longest_seconds(schedule: &crate::schedule::Schedule, extensions: u32) -> u64 {
+/// Whether a step's metrics are judged. A promotion held for no bake (`bakeSeconds` 0, the default) has nothing
+/// to observe: judging it would only wait out every extension, then roll back a version every earlier step
+/// passed.
+pub fn is_analysed(step: &Step) -> bool {
+    !(step.is_promotion() && step.bake_seconds == 0)
+}
+
+/// The longest a schedule can take when every analysed step is extended `extensions` times.
+pub fn longest_seconds(schedule: &Schedule, extensions: u32) -> u64 {
     schedule
         .steps()
         .iter()
         .map(|s| {
+            let extended = if is_analysed(s) { extensions } else { 0 };
             s.bake_seconds.saturating_add(
-                extension_seconds(s.bake_seconds).saturating_mul(u64::from(extensions)),
+                extension_seconds(s.bake_seconds).saturating_mul(u64::from(extended)),
             )
         })
         .fold(0, u64::saturating_add)

@@ -36,11 +36,15 @@ impl Plan {
         let steps = deployment.schedule().steps();
         let transitions = model.transitions(steps.len(), deployment.approval.is_some(), 0);
         let extensions = deployment.analysis.as_ref().map(|a| a.max_extensions);
+        let analysed = steps
+            .iter()
+            .filter(|s| crate::analysis::is_analysed(s))
+            .count() as u64;
         let max_state_transitions = extensions.map(|e| {
             model.transitions(
                 steps.len(),
                 deployment.approval.is_some(),
-                steps.len() as u64 * u64::from(e),
+                analysed * u64::from(e),
             )
         });
         let max_total_seconds =

@@ -102,6 +102,20 @@ pub struct Rollout {
     /// When the current step's weight was applied, in Unix seconds: the start of the step's metric window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_started_at: Option<u64>,
+    /// The gates' verdict on every step passed so far, oldest first: why the rollout moved on, in its output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passed_gates: Vec<GateRecord>,
+}
+
+/// One step's gate verdict, as the rollout keeps it (the full evidence is in that CheckGates task's output).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateRecord {
+    /// 1-based, as people count steps.
+    pub step: usize,
+    pub percent: f64,
+    pub verdict: Verdict,
+    pub summary: String,
 }
 
 impl Rollout {
@@ -125,7 +139,24 @@ impl Rollout {
             step_count,
             approval_required: false,
             step_started_at: None,
+            passed_gates: Vec::new(),
         }
+    }
+
+    /// Keeps the gates' verdict on the current step, once however often it is offered.
+    pub fn record(&mut self, gates: &GateReport) {
+        let Some(step) = self.step.filter(|s| gates.step == Some(*s)) else {
+            return;
+        };
+        if self.passed_gates.last().is_some_and(|r| r.step == step + 1) {
+            return;
+        }
+        self.passed_gates.push(GateRecord {
+            step: step + 1,
+            percent: self.percent,
+            verdict: gates.verdict,
+            summary: gates.summary(),
+        });
     }
 
     /// The step the next shift applies; `None` once promoted.

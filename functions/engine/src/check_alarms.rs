@@ -73,8 +73,12 @@ impl<P: ReadAlarms + ReadMetrics> CheckAlarms<P> {
             self.ports.describe_alarms(listed).await?
         };
         let alarms = rollout::judge_alarms(listed, found)?;
+        let steps = rollout.deployment.schedule().steps();
+        let observed = rollout
+            .step
+            .is_none_or(|s| steps.get(s).is_none_or(analysis::is_analysed));
         let analysis = match &rollout.deployment.analysis {
-            Some(config) if alarms.failing.is_empty() => {
+            Some(config) if alarms.failing.is_empty() && observed => {
                 Some(self.analyse(rollout, config, now).await?)
             }
             _ => None,

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use safeshift_core::error::Resource;
-use safeshift_core::rollout::{self, Readiness, Rollout, ShiftDecision, VersionConfig};
+use safeshift_core::rollout::{self, GateReport, Readiness, Rollout, ShiftDecision, VersionConfig};
 use safeshift_core::{Deployment, Error, InvalidInput};
 use serde::Deserialize;
 use serde_json::Value;
@@ -47,7 +47,17 @@ impl Default for ReadyWait {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 enum Event {
     Prepare(PrepareEvent),
-    Shift(Box<Rollout>),
+    Shift(Box<ShiftEvent>),
+}
+
+/// The state as the state machine passes it to ShiftWeight: the rollout, and the gates' report on the step just
+/// passed (absent before the first step), which the rollout keeps as its record.
+#[derive(Debug, Deserialize)]
+struct ShiftEvent {
+    #[serde(flatten)]
+    rollout: Rollout,
+    #[serde(default)]
+    gates: Option<GateReport>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,7 +99,12 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
                     .instrument(span)
                     .await?
             }
-            Event::Shift(r) => {
+            Event::Shift(event) => {
+                let ShiftEvent { mut rollout, gates } = *event;
+                if let Some(gates) = gates {
+                    rollout.record(&gates);
+                }
+                let r = rollout;
                 let span = info_span!(
                     "shift",
                     deployment_id = %r.deployment_id,
@@ -97,7 +112,7 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
                     alias = %r.deployment.alias,
                     step = r.next_step().map(|s| s + 1),
                 );
-                self.shift(*r).instrument(span).await?
+                self.shift(r).instrument(span).await?
             }
         };
         serde_json::to_value(&rollout).map_err(|e| Error::Internal(e.to_string()))

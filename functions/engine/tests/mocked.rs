@@ -727,6 +727,45 @@ async fn a_silent_target_is_extended_then_fails_inconclusive() {
 }
 
 #[tokio::test]
+async fn a_promotion_with_no_bake_is_not_analysed_but_a_baked_one_is() {
+    let read = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .then_output(|| metric_results(&[("v0_invocations", 100.0)]));
+    let gates = CheckAlarms::new(cloudwatch(&[&read]));
+    let mut promoted = analysed_rollout(json!({"maxErrorRate": 0.05}));
+    promoted["step"] = json!(1);
+    promoted["promoted"] = json!(true);
+    promoted["percent"] = json!(100.0);
+    promoted["bakeSeconds"] = json!(0);
+    let report = gates.handle_at(promoted.clone(), 1_300).await.unwrap();
+    assert_eq!(report["verdict"], "pass");
+    assert!(report.get("analysis").is_none(), "{report:#}");
+    assert_eq!(read.num_calls(), 0);
+    promoted["deployment"]["bakeSeconds"] = json!(120);
+    promoted["bakeSeconds"] = json!(120);
+    let report = gates.handle_at(promoted, 1_300).await.unwrap();
+    assert_eq!(report["analysis"]["target"]["invocations"], 100);
+    assert_eq!(read.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn the_rollout_keeps_each_passed_steps_verdict() {
+    let (alias, update) = (get_alias("6", &[("7", 0.1)], "r1"), update_alias());
+    let mut state = analysed_rollout(json!({"maxErrorRate": 0.05}));
+    state["revisionId"] = json!("r1");
+    state["gates"] =
+        json!({"verdict": "pass", "step": 0, "extensions": 0, "failing": [], "alarms": []});
+    let next = ShiftWeight::new(lambda(&[&alias, &update]), no_wait())
+        .handle(json!({ "shift": state }))
+        .await
+        .unwrap();
+    assert_eq!(next["promoted"], true);
+    assert_eq!(
+        next["passedGates"],
+        json!([{"step": 1, "percent": 10.0, "verdict": "pass", "summary": "pass"}])
+    );
+}
+
+#[tokio::test]
 async fn metric_pages_are_summed() {
     let rollout = analysed_rollout(json!({"maxErrorRate": 0.05, "minInvocations": 100}));
     let pages = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
