@@ -84,13 +84,18 @@ def as_list(x):
     return x if isinstance(x, list) else [x]
 
 
+# Actions AWS grants only on "*" (no resource-level permissions), by the policy that may hold them.
+ONLY_ON_EVERYTHING = {"log-delivery": "logs:", "metrics": "cloudwatch:GetMetricData"}
+
+
 @check
-def no_permission_is_granted_on_everything_except_log_delivery():
+def no_permission_is_granted_on_everything_except_what_aws_only_grants_so():
     for name, role in of_type("AWS::IAM::Role").items():
         for policy, s in statements(role):
             if "*" in as_list(s["Resource"]):
                 actions = as_list(s["Action"])
-                assert policy == "log-delivery" and all(a.startswith("logs:") for a in actions), (name, policy, s)
+                allowed = ONLY_ON_EVERYTHING.get(policy)
+                assert allowed and all(a.startswith(allowed) for a in actions), (name, policy, s)
             for a in as_list(s["Action"]):
                 assert not a.endswith(":*") and a != "*", (name, a)
 
@@ -102,6 +107,13 @@ def alias_writes_are_scoped_to_the_target_functions_parameter():
         assert len(found) == 1, role
         assert "TargetFunctionArns" in json.dumps(found[0]["Resource"]), (role, found)
     assert "Default" not in RAW["Parameters"]["TargetFunctionArns"], "no default: the user names the functions"
+
+
+@check
+def the_gates_can_read_alarms_and_metrics():
+    role = of_type("AWS::IAM::Role")["CheckAlarmsRole"]
+    actions = {a for _, s in statements(role) for a in as_list(s["Action"])}
+    assert {"cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData"} <= actions, actions
 
 
 @check
