@@ -167,11 +167,11 @@ pub async fn demo(venv: &Path) -> anyhow::Result<()> {
     );
     let fx = Fixtures::new(&stack);
     let sfn = aws_sdk_sfn::Client::new(&stack.config);
-    fx.function("orders-api", 3).await?;
+    fx.function("orders-api", 4).await?;
     fx.function("orders-api-smoke", 1).await?;
     fx.alarm("orders-api-errors").await?;
     println!(
-        "demo function orders-api: versions 1, 2, 3; alias live -> 1; alarm orders-api-errors (OK)\n"
+        "demo function orders-api: versions 1 to 4; alias live -> 1; alarm orders-api-errors (OK)\n"
     );
 
     let input = |target: &str| {
@@ -191,7 +191,31 @@ pub async fn demo(venv: &Path) -> anyhow::Result<()> {
     report(&fx, ended).await?;
 
     println!("\n== Rollout 2: version 3, starts throwing errors once it takes traffic ==");
-    let ended = run(&sfn, &stack, "orders-api-live-3", &input("3"), Some(&fx)).await?;
+    let ended = run(
+        &sfn,
+        &stack,
+        "orders-api-live-3",
+        &input("3"),
+        Some((&fx, Breakage::Alarm)),
+    )
+    .await?;
+    report(&fx, ended).await?;
+
+    println!(
+        "\n== Rollout 3: version 4, no alarm configured; its own metrics against version 2's give it away =="
+    );
+    let mut analysed = input("4");
+    analysed.as_object_mut().map(|o| o.remove("alarms"));
+    analysed["analysis"] =
+        json!({"maxErrorRate": 0.02, "minInvocations": 100, "metricDelaySeconds": 0});
+    let ended = run(
+        &sfn,
+        &stack,
+        "orders-api-live-4",
+        &analysed,
+        Some((&fx, Breakage::Metrics)),
+    )
+    .await?;
     report(&fx, ended).await?;
     println!("\nStopping the local stack.");
     Ok(())
@@ -202,7 +226,7 @@ async fn run(
     stack: &LocalStack,
     name: &str,
     input: &serde_json::Value,
-    break_it: Option<&Fixtures>,
+    break_it: Option<(&Fixtures, Breakage)>,
 ) -> anyhow::Result<watch::Ended> {
     let arn = sfn
         .start_execution()
@@ -213,28 +237,52 @@ async fn run(
         .await?
         .execution_arn()
         .to_owned();
-    let mut alarm_fired = false;
+    let mut broken = false;
     watch::follow(sfn, &arn, |line, _| {
         println!("{line}");
-        if let Some(fx) = break_it
-            && !alarm_fired
-            && line.starts_with("step 1/")
-        {
-            alarm_fired = true;
-            println!("  !! version 3 errors: orders-api-errors goes to ALARM");
-            let cloudwatch = fx.cloudwatch.clone();
-            tokio::spawn(async move {
-                let _ = cloudwatch
-                    .set_alarm_state()
-                    .alarm_name("orders-api-errors")
-                    .state_value(StateValue::Alarm)
-                    .state_reason("12 errors in 1 minute on version 3")
-                    .send()
-                    .await;
-            });
+        let Some((fx, breakage)) = break_it.filter(|_| !broken && line.starts_with("step 1/")) else {
+            return;
+        };
+        broken = true;
+        let fx = fx.clone();
+        match breakage {
+            Breakage::Alarm => {
+                println!("  !! version 3 errors: orders-api-errors goes to ALARM");
+                tokio::spawn(async move {
+                    let _ = fx
+                        .set_alarm(
+                            "orders-api-errors",
+                            StateValue::Alarm,
+                            "12 errors in 1 minute on version 3",
+                        )
+                        .await;
+                });
+            }
+            Breakage::Metrics => {
+                println!(
+                    "  !! traffic: version 4 fails 30 of 200 calls; version 2 fails 9 of 1,800 (Lambda's per-version metrics)"
+                );
+                tokio::spawn(async move {
+                    let _ = fx
+                        .put_version_metrics("orders-api", "live", "4", [200, 30, 0])
+                        .await;
+                    let _ = fx
+                        .put_version_metrics("orders-api", "live", "2", [1800, 9, 0])
+                        .await;
+                });
+            }
         }
     })
     .await
+}
+
+/// How the demo breaks a rollout once its first step is live.
+#[derive(Debug, Clone, Copy)]
+enum Breakage {
+    /// The deployment's alarm fires.
+    Alarm,
+    /// The new version's own metrics are bad; no alarm is involved.
+    Metrics,
 }
 
 async fn report(fx: &Fixtures, ended: watch::Ended) -> anyhow::Result<()> {

@@ -34,6 +34,7 @@ fn zip(code: &str) -> Vec<u8> {
 /// An alias as read back: its version and additional weights, sorted.
 pub type Routing = (String, Vec<(String, f64)>);
 
+#[derive(Debug, Clone)]
 pub struct Fixtures {
     pub lambda: aws_sdk_lambda::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,

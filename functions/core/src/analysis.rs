@@ -423,8 +423,13 @@ pub fn judge(
                 Test::FisherExact => "Fisher's exact test",
                 Test::TwoProportionZ => "two-proportion z-test",
             };
+            let p = if p_value < 1e-4 {
+                "p < 0.0001".to_owned()
+            } else {
+                format!("p = {p_value:.4}")
+            };
             findings.push(format!(
-                "error rate {} vs stable {} ({}/{}): {name}, one-sided p = {p_value:.4} — {} at {}% confidence",
+                "error rate {} vs stable {} ({}/{}): {name}, one-sided {p} — {} at {}% confidence",
                 percent(target_rate.unwrap_or(0.0)),
                 percent(stable_rate.unwrap_or(0.0)),
                 stable.errors,
