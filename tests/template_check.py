@@ -85,7 +85,11 @@ def as_list(x):
 
 
 # Actions AWS grants only on "*" (no resource-level permissions), by the policy that may hold them.
-ONLY_ON_EVERYTHING = {"log-delivery": "logs:", "metrics": "cloudwatch:GetMetricData"}
+ONLY_ON_EVERYTHING = {
+    "log-delivery": "logs:",
+    "metrics": "cloudwatch:GetMetricData",
+    "warm-up": "lambda:GetAccountSettings",
+}
 
 
 @check

@@ -9,10 +9,11 @@ use safeshift_engine::{CloudWatchAdapter, aws, runtime};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    runtime::init_logging();
     let config = aws::load_config().await;
-    let handler = Arc::new(CheckAlarms::new(CloudWatchAdapter::new(
-        aws_sdk_cloudwatch::Client::new(&config),
-    )));
+    let cloudwatch = CloudWatchAdapter::new(aws_sdk_cloudwatch::Client::new(&config));
+    cloudwatch.warm_up().await;
+    let handler = Arc::new(CheckAlarms::new(cloudwatch));
     runtime::serve(move |event| {
         let handler = Arc::clone(&handler);
         async move { handler.handle(event).await }

@@ -45,6 +45,32 @@ pub async fn load_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// Whether the functions open their AWS connections during init (`SAFESHIFT_WARM_UP`; on unless `0`, `false` or
+/// `off`). Off saves one read-only call per cold start; the benchmark measures both.
+pub fn warm_up_enabled() -> bool {
+    !matches!(
+        std::env::var("SAFESHIFT_WARM_UP").as_deref(),
+        Ok("0" | "false" | "off")
+    )
+}
+
+/// Makes one cheap read during init so that the first invocation does not pay for building the HTTP connector,
+/// loading the root certificates and the TCP and TLS handshakes: the connection stays pooled for the invocation.
+/// Any answer, even an error, has opened the connection; a failure is only logged, never a failed cold start.
+async fn warm_up<T, E: std::error::Error>(service: &str, call: impl Future<Output = Result<T, E>>) {
+    if !warm_up_enabled() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let outcome = call.await;
+    tracing::debug!(
+        service,
+        ok = outcome.is_ok(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "connection opened during init"
+    );
+}
+
 /// A failed SDK call in the core taxonomy. `classify` maps the operation's modeled errors; throttling and
 /// everything unclassified are handled here. Throttling is an HTTP 429 (Lambda) or an unmodeled error whose code
 /// is one the SDK's own retry classifier treats as throttling (CloudWatch's `Throttling` answers with a 400).
@@ -95,6 +121,11 @@ pub struct LambdaAdapter {
 impl LambdaAdapter {
     pub fn new(client: aws_sdk_lambda::Client) -> Self {
         Self { client }
+    }
+
+    /// Opens the connection to Lambda during init, with GetAccountSettings (read-only, on no resource).
+    pub async fn warm_up(&self) {
+        warm_up("lambda", self.client.get_account_settings().send()).await;
     }
 }
 
@@ -278,6 +309,15 @@ pub struct CloudWatchAdapter {
 impl CloudWatchAdapter {
     pub fn new(client: aws_sdk_cloudwatch::Client) -> Self {
         Self { client }
+    }
+
+    /// Opens the connection to CloudWatch during init, with a one-record DescribeAlarms (already granted).
+    pub async fn warm_up(&self) {
+        warm_up(
+            "cloudwatch",
+            self.client.describe_alarms().max_records(1).send(),
+        )
+        .await;
     }
 }
 

@@ -10,9 +10,13 @@ use safeshift_engine::{LambdaAdapter, StepFunctionsAdapter, aws, runtime};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    runtime::init_logging();
     let config = aws::load_config().await;
+    let lambda = LambdaAdapter::new(aws_sdk_lambda::Client::new(&config));
+    // Step Functions is read only by the reconciler, after an execution ended: not worth a call at every init.
+    lambda.warm_up().await;
     let handler = Arc::new(Rollback::new(
-        LambdaAdapter::new(aws_sdk_lambda::Client::new(&config)),
+        lambda,
         StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&config)),
     ));
     runtime::serve(move |event| {

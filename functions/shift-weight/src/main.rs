@@ -8,11 +8,11 @@ use safeshift_engine::{LambdaAdapter, aws, runtime};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     // Clients are built once per cold start and reused by every invocation.
+    runtime::init_logging();
     let config = aws::load_config().await;
-    let handler = Arc::new(ShiftWeight::new(
-        LambdaAdapter::new(aws_sdk_lambda::Client::new(&config)),
-        ReadyWait::default(),
-    ));
+    let lambda = LambdaAdapter::new(aws_sdk_lambda::Client::new(&config));
+    lambda.warm_up().await;
+    let handler = Arc::new(ShiftWeight::new(lambda, ReadyWait::default()));
     runtime::serve(move |event| {
         let handler = Arc::clone(&handler);
         async move { handler.handle(event).await }
