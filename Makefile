@@ -80,6 +80,13 @@ lambda-tools: $(LAMBDA_STAMP)
 bench-profile: lambda-tools
 	bench/profile.sh
 
+## make bench: cold starts, warm latency, sizes, transitions and rollback latency, side by side with a Python
+## handler; prints the tables and writes BENCHMARKS.md. Not part of `make test`: about 25 min on 2 cores.
+.PHONY: bench
+bench: $(MOTO_STAMP) lambda-zips
+	$(CARGO) build --release --locked $(addprefix -p ,$(FUNCTIONS)) -p safeshift-bench
+	target/release/safeshift-bench --bins target/release --zips target/lambda-arm64 --venv $(VENV) --out BENCHMARKS.md
+
 ## Release arm64 zips of every function, in target/lambda-arm64/<name>/bootstrap.zip.
 lambda-zips: $(LAMBDA_STAMP)
 	PATH="$(TOOLS_BIN):$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip \
