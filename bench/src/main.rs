@@ -118,7 +118,7 @@ async fn header(args: &Args) -> anyhow::Result<String> {
     writeln!(s, "# Benchmarks\n")?;
     writeln!(
         s,
-        "`make bench`, {} UTC. Machine: {cpu}, {cores} cores, Linux {}. {rustc}; {versions}.\n",
+        "`make bench`, {}. Machine: {cpu}, {cores} cores, Linux {}. {rustc}; {versions}.\n",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         kernel.trim()
     )?;
@@ -226,14 +226,16 @@ async fn bare_call(
     lambda: &aws_sdk_lambda::Client,
     cloudwatch: &aws_sdk_cloudwatch::Client,
 ) -> anyhow::Result<()> {
+    let get_alias = || {
+        lambda
+            .get_alias()
+            .function_name("orders")
+            .name("live")
+            .send()
+    };
     match function {
         "shift-weight" => {
-            lambda
-                .get_alias()
-                .function_name("orders")
-                .name("live")
-                .send()
-                .await?;
+            get_alias().await?;
             for v in ["2", "1"] {
                 lambda
                     .get_function_configuration()
@@ -261,12 +263,7 @@ async fn bare_call(
                 .await?;
         }
         "rollback" => {
-            lambda
-                .get_alias()
-                .function_name("orders")
-                .name("live")
-                .send()
-                .await?;
+            get_alias().await?;
         }
         other => bail!("no bare call for {other}"),
     }
@@ -446,23 +443,6 @@ async fn history(
     }
 }
 
-async fn start(
-    sfn: &aws_sdk_sfn::Client,
-    stack: &LocalStack,
-    name: &str,
-    input: &Value,
-) -> anyhow::Result<String> {
-    Ok(sfn
-        .start_execution()
-        .state_machine_arn(&stack.state_machine_arn)
-        .name(name)
-        .input(input.to_string())
-        .send()
-        .await?
-        .execution_arn()
-        .to_owned())
-}
-
 async fn transitions(args: &Args, scratch: &Path) -> anyhow::Result<Transitions> {
     let stack = LocalStack::start(0, &args.venv, Some(&scratch.join("local-stack.log"))).await?;
     let fx = Fixtures::new(&stack);
@@ -493,7 +473,9 @@ async fn transitions(args: &Args, scratch: &Path) -> anyhow::Result<Transitions>
         };
         let input = json!({"functionName": function, "alias": "live", "targetVersion": "2", "strategy": strategy});
         eprintln!("transitions: {name}");
-        let arn = start(&sfn, &stack, &format!("{function}-live-2"), &input).await?;
+        let arn = stack
+            .start_execution(&format!("{function}-live-2"), &input)
+            .await?;
         let status = finish(&sfn, &arn).await?;
         ensure!(
             status == ExecutionStatus::Succeeded,
@@ -537,7 +519,9 @@ async fn transitions(args: &Args, scratch: &Path) -> anyhow::Result<Transitions>
         fx.function(&function, 2).await?;
         let input = json!({"functionName": function, "alias": "live", "targetVersion": "2",
             "strategy": {"steps": [{"percent": 10, "bakeSeconds": 1}]}, "alarms": ["bench-errors"]});
-        let arn = start(&sfn, &stack, &format!("{function}-live-2"), &input).await?;
+        let arn = stack
+            .start_execution(&format!("{function}-live-2"), &input)
+            .await?;
         ensure!(
             finish(&sfn, &arn).await? == ExecutionStatus::Failed,
             "{function} was not rolled back"

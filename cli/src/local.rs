@@ -228,15 +228,7 @@ async fn run(
     input: &serde_json::Value,
     break_it: Option<(&Fixtures, Breakage)>,
 ) -> anyhow::Result<watch::Ended> {
-    let arn = sfn
-        .start_execution()
-        .state_machine_arn(&stack.state_machine_arn)
-        .name(name)
-        .input(input.to_string())
-        .send()
-        .await?
-        .execution_arn()
-        .to_owned();
+    let arn = stack.start_execution(name, input).await?;
     let mut broken = false;
     watch::follow(sfn, &arn, |line, _| {
         println!("{line}");

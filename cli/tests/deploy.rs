@@ -131,11 +131,7 @@ async fn a_rollback_exits_non_zero_with_the_reason() {
 }
 
 async fn wait_for_split(e: &Env) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while e.fx.routing("orders").await.unwrap().1.is_empty() {
-        assert!(Instant::now() < deadline, "never split");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e.fx.wait_for_split("orders").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -164,6 +164,34 @@ impl Fixtures {
         self.set_alarm(name, StateValue::Ok, "no errors").await
     }
 
+    /// Waits (up to 30 s) until the function's `live` alias routes to more than one version: a rollout's first
+    /// step has landed. Returns the routing then.
+    pub async fn wait_for_split(&self, function: &str) -> Result<Routing, FixtureError> {
+        self.wait_for_routing(function, |(_, weights)| !weights.is_empty())
+            .await
+    }
+
+    /// Waits (up to 30 s) until the function's `live` alias routing satisfies `done`; returns it.
+    pub async fn wait_for_routing(
+        &self,
+        function: &str,
+        done: impl Fn(&Routing) -> bool,
+    ) -> Result<Routing, FixtureError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let routing = self.routing(function).await?;
+            if done(&routing) {
+                return Ok(routing);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(err(format!(
+                    "{function}:live still routes {routing:?} after 30 s"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// moto never evaluates alarms from metrics: drive their state directly.
     pub async fn set_alarm(
         &self,

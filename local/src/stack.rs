@@ -29,6 +29,8 @@ pub enum LocalError {
     Bind { port: u16, source: std::io::Error },
     #[error("creating the state machine failed: {0}")]
     StateMachine(String),
+    #[error("starting execution `{name}` failed: {reason}")]
+    StartExecution { name: String, reason: String },
 }
 
 pub fn state_machine_name() -> String {
@@ -79,6 +81,26 @@ pub struct LocalStack {
 }
 
 impl LocalStack {
+    /// Starts a deployment named `name` on the local state machine; returns its execution ARN.
+    pub async fn start_execution(
+        &self,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<String, LocalError> {
+        let out = aws_sdk_sfn::Client::new(&self.config)
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .map_err(|e| LocalError::StartExecution {
+                name: name.to_owned(),
+                reason: aws_sdk_sfn::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        Ok(out.execution_arn().to_owned())
+    }
+
     /// Starts moto (installing it into `venv` if needed) and the gateway on `port` (0 picks a free one), and
     /// creates the state machine.
     pub async fn start(

@@ -35,16 +35,18 @@ fn stable(v: &str) -> Routing {
 
 impl Env {
     async fn start(&self, name: &str, input: &Value) -> String {
-        self.sfn
-            .start_execution()
-            .state_machine_arn(&self.stack.state_machine_arn)
-            .name(name)
-            .input(input.to_string())
-            .send()
-            .await
-            .unwrap()
-            .execution_arn()
-            .to_owned()
+        self.stack.start_execution(name, input).await.unwrap()
+    }
+
+    /// Publishes one window's Lambda metrics for `orders` through `live`: [invocations, errors, throttles] of
+    /// the target (version 2) and of the stable version (1).
+    async fn traffic(&self, target: [u32; 3], stable: [u32; 3]) {
+        for (version, counts) in [("2", target), ("1", stable)] {
+            self.fx
+                .put_version_metrics("orders", "live", version, counts)
+                .await
+                .unwrap();
+        }
     }
 
     async fn status(
@@ -112,11 +114,7 @@ async fn an_alarm_mid_rollout_rolls_back_and_fails_the_execution() {
     input["alarms"] = json!(["orders-errors"]);
     let arn = e.start("orders-live-2", &input).await;
     // Wait until traffic is split, then fire the alarm.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while e.fx.routing("orders").await.unwrap().1.is_empty() {
-        assert!(Instant::now() < deadline, "never split");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_split(&e, "orders").await;
     e.fx.set_alarm(
         "orders-errors",
         aws_sdk_cloudwatch::types::StateValue::Alarm,
@@ -244,11 +242,7 @@ async fn invalid_input_fails_with_the_field_named() {
 }
 
 async fn wait_for_split(e: &Env, function: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while e.fx.routing(function).await.unwrap().1.is_empty() {
-        assert!(Instant::now() < deadline, "never split");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e.fx.wait_for_split(function).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -365,12 +359,7 @@ async fn a_worse_version_fails_its_analysis_and_is_rolled_back() {
     let arn = e.start("orders-live-2", &input).await;
     wait_for_split(&e, "orders").await;
     // At 10%, the new version fails 15% of its calls; the stable one 0.5%.
-    e.fx.put_version_metrics("orders", "live", "2", [200, 30, 0])
-        .await
-        .unwrap();
-    e.fx.put_version_metrics("orders", "live", "1", [1800, 9, 0])
-        .await
-        .unwrap();
+    e.traffic([200, 30, 0], [1800, 9, 0]).await;
     let done = e.finish(&arn).await;
     assert_eq!(*done.status(), ExecutionStatus::Failed);
     assert_eq!(done.error(), Some("AnalysisFailed"), "{:?}", done.cause());
@@ -395,24 +384,12 @@ async fn a_healthy_version_passes_its_analysis_and_is_promoted() {
         analysed(json!({"maxErrorRate": 0.05, "minInvocations": 100, "metricDelaySeconds": 0}));
     let arn = e.start("orders-live-2", &input).await;
     wait_for_split(&e, "orders").await;
-    e.fx.put_version_metrics("orders", "live", "2", [200, 1, 0])
-        .await
-        .unwrap();
-    e.fx.put_version_metrics("orders", "live", "1", [1800, 9, 0])
-        .await
-        .unwrap();
+    e.traffic([200, 1, 0], [1800, 9, 0]).await;
     // The second step (50%) gets its own window: feed it once the weight has moved on.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while e.fx.routing("orders").await.unwrap().1 != [("2".to_owned(), 0.5)] {
-        assert!(Instant::now() < deadline, "never reached 50%");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    e.fx.put_version_metrics("orders", "live", "2", [1000, 4, 0])
+    e.fx.wait_for_routing("orders", |(_, weights)| weights == &[("2".to_owned(), 0.5)])
         .await
         .unwrap();
-    e.fx.put_version_metrics("orders", "live", "1", [1000, 5, 0])
-        .await
-        .unwrap();
+    e.traffic([1000, 4, 0], [1000, 5, 0]).await;
     let done = e.finish(&arn).await;
     assert_eq!(
         *done.status(),
