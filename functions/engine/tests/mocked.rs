@@ -508,7 +508,20 @@ async fn running_a_step_twice_writes_once_and_succeeds_twice() {
         .await
         .unwrap();
     assert_eq!(update.num_calls(), 1);
-    assert_eq!(first, second);
+    // The same rollout, but for when the step was last confirmed: the retry stamps its own time, never earlier.
+    assert!(second["stepStartedAt"].as_u64() >= first["stepStartedAt"].as_u64());
+    assert_eq!(without_step_start(first), without_step_start(second));
+}
+
+fn without_step_start(mut rollout: Value) -> Value {
+    let started = rollout
+        .as_object_mut()
+        .and_then(|r| r.remove("stepStartedAt"));
+    assert!(
+        started.is_some_and(|s| s.is_u64()),
+        "a shifted rollout records its step's start"
+    );
+    rollout
 }
 
 // ---- check-alarms ----------------------------------------------------------------------------------------
