@@ -309,8 +309,35 @@ pub struct AnalysisEvidence {
     /// The target's p99 over the stable version's, minus 1 (0.25 = 25% slower).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_increase: Option<f64>,
+    /// What the numbers were judged against.
+    pub thresholds: Thresholds,
     /// Why the verdict is what it is, one sentence per check, in the order they were made.
     pub findings: Vec<String>,
+}
+
+/// The analysis settings a verdict applied, carried with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Thresholds {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_p99_latency_increase: Option<f64>,
+    pub min_invocations: u64,
+    pub compare_to_stable: bool,
+    pub confidence: f64,
+}
+
+impl From<&Analysis> for Thresholds {
+    fn from(a: &Analysis) -> Self {
+        Self {
+            max_error_rate: a.max_error_rate,
+            max_p99_latency_increase: a.max_p99_latency_increase,
+            min_invocations: a.min_invocations,
+            compare_to_stable: a.compare_to_stable,
+            confidence: a.confidence,
+        }
+    }
 }
 
 /// One-sided p-value for "the first group's error rate is higher than the second's".
@@ -509,6 +536,7 @@ pub fn judge(
         stable,
         comparison,
         p99_increase,
+        thresholds: config.into(),
         findings,
     }
 }
@@ -599,6 +627,8 @@ mod tests {
         assert_eq!(e.target_error_rate, Some(0.004));
         assert!(e.comparison.as_ref().is_some_and(|c| !c.significant));
         assert!(close(e.p99_increase.unwrap(), 0.1, 1e-12));
+        assert_eq!(e.thresholds.max_error_rate, Some(0.05));
+        assert_eq!(e.thresholds.min_invocations, 100);
         assert_eq!(e.findings.len(), 3, "{:?}", e.findings);
     }
 

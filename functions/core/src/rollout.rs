@@ -889,6 +889,13 @@ mod tests {
             stable_error_rate: None,
             comparison: None,
             p99_increase: None,
+            thresholds: crate::analysis::Thresholds {
+                max_error_rate: Some(0.01),
+                max_p99_latency_increase: None,
+                min_invocations: 50,
+                compare_to_stable: true,
+                confidence: 0.95,
+            },
             findings: vec![],
         }
     }

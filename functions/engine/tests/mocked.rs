@@ -713,6 +713,8 @@ async fn analysis_reads_both_versions_in_one_call_and_fails_a_worse_target() {
         a["window"],
         json!({"start": 940, "end": 1240, "periodSeconds": 300})
     );
+    assert_eq!(a["thresholds"]["maxErrorRate"], 0.05);
+    assert_eq!(a["thresholds"]["maxP99LatencyIncrease"], 0.5);
 }
 
 #[tokio::test]
