@@ -24,6 +24,7 @@ use safeshift_core::plan::{Plan, cost_usd};
 use safeshift_core::rollout::Rollout;
 use safeshift_core::strategy::Predefined;
 use safeshift_local::LocalStack;
+use safeshift_local::executions::{self, history};
 use safeshift_local::fixtures::Fixtures;
 use safeshift_local::moto::MotoServer;
 use serde_json::{Value, json};
@@ -406,41 +407,10 @@ struct Transitions {
     worst_per_step: f64,
 }
 
+/// Waits for the execution to end; its final status.
 async fn finish(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Result<ExecutionStatus> {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let d = sfn.describe_execution().execution_arn(arn).send().await?;
-        if *d.status() != ExecutionStatus::Running {
-            return Ok(d.status().clone());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "{arn} still running after 3 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn history(
-    sfn: &aws_sdk_sfn::Client,
-    arn: &str,
-) -> anyhow::Result<Vec<aws_sdk_sfn::types::HistoryEvent>> {
-    let mut events = Vec::new();
-    let mut token = None;
-    loop {
-        let page = sfn
-            .get_execution_history()
-            .execution_arn(arn)
-            .max_results(1000)
-            .set_next_token(token)
-            .send()
-            .await?;
-        events.extend(page.events().iter().cloned());
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-            _ => return Ok(events),
-        }
-    }
+    let done = executions::wait_for_end(sfn, arn, Duration::from_secs(180)).await?;
+    Ok(done.status().clone())
 }
 
 async fn transitions(args: &Args, scratch: &Path) -> anyhow::Result<Transitions> {

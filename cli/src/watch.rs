@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
+use safeshift_local::executions::history;
 use serde_json::Value;
 
 /// How often the history is read while the execution runs.
@@ -42,25 +43,6 @@ pub async fn follow(
             });
         }
         tokio::time::sleep(POLL).await;
-    }
-}
-
-/// The whole history, oldest first.
-async fn history(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Result<Vec<HistoryEvent>> {
-    let mut events = Vec::new();
-    let mut next_token = None;
-    loop {
-        let page = sfn
-            .get_execution_history()
-            .execution_arn(arn)
-            .set_next_token(next_token)
-            .send()
-            .await?;
-        events.extend(page.events().iter().cloned());
-        match page.next_token() {
-            Some(t) => next_token = Some(t.to_owned()),
-            None => return Ok(events),
-        }
     }
 }
 

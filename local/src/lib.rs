@@ -2,6 +2,7 @@
 //! moto. Any AWS client pointed at the gateway's endpoint sees one coherent AWS: Lambda, CloudWatch, IAM and Step
 //! Functions from moto, with Invoke of the engine's functions answered by the engine itself.
 
+pub mod executions;
 pub mod fixtures;
 pub mod gateway;
 pub mod moto;

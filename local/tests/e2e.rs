@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use safeshift_local::LocalStack;
+use safeshift_local::executions;
 use safeshift_local::fixtures::{Fixtures, Routing};
 use serde_json::{Value, json};
 
@@ -66,15 +67,9 @@ impl Env {
         &self,
         arn: &str,
     ) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let d = self.status(arn).await;
-            if *d.status() != ExecutionStatus::Running {
-                return d;
-            }
-            assert!(Instant::now() < deadline, "{arn} still running after 90 s");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        executions::wait_for_end(&self.sfn, arn, Duration::from_secs(90))
+            .await
+            .unwrap()
     }
 }
 
@@ -334,16 +329,9 @@ fn analysed(analysis: Value) -> Value {
 
 /// The states the execution entered, in order.
 async fn states_entered(e: &Env, arn: &str) -> Vec<String> {
-    let history = e
-        .sfn
-        .get_execution_history()
-        .execution_arn(arn)
-        .max_results(1000)
-        .send()
+    executions::history(&e.sfn, arn)
         .await
-        .unwrap();
-    history
-        .events()
+        .unwrap()
         .iter()
         .filter_map(|ev| ev.state_entered_event_details())
         .map(|d| d.name().to_owned())
