@@ -27,7 +27,8 @@ export SAM_CLI_TELEMETRY := 0
 
 all: test
 
-## Two live rollouts on the local stack (moto + the real functions and state machine): about a minute.
+## Three live rollouts on the local stack (moto + the real functions and state machine): one promoted, one rolled
+## back by its alarm, one rolled back by its own metrics. About a minute.
 demo: moto
 	$(CARGO) run --quiet -p safeshift -- local demo
 

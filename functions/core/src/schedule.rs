@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 /// The most traffic steps one rollout may take. Each step costs a fixed number of state transitions and history
-/// events; this bound keeps the execution far below Step Functions' 25,000-event history limit (the state-machine
-/// issue derives the exact worst case from the definition) and a plan readable.
+/// events; this bound keeps the execution far below Step Functions' 25,000-event history limit (`asl` derives the
+/// exact worst case from the definition, and the state machine's tests hold it under the limit) and a plan readable.
 pub const MAX_TRAFFIC_STEPS: usize = 100;
 
 /// The longest rollout accepted. Longer is almost always a unit mistake (minutes typed as seconds × 60 twice).

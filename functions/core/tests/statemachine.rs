@@ -8,7 +8,7 @@ use safeshift_core::ErrorType;
 use safeshift_core::analysis::MAX_EXTENSIONS;
 use safeshift_core::asl::{Definition, HISTORY_EVENT_LIMIT, ROLLOUT_DEFINITION, TransitionModel};
 use safeshift_core::schedule::MAX_TRAFFIC_STEPS;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const ROLLBACK: &str = "RollBack";
 
@@ -80,6 +80,54 @@ fn every_task_is_bounded_retried_and_caught_into_the_rollback_path() {
             );
         } else {
             assert_eq!(targets, [ROLLBACK], "{name} must catch into the rollback");
+        }
+    }
+}
+
+/// ASL cannot share a Retry or Catch between states, so the definition repeats them, one line per state. They are
+/// one policy: every Task retries the same transient errors the same way, and every Task but the rollback sends any
+/// other error to the rollback with it recorded in `$.error`. A copy edited alone fails here.
+#[test]
+fn every_task_repeats_the_one_retry_and_catch() {
+    let retry = json!([{
+        "ErrorEquals": [
+            "Lambda.ServiceException",
+            "Lambda.AWSLambdaException",
+            "Lambda.SdkClientException",
+            "Lambda.TooManyRequestsException",
+            "Throttled",
+            "AwsError"
+        ],
+        "IntervalSeconds": 2,
+        "MaxAttempts": 4,
+        "BackoffRate": 2.0
+    }]);
+    let catch = json!([{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": ROLLBACK}]);
+    // The rollback keeps the error that sent it there and records its own beside it.
+    let rollback_catch = json!([{
+        "ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.rollbackError",
+        "Next": "RollbackFailed"
+    }]);
+    assert!(tasks().iter().any(|(name, _)| *name == ROLLBACK));
+    for (name, s) in tasks() {
+        assert_eq!(
+            s["Retry"], retry,
+            "{name}'s Retry is not the one every Task shares"
+        );
+        let expected = if name == ROLLBACK {
+            &rollback_catch
+        } else {
+            &catch
+        };
+        assert_eq!(
+            &s["Catch"], expected,
+            "{name}'s Catch is not the shared one"
+        );
+    }
+    for (name, s) in rollout().states().filter(|(_, s)| s["Type"] != "Task") {
+        for key in ["Retry", "Catch"] {
+            assert!(s.get(key).is_none(), "{name} is not a Task but has a {key}");
         }
     }
 }
