@@ -137,8 +137,24 @@ pub fn median(values: &[Duration]) -> Duration {
     quantile(values, 0.5)
 }
 
-pub fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
+/// The median of each part of a series of cold starts, taken apart: the parts' medians need not add up to the
+/// total's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Medians {
+    pub init: Duration,
+    pub first_invoke: Duration,
+    pub total: Duration,
+}
+
+impl Medians {
+    pub fn of(runs: &[Cold]) -> Self {
+        let pick = |f: fn(&Cold) -> Duration| median(&runs.iter().map(f).collect::<Vec<_>>());
+        Self {
+            init: pick(|c| c.init),
+            first_invoke: pick(|c| c.first_invoke),
+            total: pick(|c| c.total),
+        }
+    }
 }
 
 #[cfg(test)]
