@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use aws_sdk_sfn::types::ExecutionStatus;
 use safeshift_core::Deployment;
 use safeshift_engine::rollback::Rollback;
+use safeshift_engine::runtime;
 use safeshift_engine::{LambdaAdapter, StepFunctionsAdapter};
 use serde_json::{Value, json};
 
@@ -392,7 +393,7 @@ pub async fn abort(t: &Target, arn: &str, output: Output) -> anyhow::Result<()> 
         "source": "aws.states",
         "detail": {"executionArn": arn, "stateMachineArn": t.state_machine_arn, "status": "ABORTED"}
     });
-    let report = rollback.handle(event).await?;
+    let report = runtime::handle_json(&rollback, event).await?;
     match output {
         Output::Json => println!("{report}"),
         Output::Text => {

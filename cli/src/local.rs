@@ -156,7 +156,8 @@ pub fn down() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Two rollouts, live: a healthy version promoted through a canary, and a bad one rolled back by its alarm.
+/// Three rollouts, live: a healthy version promoted through a canary, a bad one rolled back by its alarm, and
+/// one rolled back by its own metrics with no alarm.
 pub async fn demo(venv: &Path) -> anyhow::Result<()> {
     println!("Starting the local stack (moto + the real safeshift functions and state machine)...");
     let stack = LocalStack::start(0, venv, None).await?;

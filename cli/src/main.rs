@@ -98,7 +98,8 @@ enum LocalCommand {
         #[arg(long, default_value = ".venv")]
         venv: PathBuf,
     },
-    /// Two live rollouts on a demo function: one promoted, one rolled back by its alarm. Stops what it starts.
+    /// Three live rollouts on a demo function: one promoted, one rolled back by its alarm, one by its own
+    /// metrics. Stops what it starts.
     Demo {
         #[arg(long, default_value = ".venv")]
         venv: PathBuf,

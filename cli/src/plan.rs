@@ -111,8 +111,8 @@ fn gates(d: &Deployment) -> Vec<String> {
             a.min_invocations,
             a.max_extensions,
             match a.on_inconclusive {
-                safeshift_core::analysis::OnInconclusive::Fail => "roll back",
-                safeshift_core::analysis::OnInconclusive::Pass => "go on",
+                safeshift_core::gates::analysis::OnInconclusive::Fail => "roll back",
+                safeshift_core::gates::analysis::OnInconclusive::Pass => "go on",
             }
         ));
     }

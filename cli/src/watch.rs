@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
+use safeshift_core::gates::GateReport;
 use safeshift_local::executions::history;
 use serde_json::Value;
 
@@ -112,7 +113,7 @@ fn exited(state: &str, o: &Value) -> Option<String> {
             "prepared: {}:{} on version {} -> version {target}, {} steps",
             o["deployment"]["functionName"].as_str().unwrap_or("?"),
             o["deployment"]["alias"].as_str().unwrap_or("?"),
-            o["stableVersion"].as_str().unwrap_or("?"),
+            o["alias"]["stableVersion"].as_str().unwrap_or("?"),
             o["stepCount"]
         )),
         "ShiftWeight" => {
@@ -128,39 +129,22 @@ fn exited(state: &str, o: &Value) -> Option<String> {
             ))
         }
         "CheckGates" => {
-            let g = &o["gates"];
-            let alarms: Vec<String> = g["alarms"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| {
-                    format!(
-                        "{} {}",
-                        a["name"].as_str().unwrap_or("?"),
-                        a["state"].as_str().unwrap_or("?")
-                    )
-                })
+            let g: GateReport = serde_json::from_value(o["gates"].clone()).ok()?;
+            let findings: Vec<&str> = g
+                .results
+                .iter()
+                .flat_map(|r| r.findings.iter().map(String::as_str))
                 .collect();
-            let findings = g["analysis"]["findings"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str);
-            let mut evidence: Vec<String> = if alarms.is_empty() && g["analysis"].is_null() {
-                vec!["no alarms".to_owned()]
+            let evidence = if findings.is_empty() {
+                "no gates configured".to_owned()
             } else {
-                alarms
+                findings.join("; ")
             };
-            evidence.extend(findings.map(str::to_owned));
-            let extend = g["extendSeconds"]
-                .as_u64()
+            let extend = g
+                .extend_seconds
                 .map(|s| format!(", extending the bake by {s} s"))
                 .unwrap_or_default();
-            Some(format!(
-                "  gates: {} ({}){extend}",
-                g["verdict"].as_str().unwrap_or("?"),
-                evidence.join("; ")
-            ))
+            Some(format!("  gates: {} ({evidence}){extend}", g.verdict))
         }
         "PreTrafficHook" | "PostTrafficHook" => {
             let h = &o["hook"];
@@ -198,8 +182,9 @@ mod tests {
     #[test]
     fn steps_gates_and_rollbacks_read_as_sentences() {
         let rollout = json!({"deployment": {"functionName": "orders", "alias": "live", "targetVersion": "7"},
-            "stableVersion": "6", "step": 0, "stepCount": 3, "percent": 10.0, "bakeSeconds": 5, "promoted": false,
-            "gates": {"verdict": "fail", "failing": ["errors"], "alarms": [{"name": "errors", "state": "ALARM"}]},
+            "alias": {"stableVersion": "6"}, "step": 0, "stepCount": 3, "percent": 10.0, "bakeSeconds": 5, "promoted": false,
+            "gates": {"verdict": "fail", "step": 0, "error": "AlarmFired", "results": [{"gate": "alarms", "verdict": "fail",
+                "error": "AlarmFired", "findings": ["in ALARM: errors"], "evidence": {"alarms": [{"name": "errors", "state": "ALARM"}]}}]},
             "rollback": {"outcome": "reverted", "reason": "back on 6"}});
         assert_eq!(
             exited("ShiftWeight", &rollout).unwrap(),
@@ -207,7 +192,11 @@ mod tests {
         );
         assert_eq!(
             exited("CheckGates", &rollout).unwrap(),
-            "  gates: fail (errors ALARM)"
+            "  gates: fail (in ALARM: errors)"
+        );
+        assert_eq!(
+            exited("Prepare", &rollout).unwrap(),
+            "prepared: orders:live on version 6 -> version 7, 3 steps"
         );
         assert_eq!(
             exited("RollBack", &rollout).unwrap(),
@@ -218,11 +207,18 @@ mod tests {
 
     #[test]
     fn an_analysis_shows_its_findings_and_an_extension() {
-        let state = json!({"gates": {"verdict": "inconclusive", "extendSeconds": 300, "failing": [], "alarms": [],
-            "analysis": {"findings": ["version 7 served 3 invocations in the window; minInvocations is 50"]}}});
+        let state = json!({"gates": {"verdict": "inconclusive", "step": 0, "extendSeconds": 300, "results": [
+            {"gate": "alarms", "verdict": "pass", "findings": ["no alarm in ALARM (1 checked)"]},
+            {"gate": "analysis", "verdict": "inconclusive",
+             "findings": ["version 7 served 3 invocations in the window; minInvocations is 50"]}]}});
         assert_eq!(
             exited("CheckGates", &state).unwrap(),
-            "  gates: inconclusive (version 7 served 3 invocations in the window; minInvocations is 50), extending the bake by 300 s"
+            "  gates: inconclusive (no alarm in ALARM (1 checked); version 7 served 3 invocations in the window; minInvocations is 50), extending the bake by 300 s"
+        );
+        let none = json!({"gates": {"verdict": "pass", "step": 1, "results": []}});
+        assert_eq!(
+            exited("CheckGates", &none).unwrap(),
+            "  gates: pass (no gates configured)"
         );
     }
 }

@@ -82,45 +82,45 @@ impl EngineFunction {
 
 /// The engine's handlers, built once with clients pointed at the gateway.
 pub struct Engine {
-    shift_weight: ShiftWeight<LambdaAdapter>,
-    check_alarms: CheckAlarms<CloudWatchAdapter>,
-    run_hook: RunHook<LambdaAdapter>,
-    rollback: Rollback<LambdaAdapter, StepFunctionsAdapter>,
+    shift_weight: Arc<ShiftWeight<LambdaAdapter>>,
+    check_alarms: Arc<CheckAlarms<CloudWatchAdapter>>,
+    run_hook: Arc<RunHook<LambdaAdapter>>,
+    rollback: Arc<Rollback<LambdaAdapter, StepFunctionsAdapter>>,
 }
 
 impl Engine {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         let lambda = LambdaAdapter::new(aws_sdk_lambda::Client::new(config));
         Self {
-            shift_weight: ShiftWeight::new(lambda.clone(), ReadyWait::default()),
-            check_alarms: CheckAlarms::new(CloudWatchAdapter::new(
+            shift_weight: Arc::new(ShiftWeight::new(lambda.clone(), ReadyWait::default())),
+            check_alarms: Arc::new(CheckAlarms::new(CloudWatchAdapter::new(
                 aws_sdk_cloudwatch::Client::new(config),
-            )),
-            run_hook: RunHook::new(lambda.clone()),
-            rollback: Rollback::new(
+            ))),
+            run_hook: Arc::new(RunHook::new(lambda.clone())),
+            rollback: Arc::new(Rollback::new(
                 lambda,
                 StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(config)),
-            ),
+            )),
         }
     }
 
     /// One invocation, exactly as the Lambda runtime glue runs it: panics become `Internal`, errors leave with
     /// their taxonomy name.
     pub async fn invoke(
-        self: &Arc<Self>,
+        &self,
         function: EngineFunction,
         event: Value,
     ) -> Result<Value, (String, String)> {
-        let engine = Arc::clone(self);
-        runtime::invoke(async move {
-            match function {
-                EngineFunction::ShiftWeight => engine.shift_weight.handle(event).await,
-                EngineFunction::CheckAlarms => engine.check_alarms.handle(event).await,
-                EngineFunction::RunHook => engine.run_hook.handle(event).await,
-                EngineFunction::Rollback => engine.rollback.handle(event).await,
+        match function {
+            EngineFunction::ShiftWeight => {
+                runtime::invoke(Arc::clone(&self.shift_weight), event).await
             }
-        })
-        .await
+            EngineFunction::CheckAlarms => {
+                runtime::invoke(Arc::clone(&self.check_alarms), event).await
+            }
+            EngineFunction::RunHook => runtime::invoke(Arc::clone(&self.run_hook), event).await,
+            EngineFunction::Rollback => runtime::invoke(Arc::clone(&self.rollback), event).await,
+        }
         .map_err(|d| (d.error_type, d.error_message))
     }
 }

@@ -77,6 +77,14 @@ fn deployment(strategy: Value) -> Value {
     json!({"functionName": "orders", "alias": "live", "targetVersion": "2", "strategy": strategy})
 }
 
+/// One gate's result in a gate report, by the gate's name.
+fn gate<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["results"]
+        .as_array()
+        .and_then(|results| results.iter().find(|r| r["gate"] == name))
+        .unwrap_or_else(|| panic!("no {name} result in {report:#}"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canary_is_promoted_end_to_end() {
     let e = env().await;
@@ -352,10 +360,11 @@ async fn a_worse_version_fails_its_analysis_and_is_rolled_back() {
     assert_eq!(*done.status(), ExecutionStatus::Failed);
     assert_eq!(done.error(), Some("AnalysisFailed"), "{:?}", done.cause());
     let cause: Value = serde_json::from_str(done.cause().unwrap()).unwrap();
-    assert_eq!(cause["analysis"]["target"]["errors"], 30, "{cause:#}");
-    assert_eq!(cause["analysis"]["comparison"]["significant"], true);
+    let analysis = gate(&cause, "analysis");
+    assert_eq!(analysis["evidence"]["target"]["errors"], 30, "{cause:#}");
+    assert_eq!(analysis["evidence"]["comparison"]["significant"], true);
     assert!(
-        cause["analysis"]["findings"][0]
+        analysis["findings"][0]
             .as_str()
             .unwrap()
             .contains("above maxErrorRate 5.00%"),
@@ -427,7 +436,10 @@ async fn a_silent_version_is_inconclusive_extended_and_rolled_back() {
     );
     let cause: Value = serde_json::from_str(done.cause().unwrap()).unwrap();
     assert_eq!(cause["extensions"], 1, "{cause:#}");
-    assert_eq!(cause["analysis"]["target"]["invocations"], 0);
+    assert_eq!(
+        gate(&cause, "analysis")["evidence"]["target"]["invocations"],
+        0
+    );
     let entered = states_entered(&e, &arn).await;
     assert_eq!(
         entered.iter().filter(|s| *s == "ExtendBake").count(),

@@ -7,6 +7,7 @@ use safeshift_core::{Error, ErrorType};
 use safeshift_engine::check_alarms::CheckAlarms;
 use safeshift_engine::rollback::Rollback;
 use safeshift_engine::run_hook::RunHook;
+use safeshift_engine::runtime::handle_json;
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
 use safeshift_engine::{CloudWatchAdapter, LambdaAdapter, StepFunctionsAdapter};
 use safeshift_local::fixtures::{Fixtures, Routing};
@@ -93,20 +94,28 @@ impl World {
     }
 
     async fn prepare(&self, input: Value) -> Result<Value, Error> {
-        self.shift_weight()
-            .handle(json!({"prepare": {"deploymentId": "d-1", "input": input}}))
-            .await
+        handle_json(
+            &self.shift_weight(),
+            json!({"prepare": {"deploymentId": "d-1", "input": input}}),
+        )
+        .await
     }
 
     async fn shift(&self, rollout: &Value) -> Result<Value, Error> {
-        self.shift_weight()
-            .handle(json!({ "shift": rollout }))
-            .await
+        handle_json(&self.shift_weight(), json!({ "shift": rollout })).await
     }
 }
 
 fn deployment(strategy: Value) -> Value {
     json!({"functionName": "orders", "alias": "live", "targetVersion": "2", "strategy": strategy})
+}
+
+/// One gate's result in a gate report, by the gate's name.
+fn gate<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["results"]
+        .as_array()
+        .and_then(|results| results.iter().find(|r| r["gate"] == name))
+        .unwrap_or_else(|| panic!("no {name} result in {report:#}"))
 }
 
 #[tokio::test]
@@ -118,7 +127,7 @@ async fn a_canary_is_shifted_then_promoted() {
     input["alarms"] = json!(["orders-errors"]);
 
     let prepared = w.prepare(input).await.unwrap();
-    assert_eq!(prepared["stableVersion"], "1");
+    assert_eq!(prepared["alias"]["stableVersion"], "1");
     assert_eq!(
         w.routing("orders").await,
         stable("1"),
@@ -134,12 +143,14 @@ async fn a_canary_is_shifted_then_promoted() {
 
     w.set_alarm_state("orders-errors", StateValue::Ok, "no errors")
         .await;
-    let gates = w.check_alarms().handle(canary.clone()).await.unwrap();
+    let gates = handle_json(&w.check_alarms(), canary.clone())
+        .await
+        .unwrap();
     assert_eq!(gates["verdict"], "pass");
     assert_eq!(
         (
-            gates["alarms"][0]["state"].clone(),
-            gates["alarms"][0]["reason"].clone()
+            gate(&gates, "alarms")["evidence"]["alarms"][0]["state"].clone(),
+            gate(&gates, "alarms")["evidence"]["alarms"][0]["reason"].clone()
         ),
         (json!("OK"), json!("no errors"))
     );
@@ -232,7 +243,7 @@ async fn a_target_with_another_execution_role_is_rejected_up_front() {
     assert_eq!(w.routing("orders").await, stable("1"));
 }
 
-/// Scenario 6. (moto has no PutCompositeAlarm, so composite alarms and paging are covered by tests/mocked.rs.)
+/// Scenario 6. (moto has no PutCompositeAlarm, so composite alarms and paging are covered by functions/engine/tests/adapters.rs.)
 #[tokio::test]
 async fn a_missing_alarm_fails_closed() {
     let w = World::new().await;
@@ -241,7 +252,7 @@ async fn a_missing_alarm_fails_closed() {
     let mut input = deployment(json!("AllAtOnce"));
     input["alarms"] = json!(["orders-errors", "orders-latency"]);
     let rollout = w.prepare(input).await.unwrap();
-    let err = w.check_alarms().handle(rollout).await.unwrap_err();
+    let err = handle_json(&w.check_alarms(), rollout).await.unwrap_err();
     assert_eq!(err.error_type(), ErrorType::ResourceNotFound);
     assert_eq!(err.to_string(), "alarm `orders-latency` does not exist");
 }
@@ -260,16 +271,21 @@ async fn an_alarm_firing_mid_shift_fails_the_gate_and_rollback_restores_stable()
 
     w.set_alarm_state("orders-errors", StateValue::Alarm, "5 errors in 1 minute")
         .await;
-    let verdict = w.check_alarms().handle(rollout.clone()).await.unwrap();
+    let verdict = handle_json(&w.check_alarms(), rollout.clone())
+        .await
+        .unwrap();
     assert_eq!(verdict["verdict"], "fail");
-    assert_eq!(verdict["failing"], json!(["orders-errors"]));
-    assert_eq!(verdict["alarms"][0]["reason"], "5 errors in 1 minute");
+    assert_eq!(verdict["error"], "AlarmFired");
+    let alarms = gate(&verdict, "alarms");
+    assert_eq!(alarms["findings"], json!(["in ALARM: orders-errors"]));
+    assert_eq!(
+        alarms["evidence"]["alarms"][0]["reason"],
+        "5 errors in 1 minute"
+    );
 
     let mut failed = rollout;
     failed["error"] = json!({"Error": "AlarmFired", "Cause": "orders-errors"});
-    let report = w
-        .rollback()
-        .handle(json!({ "rollback": failed }))
+    let report = handle_json(&w.rollback(), json!({ "rollback": failed }))
         .await
         .unwrap();
     assert_eq!(report["outcome"], "reverted");
@@ -277,7 +293,7 @@ async fn an_alarm_firing_mid_shift_fails_the_gate_and_rollback_restores_stable()
 }
 
 /// Scenario 8, synchronous hooks: moto's Invoke echoes the event (a pass) or returns a queued answer. (moto
-/// answers Invoke even for a function that does not exist, so a missing hook is covered by tests/mocked.rs.)
+/// answers Invoke even for a function that does not exist, so a missing hook is covered by functions/engine/tests/handlers/run_hook.rs.)
 #[tokio::test]
 async fn hooks_pass_and_fail_by_the_contract() {
     let w = World::new().await;
@@ -287,31 +303,34 @@ async fn hooks_pass_and_fail_by_the_contract() {
     input["hooks"] = json!({"preTraffic": "orders-smoke"});
     let rollout = w.prepare(input).await.unwrap();
 
-    let passed = w
-        .run_hook()
-        .handle(json!({"phase": "preTraffic", "rollout": rollout.clone()}))
-        .await
-        .unwrap();
+    let passed = handle_json(
+        &w.run_hook(),
+        json!({"phase": "preTraffic", "rollout": rollout.clone()}),
+    )
+    .await
+    .unwrap();
     assert_eq!(passed["verdict"], "pass");
 
     w.fx.queue_hook_results(&[json!({"status": "Failed", "message": "checkout returned 500"})])
         .unwrap();
-    let err = w
-        .run_hook()
-        .handle(json!({"phase": "preTraffic", "rollout": rollout.clone()}))
-        .await
-        .unwrap_err();
+    let err = handle_json(
+        &w.run_hook(),
+        json!({"phase": "preTraffic", "rollout": rollout.clone()}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.error_type(), ErrorType::HookFailed);
     assert_eq!(
         err.to_string(),
         "preTraffic hook `orders-smoke` failed: checkout returned 500"
     );
 
-    let skipped = w
-        .run_hook()
-        .handle(json!({"phase": "postTraffic", "rollout": rollout}))
-        .await
-        .unwrap();
+    let skipped = handle_json(
+        &w.run_hook(),
+        json!({"phase": "postTraffic", "rollout": rollout}),
+    )
+    .await
+    .unwrap();
     assert_eq!(skipped["verdict"], "skipped");
     assert_eq!(
         w.routing("orders").await,
@@ -339,9 +358,7 @@ async fn an_alias_changed_mid_rollout_is_left_as_its_author_set_it() {
     let err = w.shift(&rollout).await.unwrap_err();
     assert_eq!(err.error_type(), ErrorType::AliasConflict);
     assert!(err.to_string().contains("found version 3"), "{err}");
-    let report = w
-        .rollback()
-        .handle(json!({ "rollback": rollout }))
+    let report = handle_json(&w.rollback(), json!({ "rollback": rollout }))
         .await
         .unwrap();
     assert_eq!(report["outcome"], "leftAlone");
@@ -378,9 +395,7 @@ async fn rollback_before_any_shift_twice_and_when_stable_is_a_no_op() {
     w.function("orders", 2).await;
     let raw = json!({"functionName": "orders", "alias": "live", "targetVersion": "9", "strategy": "AllAtOnce",
                      "error": {"Error": "ResourceNotFound"}});
-    let report = w
-        .rollback()
-        .handle(json!({ "rollback": raw }))
+    let report = handle_json(&w.rollback(), json!({ "rollback": raw }))
         .await
         .unwrap();
     assert_eq!(report["outcome"], "nothingShifted");
@@ -397,8 +412,7 @@ async fn rollback_before_any_shift_twice_and_when_stable_is_a_no_op() {
         let mut v = Vec::new();
         for _ in 0..2 {
             v.push(
-                w.rollback()
-                    .handle(json!({ "rollback": rollout.clone() }))
+                handle_json(&w.rollback(), json!({ "rollback": rollout.clone() }))
                     .await
                     .unwrap()["outcome"]
                     .clone(),
@@ -471,7 +485,7 @@ async fn the_reconciler_leaves_a_split_its_execution_did_not_make() {
         "version": "0", "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
         "detail": {"executionArn": execution.execution_arn(), "status": "ABORTED"}
     });
-    let report = w.rollback().handle(event).await.unwrap();
+    let report = handle_json(&w.rollback(), event).await.unwrap();
     assert_eq!(report["outcome"], "nothingShifted", "{report}");
     assert_eq!(w.routing("orders").await, split("1", "2", 0.1));
 }
@@ -500,8 +514,10 @@ async fn the_analysis_reads_each_version_apart_and_judges_the_target() {
     // The window ends now: let a second pass so the data points fall inside it.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 
-    let gates = w.check_alarms().handle(canary.clone()).await.unwrap();
-    let a = &gates["analysis"];
+    let gates = handle_json(&w.check_alarms(), canary.clone())
+        .await
+        .unwrap();
+    let a = &gate(&gates, "analysis")["evidence"];
     assert_eq!(
         (
             a["target"]["invocations"].clone(),

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{Analysis, AnalysisInput};
 use crate::error::{FieldError, InvalidInput};
+use crate::gates::analysis::{Analysis, AnalysisInput};
 use crate::names::{FunctionRef, Qualifier, Version, VersionText, check_alias_name};
 use crate::schedule::{MAX_TOTAL_SECONDS, Schedule};
 use crate::strategy::{Strategy, StrategyInput};
@@ -380,7 +380,7 @@ fn check_history(problems: &mut Vec<FieldError>, schedule: &Schedule, extensions
 /// The limit holds for the longest rollout: every step extended as often as the analysis allows.
 fn check_duration(problems: &mut Vec<FieldError>, schedule: &Schedule, extensions: u32) {
     let total = schedule.total_seconds();
-    let longest = crate::analysis::longest_seconds(schedule, extensions);
+    let longest = crate::gates::analysis::longest_seconds(schedule, extensions);
     if total <= MAX_TOTAL_SECONDS && longest > MAX_TOTAL_SECONDS {
         problems.push(FieldError::new(
             "analysis.maxExtensions",

@@ -5,50 +5,6 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// The stable names errors cross to Step Functions with. Renaming one breaks deployed state machines.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    serde::Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-pub enum ErrorType {
-    /// The deployment input is malformed or inconsistent; nothing was written.
-    InvalidInput,
-    /// The function, alias, version, alarm or hook named by the input does not exist.
-    ResourceNotFound,
-    /// The target version stayed Pending, or its last update failed.
-    TargetNotReady,
-    /// Stable and target versions differ where a weighted alias requires them to match (role, dead-letter config).
-    IncompatibleVersions,
-    /// The alias is split by another deployment, or was changed by someone else mid-rollout.
-    AliasConflict,
-    /// A CloudWatch alarm gating the deployment is in ALARM.
-    AlarmFired,
-    /// The target version's own metrics failed the analysis: error rate, comparison with stable, p99, throttles.
-    AnalysisFailed,
-    /// The target version saw too little traffic for a verdict, through every bake extension.
-    AnalysisInconclusive,
-    /// A pre- or post-traffic hook reported failure, errored or timed out.
-    HookFailed,
-    /// Someone rejected the deployment at its manual approval gate.
-    ApprovalRejected,
-    /// AWS kept throttling the engine after its own retries; the state machine retries with backoff.
-    Throttled,
-    /// An AWS call failed for a reason the engine does not classify further.
-    AwsError,
-    /// A bug in the engine (including a handler panic).
-    Internal,
-}
-
 impl ErrorType {
     pub fn as_str(self) -> &'static str {
         self.into()
@@ -120,14 +76,32 @@ pub enum Resource {
 
 /// An engine error. The Lambda functions turn it into a failed invocation whose `errorType` is
 /// [`Error::error_type`] and whose `errorMessage` is its `Display`.
-#[derive(Debug, thiserror::Error)]
+///
+/// Each variant's name is its taxonomy name: [`ErrorType`] is derived from this enum, so an error and its name
+/// cannot drift apart. Those names cross to Step Functions, whose `Retry`/`Catch` clauses match on them, so they
+/// are a public contract: renaming a variant breaks deployed state machines.
+#[derive(Debug, thiserror::Error, strum::EnumDiscriminants)]
+#[strum_discriminants(name(ErrorType))]
+#[strum_discriminants(derive(
+    Hash,
+    Serialize,
+    serde::Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray
+))]
 pub enum Error {
+    /// The deployment input is malformed or inconsistent; nothing was written.
     #[error(transparent)]
     InvalidInput(#[from] InvalidInput),
+    /// The function, alias, version, alarm or hook named by the input does not exist.
     #[error("{resource} `{name}` does not exist")]
     ResourceNotFound { resource: Resource, name: String },
+    /// The target version stayed Pending, or its last update failed.
     #[error("target version {version} is not ready: {reason}")]
     TargetNotReady { version: String, reason: String },
+    /// Stable and target versions differ where a weighted alias requires them to match (role, dead-letter config).
     #[error(
         "stable version {stable} and target version {target} cannot share a weighted alias: {reason}"
     )]
@@ -136,41 +110,42 @@ pub enum Error {
         target: String,
         reason: String,
     },
+    /// The alias is split by another deployment, or was changed by someone else mid-rollout.
     #[error("alias `{alias}`: {reason}")]
     AliasConflict { alias: String, reason: String },
+    /// A CloudWatch alarm gating the deployment is in ALARM.
     #[error("alarm{} in ALARM: {}", if .alarms.len() == 1 { "" } else { "s" }, .alarms.join(", "))]
     AlarmFired { alarms: Vec<String> },
+    /// The target version's own metrics failed the analysis: error rate, comparison with stable, p99, throttles.
+    #[error("the target version's metrics failed the analysis: {}", .findings.join("; "))]
+    AnalysisFailed { findings: Vec<String> },
+    /// The target version saw too little traffic for a verdict, through every bake extension.
+    #[error("the target version's metrics stayed inconclusive: {}", .findings.join("; "))]
+    AnalysisInconclusive { findings: Vec<String> },
+    /// A pre- or post-traffic hook reported failure, errored or timed out.
     #[error("{phase} hook `{hook}` failed: {message}")]
     HookFailed {
         phase: String,
         hook: String,
         message: String,
     },
+    /// Someone rejected the deployment at its manual approval gate.
     #[error("the deployment was rejected at its approval gate: {reason}")]
     ApprovalRejected { reason: String },
+    /// AWS kept throttling the engine after its own retries; the state machine retries with backoff.
     #[error("{operation} is being throttled by AWS")]
     Throttled { operation: String },
+    /// An AWS call failed for a reason the engine does not classify further.
     #[error("{operation} failed: {message}")]
-    Aws { operation: String, message: String },
+    AwsError { operation: String, message: String },
+    /// A bug in the engine (including a handler panic).
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl Error {
     pub fn error_type(&self) -> ErrorType {
-        match self {
-            Error::InvalidInput(_) => ErrorType::InvalidInput,
-            Error::ResourceNotFound { .. } => ErrorType::ResourceNotFound,
-            Error::TargetNotReady { .. } => ErrorType::TargetNotReady,
-            Error::IncompatibleVersions { .. } => ErrorType::IncompatibleVersions,
-            Error::AliasConflict { .. } => ErrorType::AliasConflict,
-            Error::AlarmFired { .. } => ErrorType::AlarmFired,
-            Error::HookFailed { .. } => ErrorType::HookFailed,
-            Error::ApprovalRejected { .. } => ErrorType::ApprovalRejected,
-            Error::Throttled { .. } => ErrorType::Throttled,
-            Error::Aws { .. } => ErrorType::AwsError,
-            Error::Internal(_) => ErrorType::Internal,
-        }
+        self.into()
     }
 }
 

@@ -1,13 +1,21 @@
 //! The pure core of safeshift: the deployment input and its validation, strategies and the schedules they yield,
-//! the plan's cost model, and the error taxonomy. No AWS or Lambda types live here, so everything is testable
-//! without a network and every Lambda function, the CLI and the local stack agree on one set of rules.
+//! the plan's cost model, the alias and the step cursor, the gates, hooks and rollback decisions, and the error
+//! taxonomy. No AWS or Lambda types live here, so everything is testable without a network and every Lambda
+//! function, the CLI and the local stack agree on one set of rules.
+//!
+//! Dependencies run one way: `error`, `names`, `strategy`, `schedule` <- `gates` <- `deployment` <- `alias` <-
+//! `prepare`, `rollout`, `rollback`, `hooks`.
 
-pub mod analysis;
+pub mod alias;
 pub mod asl;
 pub mod deployment;
 pub mod error;
+pub mod gates;
+pub mod hooks;
 pub mod names;
 pub mod plan;
+pub mod prepare;
+pub mod rollback;
 pub mod rollout;
 pub mod schedule;
 pub mod strategy;

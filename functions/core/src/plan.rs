@@ -38,7 +38,7 @@ impl Plan {
         let extensions = deployment.analysis.as_ref().map(|a| a.max_extensions);
         let analysed = steps
             .iter()
-            .filter(|s| crate::analysis::is_analysed(s))
+            .filter(|s| crate::gates::analysis::is_analysed(s))
             .count() as u64;
         let max_state_transitions = extensions.map(|e| {
             model.transitions(
@@ -48,7 +48,7 @@ impl Plan {
             )
         });
         let max_total_seconds =
-            extensions.map(|e| crate::analysis::longest_seconds(deployment.schedule(), e));
+            extensions.map(|e| crate::gates::analysis::longest_seconds(deployment.schedule(), e));
         Self {
             function_name: deployment.function_name.to_string(),
             alias: deployment.alias.clone(),

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use safeshift_core::ErrorType;
-use safeshift_core::analysis::MAX_EXTENSIONS;
 use safeshift_core::asl::{Definition, HISTORY_EVENT_LIMIT, ROLLOUT_DEFINITION, TransitionModel};
+use safeshift_core::gates::analysis::MAX_EXTENSIONS;
 use safeshift_core::schedule::MAX_TRAFFIC_STEPS;
 use serde_json::{Value, json};
 

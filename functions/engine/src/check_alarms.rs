@@ -1,123 +1,103 @@
 //! `check-alarms`: the gates of one step — the deployment's CloudWatch alarms and, with an `analysis` block,
-//! the target version's own metrics next to the stable version's.
+//! the target version's own metrics next to the stable version's (the list is in `crate::gates`).
 //!
 //! Input: the state machine's state: the [`Rollout`], and `gates`, this step's previous [`GateReport`] when the
 //! bake was extended (other fields the state machine adds are ignored).
 //! Output: a [`GateReport`]: `verdict` `pass`, `fail` (with `error` `AlarmFired`, `AnalysisFailed` or
-//! `AnalysisInconclusive`) or `inconclusive` (with `extendSeconds`), and the evidence: each alarm's state and
-//! reason, each version's counts, rates, p-value and p99s, and a finding per check. With no alarms and no
-//! analysis it passes without calling AWS.
+//! `AnalysisInconclusive`) or `inconclusive` (with `extendSeconds`), and `results`, one per gate that ran, each
+//! with its findings and evidence: each alarm's state and reason, each version's counts, rates, p-value and p99s.
+//! With no alarms and no analysis it passes without calling AWS.
 //! Errors: `ResourceNotFound` when a listed alarm does not exist (fail closed: a missing alarm is never
 //! "healthy"), `InvalidInput`, `Throttled`, `AwsError`.
 
-use safeshift_core::analysis::{self, AnalysisEvidence, Window};
-use safeshift_core::rollout::{self, GateReport, Rollout};
-use safeshift_core::{Error, InvalidInput};
-use serde_json::Value;
-use tracing::{Instrument, info, info_span};
+use safeshift_core::Error;
+use safeshift_core::gates::{self, GateReport, Verdict};
+use safeshift_core::rollout::Rollout;
+use serde::Deserialize;
+use tracing::{Span, info, info_span};
 
-use crate::ports::{MetricsQuery, ReadAlarms, ReadMetrics};
+use crate::gates::{Gate, StepUnderCheck};
+use crate::ports::{ReadAlarms, ReadMetrics};
+use crate::runtime::Handler;
 
-#[derive(Debug, Clone)]
+/// The state as the state machine passes it to CheckGates.
+#[derive(Debug, Deserialize)]
+pub struct CheckEvent {
+    #[serde(flatten)]
+    pub rollout: Rollout,
+    /// The previous report, there only when this step's bake was extended: it counts the extensions. Read in
+    /// the handler, not here, so that a report that does not read is the engine's bug (`Internal`), never the
+    /// input's, and never a reason to start counting again.
+    #[serde(default)]
+    pub gates: Option<serde_json::Value>,
+}
+
 pub struct CheckAlarms<P> {
     ports: P,
+    gates: Vec<Box<dyn Gate<P>>>,
 }
 
 impl<P: ReadAlarms + ReadMetrics> CheckAlarms<P> {
     pub fn new(ports: P) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            gates: crate::gates::all(),
+        }
     }
 
-    pub async fn handle(&self, event: Value) -> Result<Value, Error> {
-        self.handle_at(event, crate::unix_now()).await
-    }
-
-    /// As [`Self::handle`], judging the metrics as of `now` (Unix seconds).
-    pub async fn handle_at(&self, mut event: Value, now: u64) -> Result<Value, Error> {
-        // The previous report is only there when this step's bake was extended; it counts the extensions, so a
-        // report that does not read is a bug to surface, never a reason to start counting again.
-        let previous: Option<GateReport> =
-            match event.as_object_mut().and_then(|o| o.remove("gates")) {
-                None | Some(Value::Null) => None,
-                Some(g) => Some(serde_json::from_value(g).map_err(|e| {
-                    Error::Internal(format!("the previous gate report does not read: {e}"))
-                })?),
+    /// Runs the gates on the event's step as of `now` (Unix seconds): the end of the step's metric window.
+    pub async fn check_at(&self, event: CheckEvent, now: u64) -> Result<GateReport, Error> {
+        let rollout = &event.rollout;
+        let previous: Option<GateReport> = match event.gates {
+            None | Some(serde_json::Value::Null) => None,
+            Some(g) => Some(serde_json::from_value(g).map_err(|e| {
+                Error::Internal(format!("the previous gate report does not read: {e}"))
+            })?),
+        };
+        let previous = previous.as_ref();
+        let step = StepUnderCheck { rollout, now };
+        let mut results = Vec::new();
+        for gate in &self.gates {
+            let Some(result) = gate.check(&self.ports, step).await? else {
+                continue;
             };
-        let rollout: Rollout = serde_json::from_value(event)
-            .map_err(|e| InvalidInput::one("event", format!("expected a rollout: {e}")))?;
-        let span = info_span!(
-            "check_gates",
-            deployment_id = %rollout.deployment_id,
-            function = %rollout.deployment.function_name,
-            alias = %rollout.deployment.alias,
-            step = rollout.step.map(|s| s + 1),
-            weight = rollout.percent / 100.0,
-        );
-        let report = self
-            .check(&rollout, previous.as_ref(), now)
-            .instrument(span)
-            .await?;
-        serde_json::to_value(&report).map_err(|e| Error::Internal(e.to_string()))
-    }
-
-    async fn check(
-        &self,
-        rollout: &Rollout,
-        previous: Option<&GateReport>,
-        now: u64,
-    ) -> Result<GateReport, Error> {
-        let listed = &rollout.deployment.alarms;
-        let found = if listed.is_empty() {
-            Vec::new()
-        } else {
-            self.ports.describe_alarms(listed).await?
-        };
-        let alarms = rollout::judge_alarms(listed, found)?;
-        let steps = rollout.deployment.schedule().steps();
-        let observed = rollout
-            .step
-            .is_none_or(|s| steps.get(s).is_none_or(analysis::is_analysed));
-        let analysis = match &rollout.deployment.analysis {
-            Some(config) if alarms.failing.is_empty() && observed => {
-                Some(self.analyse(rollout, config, now).await?)
+            let failed = result.verdict == Verdict::Fail;
+            results.push(result);
+            if failed {
+                break;
             }
-            _ => None,
-        };
-        let report = rollout::decide_gates(rollout, alarms, analysis, previous);
+        }
+        let report = gates::decide(rollout.step, results, rollout.extensions(), previous);
         info!(
             verdict = %report.verdict,
             error = ?report.error,
             extensions = report.extensions,
-            evidence = %serde_json::to_string(&report.analysis).unwrap_or_default(),
+            evidence = %serde_json::to_string(&report.results).unwrap_or_default(),
             "gates checked: {}",
             report.summary()
         );
         Ok(report)
     }
+}
 
-    async fn analyse(
-        &self,
-        rollout: &Rollout,
-        config: &analysis::Analysis,
-        now: u64,
-    ) -> Result<AnalysisEvidence, Error> {
-        // `shift-weight` records every step's start; without it, the step's bake is the best guess of its window.
-        let started = rollout
-            .step_started_at
-            .unwrap_or_else(|| now.saturating_sub(rollout.bake_seconds));
-        let window = Window::for_step(started, now, config.metric_delay_seconds);
-        let target = rollout.deployment.target_version.to_string();
-        let stable = rollout.stable_version.to_string();
-        let [target, stable] = self
-            .ports
-            .version_metrics(&MetricsQuery {
-                function_name: &rollout.deployment.function_name.name,
-                alias: &rollout.deployment.alias,
-                versions: [&target, &stable],
-                window,
-                latency: config.needs_latency(),
-            })
-            .await?;
-        Ok(analysis::judge(config, window, target, stable))
+impl<P: ReadAlarms + ReadMetrics + 'static> Handler for CheckAlarms<P> {
+    type Event = CheckEvent;
+    type Output = GateReport;
+    const EXPECTED: &'static str = "a rollout";
+
+    fn span(event: &CheckEvent) -> Span {
+        let r = &event.rollout;
+        info_span!(
+            "check_gates",
+            deployment_id = %r.deployment_id,
+            function = %r.alias.function_name,
+            alias = %r.alias.name,
+            step = r.step.map(|s| s + 1),
+            weight = r.percent / 100.0,
+        )
+    }
+
+    async fn handle(&self, event: CheckEvent) -> Result<GateReport, Error> {
+        self.check_at(event, crate::unix_now()).await
     }
 }

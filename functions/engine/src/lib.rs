@@ -1,9 +1,13 @@
 //! safeshift's engine: the ports the Lambda functions need, their AWS SDK adapters, and the handlers — each
 //! generic over its ports, so the same code runs in Lambda, against a local AWS, and against mocked clients.
-//! The Lambda crates (`functions/shift-weight`, …) only build the clients and call [`runtime::serve`].
+//! Each handler implements [`runtime::Handler`] (its event and output types); the Lambda crates
+//! (`functions/shift-weight`, …) only build the clients and call [`runtime::serve`].
 
 pub mod aws;
 pub mod check_alarms;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod gates;
 pub mod ports;
 pub mod rollback;
 pub mod run_hook;

@@ -1,13 +1,14 @@
 //! One narrow trait per capability the functions need. The AWS adapters (`crate::aws`) implement them with the
-//! SDK; tests implement them with mocked SDK clients or against a local AWS.
+//! SDK; the in-memory fake (`crate::fake`, feature `fake`) implements them all for handler tests.
 
 use std::future::Future;
 
 use safeshift_core::Error;
-use safeshift_core::analysis::{VersionMetrics, Window};
-use safeshift_core::rollout::{
-    AlarmEvidence, AliasState, AliasUpdate, HookResponse, VersionConfig,
-};
+use safeshift_core::alias::{AliasState, AliasUpdate};
+use safeshift_core::gates::alarms::AlarmEvidence;
+use safeshift_core::gates::analysis::{VersionMetrics, Window};
+use safeshift_core::hooks::HookResponse;
+use safeshift_core::prepare::VersionConfig;
 
 /// Reads an alias.
 pub trait ReadAlias: Send + Sync {

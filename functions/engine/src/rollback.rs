@@ -13,36 +13,44 @@
 //! "alias"}`. Idempotent: rolling back twice, or when already stable, writes nothing and succeeds.
 //! Errors: `Throttled`, `AwsError` (the caller retries), `InvalidInput` for an event of neither shape.
 
-use safeshift_core::rollout::{self, AliasState, RollbackDecision, Rollout};
-use safeshift_core::{Deployment, Error, InvalidInput, names::Version};
+use safeshift_core::alias::{AliasState, AliasTarget};
+use safeshift_core::rollback::{RollbackDecision, decide_rollback};
+use safeshift_core::rollout::Rollout;
+use safeshift_core::{Deployment, Error};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::ports::{ReadAlias, ReadExecution, WriteAlias};
+use crate::runtime::Handler;
 
 /// Execution statuses after which no Catch ran and the alias may still be split.
 const RECONCILED_STATUSES: [&str; 3] = ["ABORTED", "TIMED_OUT", "FAILED"];
 
+/// Why `rollback` runs: the state machine's Catch, or an execution's status change.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Event {
-    Catch { rollback: Value },
+pub enum RollbackEvent {
+    /// The state at the failure, as it came: a rollout once prepared, anything before.
+    Catch {
+        rollback: Value,
+    },
     StatusChange(StatusChange),
 }
 
+/// EventBridge's "Step Functions Execution Status Change" event, as far as the reconciler reads it.
 #[derive(Debug, Deserialize)]
-struct StatusChange {
+pub struct StatusChange {
     #[serde(rename = "detail-type")]
-    detail_type: String,
-    detail: StatusDetail,
+    pub detail_type: String,
+    pub detail: StatusDetail,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct StatusDetail {
-    execution_arn: String,
-    status: String,
+pub struct StatusDetail {
+    pub execution_arn: String,
+    pub status: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -79,6 +87,35 @@ pub struct Rollback<A, E> {
     executions: E,
 }
 
+impl<A, E> Handler for Rollback<A, E>
+where
+    A: ReadAlias + WriteAlias + 'static,
+    E: ReadExecution + 'static,
+{
+    type Event = RollbackEvent;
+    type Output = Report;
+    const EXPECTED: &'static str =
+        "{\"rollback\": <state>} or a Step Functions Execution Status Change event";
+
+    fn span(event: &RollbackEvent) -> Span {
+        match event {
+            RollbackEvent::Catch { .. } => info_span!("rollback"),
+            RollbackEvent::StatusChange(change) => {
+                info_span!("reconcile", execution = %change.detail.execution_arn)
+            }
+        }
+    }
+
+    async fn handle(&self, event: RollbackEvent) -> Result<Report, Error> {
+        let report = match event {
+            RollbackEvent::Catch { rollback } => self.after_catch(rollback).await?,
+            RollbackEvent::StatusChange(change) => self.reconcile(change).await?,
+        };
+        info!(outcome = ?report.outcome, reason = %report.reason, "rollback finished");
+        Ok(report)
+    }
+}
+
 impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
     pub fn new(aliases: A, executions: E) -> Self {
         Self {
@@ -87,65 +124,48 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
         }
     }
 
-    pub async fn handle(&self, event: Value) -> Result<Value, Error> {
-        let event: Event = serde_json::from_value(event).map_err(|_| {
-            InvalidInput::one(
-                "event",
-                "expected {\"rollback\": <state>} or a Step Functions Execution Status Change event",
-            )
-        })?;
-        let report = match event {
-            Event::Catch { rollback } => self.after_catch(rollback).await?,
-            Event::StatusChange(change) => {
-                let span = info_span!("reconcile", execution = %change.detail.execution_arn);
-                self.reconcile(change).instrument(span).await?
+    async fn after_catch(&self, state: Value) -> Result<Report, Error> {
+        // Prepare's output is the first state with a deployment id: without one, nothing was prepared.
+        let prepared = state.get("deploymentId").is_some();
+        let rollout = match serde_json::from_value::<Rollout>(state) {
+            Ok(rollout) => rollout,
+            Err(_) if !prepared => {
+                return Ok(Report::new(
+                    Outcome::NothingShifted,
+                    "the deployment failed before it was prepared, so the alias was never shifted",
+                    None,
+                ));
+            }
+            // A prepared rollout that does not read may have shifted: fail loudly (the reconciler and the
+            // operator see it) rather than report that nothing needs undoing.
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "the rollout to roll back does not read: {e}"
+                )));
             }
         };
-        info!(outcome = ?report.outcome, reason = %report.reason, "rollback finished");
-        serde_json::to_value(&report).map_err(|e| Error::Internal(e.to_string()))
-    }
-
-    async fn after_catch(&self, state: Value) -> Result<Report, Error> {
-        let Ok(rollout) = serde_json::from_value::<Rollout>(state) else {
-            return Ok(Report::new(
-                Outcome::NothingShifted,
-                "the deployment failed before it was prepared, so the alias was never shifted",
-                None,
-            ));
-        };
-        let d = &rollout.deployment;
         let span = info_span!(
             "rollback",
             deployment_id = %rollout.deployment_id,
-            function = %d.function_name,
-            alias = %d.alias,
+            function = %rollout.alias.function_name,
+            alias = %rollout.alias.name,
             step = rollout.step.map(|s| s + 1),
             weight = rollout.percent / 100.0,
         );
-        self.revert(d, rollout.stable_version)
-            .instrument(span)
-            .await
+        self.revert(&rollout.alias).instrument(span).await
     }
 
-    async fn revert(&self, d: &Deployment, stable: Version) -> Result<Report, Error> {
+    async fn revert(&self, target: &AliasTarget) -> Result<Report, Error> {
         let alias = self
             .aliases
-            .get_alias(d.function_name.as_str(), &d.alias)
+            .get_alias(&target.function_name, &target.name)
             .await?;
-        self.apply(
-            d,
-            rollout::decide_rollback(stable, d.target_version, &alias),
-            alias,
-        )
-        .await
+        self.apply(target, alias).await
     }
 
-    async fn apply(
-        &self,
-        d: &Deployment,
-        decision: RollbackDecision,
-        alias: AliasState,
-    ) -> Result<Report, Error> {
+    /// Reverts the alias as just read, if this deployment's target still owns it.
+    async fn apply(&self, target: &AliasTarget, alias: AliasState) -> Result<Report, Error> {
+        let decision = decide_rollback(target, &alias);
         match decision {
             RollbackDecision::AlreadyStable => Ok(Report::new(
                 Outcome::AlreadyStable,
@@ -160,8 +180,8 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
                 let written = self
                     .aliases
                     .update_alias(
-                        d.function_name.as_str(),
-                        &d.alias,
+                        &target.function_name,
+                        &target.name,
                         &update,
                         &alias.revision_id,
                     )
@@ -212,7 +232,7 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
         // Only an execution that got past Prepare can have shifted anything, and its own record says from which
         // stable version. Without this, a second attempt at the same target that failed in Prepare (the alias
         // was busy) would revert the first attempt's split.
-        let Some(stable) = self.recorded_stable(arn, &d).await? else {
+        let Some(target) = self.recorded_target(arn, &d).await? else {
             return Ok(Report::new(
                 Outcome::NothingShifted,
                 "the execution never got past Prepare, so it shifted nothing",
@@ -221,7 +241,7 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
         };
         let alias = match self
             .aliases
-            .get_alias(d.function_name.as_str(), &d.alias)
+            .get_alias(&target.function_name, &target.name)
             .await
         {
             Err(Error::ResourceNotFound { .. }) => {
@@ -233,16 +253,15 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
             }
             other => other?,
         };
-        self.apply(
-            &d,
-            rollout::decide_rollback(stable, d.target_version, &alias),
-            alias,
-        )
-        .await
+        self.apply(&target, alias).await
     }
 
-    /// The stable version recorded by this execution's prepare step.
-    async fn recorded_stable(&self, arn: &str, d: &Deployment) -> Result<Option<Version>, Error> {
+    /// The alias target recorded by this execution's prepare step (and every shift after it).
+    async fn recorded_target(
+        &self,
+        arn: &str,
+        d: &Deployment,
+    ) -> Result<Option<AliasTarget>, Error> {
         let outputs = self.executions.task_outputs(arn).await?;
         Ok(outputs
             .iter()
@@ -252,6 +271,6 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
                     && r.deployment.alias == d.alias
                     && r.deployment.target_version == d.target_version
             })
-            .map(|r| r.stable_version))
+            .map(|r| r.alias))
     }
 }

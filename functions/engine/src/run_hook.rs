@@ -13,21 +13,52 @@
 //! for the phase. Errors: `HookFailed` with the hook's own message, `ResourceNotFound` (hook missing),
 //! `InvalidInput`, `Throttled`, `AwsError`.
 
-use safeshift_core::rollout::{self, HookEvent, Phase, Rollout};
-use safeshift_core::{Error, InvalidInput};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use tracing::{Instrument, info, info_span};
+use safeshift_core::Error;
+use safeshift_core::hooks::{self, HookEvent, Phase};
+use safeshift_core::rollout::Rollout;
+use serde::{Deserialize, Serialize};
+use tracing::{Span, info, info_span};
 
 use crate::ports::{InvokeHook, InvokeMode};
+use crate::runtime::Handler;
 
+/// Which hook to run, for which rollout.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Event {
-    phase: Phase,
-    rollout: Rollout,
+pub struct HookRequest {
+    pub phase: Phase,
+    pub rollout: Rollout,
     #[serde(default)]
-    task_token: Option<String>,
+    pub task_token: Option<String>,
+}
+
+/// How a hook phase went, short of a failure (which is `HookFailed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookVerdict {
+    Pass,
+    /// Started with a task token (or the approval wait): the answer comes back through Step Functions.
+    Pending,
+    /// No hook is configured for the phase.
+    Skipped,
+}
+
+impl HookVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookVerdict::Pass => "pass",
+            HookVerdict::Pending => "pending",
+            HookVerdict::Skipped => "skipped",
+        }
+    }
+}
+
+/// What `run-hook` returns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HookRun {
+    pub phase: Phase,
+    pub hook: Option<String>,
+    pub verdict: HookVerdict,
 }
 
 #[derive(Debug, Clone)]
@@ -35,32 +66,40 @@ pub struct RunHook<P> {
     ports: P,
 }
 
+impl<P: InvokeHook + 'static> Handler for RunHook<P> {
+    type Event = HookRequest;
+    type Output = HookRun;
+    const EXPECTED: &'static str = "{\"phase\": …, \"rollout\": …}";
+
+    fn span(event: &HookRequest) -> Span {
+        let r = &event.rollout;
+        info_span!(
+            "run_hook",
+            deployment_id = %r.deployment_id,
+            function = %r.alias.function_name,
+            alias = %r.alias.name,
+            phase = %event.phase,
+            weight = r.percent / 100.0,
+        )
+    }
+
+    async fn handle(&self, event: HookRequest) -> Result<HookRun, Error> {
+        self.run(event).await
+    }
+}
+
 impl<P: InvokeHook> RunHook<P> {
     pub fn new(ports: P) -> Self {
         Self { ports }
     }
 
-    pub async fn handle(&self, event: Value) -> Result<Value, Error> {
-        let event: Event = serde_json::from_value(event).map_err(|e| {
-            InvalidInput::one(
-                "event",
-                format!("expected {{\"phase\": …, \"rollout\": …}}: {e}"),
-            )
-        })?;
-        let r = &event.rollout;
-        let span = info_span!(
-            "run_hook",
-            deployment_id = %r.deployment_id,
-            function = %r.deployment.function_name,
-            alias = %r.deployment.alias,
-            phase = %event.phase,
-            weight = r.percent / 100.0,
-        );
-        self.run(event).instrument(span).await
-    }
-
-    async fn run(&self, event: Event) -> Result<Value, Error> {
+    async fn run(&self, event: HookRequest) -> Result<HookRun, Error> {
         let d = &event.rollout.deployment;
+        let done = |hook: Option<String>, verdict| HookRun {
+            phase: event.phase,
+            hook,
+            verdict,
+        };
         let hook = match event.phase {
             Phase::PreTraffic => &d.hooks.pre_traffic,
             Phase::PostTraffic => &d.hooks.post_traffic,
@@ -70,18 +109,19 @@ impl<P: InvokeHook> RunHook<P> {
                     step = event.rollout.step.map(|s| s + 2),
                     "waiting for approval"
                 );
-                return Ok(json!({"phase": event.phase, "hook": null, "verdict": "pending"}));
+                return Ok(done(None, HookVerdict::Pending));
             }
         };
         let Some(hook) = hook else {
-            return Ok(json!({"phase": event.phase, "hook": null, "verdict": "skipped"}));
+            return Ok(done(None, HookVerdict::Skipped));
         };
+        let a = &event.rollout.alias;
         let hook_event = HookEvent {
             deployment_id: event.rollout.deployment_id.clone(),
-            function_name: d.function_name.to_string(),
-            alias: d.alias.clone(),
-            stable_version: event.rollout.stable_version.to_string(),
-            target_version: d.target_version.to_string(),
+            function_name: a.function_name.clone(),
+            alias: a.name.clone(),
+            stable_version: a.stable_version.to_string(),
+            target_version: a.target_version.to_string(),
             phase: event.phase,
             percent: event.rollout.percent,
             task_token: event.task_token.clone(),
@@ -95,13 +135,13 @@ impl<P: InvokeHook> RunHook<P> {
         };
         let response = self.ports.invoke(hook.as_str(), payload, mode).await?;
         let verdict = match mode {
-            InvokeMode::Async => "pending",
+            InvokeMode::Async => HookVerdict::Pending,
             InvokeMode::Sync => {
-                rollout::judge_hook(event.phase, hook.as_str(), &response)?;
-                "pass"
+                hooks::judge_hook(event.phase, hook.as_str(), &response)?;
+                HookVerdict::Pass
             }
         };
-        info!(hook = %hook, verdict, "hook ran");
-        Ok(json!({"phase": event.phase, "hook": hook.as_str(), "verdict": verdict}))
+        info!(hook = %hook, verdict = verdict.as_str(), "hook ran");
+        Ok(done(Some(hook.to_string()), verdict))
     }
 }

@@ -18,13 +18,16 @@
 use std::time::Duration;
 
 use safeshift_core::error::Resource;
-use safeshift_core::rollout::{self, GateReport, Readiness, Rollout, ShiftDecision, VersionConfig};
-use safeshift_core::{Deployment, Error, InvalidInput};
+use safeshift_core::gates::GateReport;
+use safeshift_core::prepare::{self, Readiness, VersionConfig};
+use safeshift_core::rollout::{self, Rollout, ShiftDecision};
+use safeshift_core::{Deployment, Error};
 use serde::Deserialize;
 use serde_json::Value;
-use tracing::{Instrument, info, info_span};
+use tracing::{Span, info, info_span};
 
 use crate::ports::{ReadAlias, ReadVersion, WriteAlias};
+use crate::runtime::Handler;
 
 /// How long prepare waits for a Pending target version, and how often it looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +46,10 @@ impl Default for ReadyWait {
     }
 }
 
+/// What `shift-weight` is asked to do.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-enum Event {
+pub enum ShiftWeightEvent {
     Prepare(PrepareEvent),
     Shift(Box<ShiftEvent>),
 }
@@ -53,18 +57,20 @@ enum Event {
 /// The state as the state machine passes it to ShiftWeight: the rollout, and the gates' report on the step just
 /// passed (absent before the first step), which the rollout keeps as its record.
 #[derive(Debug, Deserialize)]
-struct ShiftEvent {
+pub struct ShiftEvent {
     #[serde(flatten)]
-    rollout: Rollout,
+    pub rollout: Rollout,
     #[serde(default)]
-    gates: Option<GateReport>,
+    pub gates: Option<GateReport>,
 }
 
+/// The execution's name and the user's input, as it came: it is validated here, so every problem is reported
+/// by field.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PrepareEvent {
-    deployment_id: String,
-    input: Value,
+pub struct PrepareEvent {
+    pub deployment_id: String,
+    pub input: Value,
 }
 
 #[derive(Debug, Clone)]
@@ -73,49 +79,60 @@ pub struct ShiftWeight<P> {
     wait: ReadyWait,
 }
 
-impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
-    pub fn new(ports: P, wait: ReadyWait) -> Self {
-        Self { ports, wait }
-    }
+impl<P: ReadAlias + WriteAlias + ReadVersion + 'static> Handler for ShiftWeight<P> {
+    type Event = ShiftWeightEvent;
+    type Output = Rollout;
+    const EXPECTED: &'static str = "{\"prepare\": …} or {\"shift\": <rollout>}";
 
-    pub async fn handle(&self, event: Value) -> Result<Value, Error> {
-        let event: Event = serde_json::from_value(event).map_err(|e| {
-            InvalidInput::one(
-                "event",
-                format!("expected {{\"prepare\": …}} or {{\"shift\": <rollout>}}: {e}"),
-            )
-        })?;
-        let rollout = match event {
-            Event::Prepare(p) => {
-                let deployment = Deployment::from_value(p.input)?;
-                let span = info_span!(
+    fn span(event: &ShiftWeightEvent) -> Span {
+        match event {
+            ShiftWeightEvent::Prepare(p) => {
+                let field = |name: &str| match p.input.get(name) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                info_span!(
                     "prepare",
                     deployment_id = %p.deployment_id,
-                    function = %deployment.function_name,
-                    alias = %deployment.alias,
-                    target = %deployment.target_version,
-                );
-                self.prepare(p.deployment_id, deployment)
-                    .instrument(span)
-                    .await?
+                    function = %field("functionName"),
+                    alias = %field("alias"),
+                    target = %field("targetVersion"),
+                )
             }
-            Event::Shift(event) => {
+            ShiftWeightEvent::Shift(s) => {
+                let r = &s.rollout;
+                info_span!(
+                    "shift",
+                    deployment_id = %r.deployment_id,
+                    function = %r.alias.function_name,
+                    alias = %r.alias.name,
+                    step = r.next_step().map(|s| s + 1),
+                )
+            }
+        }
+    }
+
+    async fn handle(&self, event: ShiftWeightEvent) -> Result<Rollout, Error> {
+        match event {
+            ShiftWeightEvent::Prepare(p) => {
+                let deployment = Deployment::from_value(p.input)?;
+                self.prepare(p.deployment_id, deployment).await
+            }
+            ShiftWeightEvent::Shift(event) => {
                 let ShiftEvent { mut rollout, gates } = *event;
                 if let Some(gates) = gates {
                     rollout.record(&gates);
                 }
-                let r = rollout;
-                let span = info_span!(
-                    "shift",
-                    deployment_id = %r.deployment_id,
-                    function = %r.deployment.function_name,
-                    alias = %r.deployment.alias,
-                    step = r.next_step().map(|s| s + 1),
-                );
-                self.shift(r).instrument(span).await?
+                self.shift(rollout).await
             }
-        };
-        serde_json::to_value(&rollout).map_err(|e| Error::Internal(e.to_string()))
+        }
+    }
+}
+
+impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
+    pub fn new(ports: P, wait: ReadyWait) -> Self {
+        Self { ports, wait }
     }
 
     async fn prepare(
@@ -131,7 +148,7 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
             }
             Err(e) => return Err(e),
         };
-        let stable = rollout::check_alias_before_start(&deployment, &alias)?;
+        let stable = prepare::check_alias_before_start(&deployment, &alias)?;
         let target = self
             .wait_until_ready(function, &deployment.target_version.to_string())
             .await?;
@@ -139,7 +156,7 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
             .ports
             .get_version(function, &stable.to_string())
             .await?;
-        rollout::check_compatible(&stable_config, &target)?;
+        prepare::check_compatible(&stable_config, &target)?;
         info!(stable = %stable, revision = %alias.revision_id, "prepared");
         Ok(Rollout::prepared(
             deployment_id,
@@ -176,7 +193,7 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
         let deadline = tokio::time::Instant::now() + self.wait.timeout;
         loop {
             let config = self.ports.get_version(function, version).await?;
-            match rollout::readiness(&config)? {
+            match prepare::readiness(&config)? {
                 Readiness::Ready => return Ok(config),
                 Readiness::NotYet(why)
                     if tokio::time::Instant::now() + self.wait.interval <= deadline =>
@@ -195,11 +212,8 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
     }
 
     async fn shift(&self, rollout: Rollout) -> Result<Rollout, Error> {
-        let d = &rollout.deployment;
-        let alias = self
-            .ports
-            .get_alias(d.function_name.as_str(), &d.alias)
-            .await?;
+        let a = &rollout.alias;
+        let alias = self.ports.get_alias(&a.function_name, &a.name).await?;
         match rollout::decide_shift(&rollout, &alias)? {
             ShiftDecision::AlreadyApplied { step } => {
                 info!(step = step + 1, "step already applied; no write");
@@ -208,12 +222,7 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
             ShiftDecision::Write { step, update } => {
                 let written = self
                     .ports
-                    .update_alias(
-                        d.function_name.as_str(),
-                        &d.alias,
-                        &update,
-                        &alias.revision_id,
-                    )
+                    .update_alias(&a.function_name, &a.name, &update, &alias.revision_id)
                     .await?;
                 let next = rollout.advanced(step, written.revision_id, crate::unix_now());
                 info!(

@@ -3,8 +3,6 @@
 // The handler nests the Lambda and Step Functions SDK futures deeper than rustc's default layout query depth.
 #![recursion_limit = "256"]
 
-use std::sync::Arc;
-
 use safeshift_engine::rollback::Rollback;
 use safeshift_engine::{LambdaAdapter, StepFunctionsAdapter, aws, runtime};
 
@@ -12,16 +10,11 @@ use safeshift_engine::{LambdaAdapter, StepFunctionsAdapter, aws, runtime};
 async fn main() -> Result<(), lambda_runtime::Error> {
     runtime::init_logging();
     let config = aws::load_config().await;
-    let lambda = LambdaAdapter::new(aws_sdk_lambda::Client::new(&config));
     // Step Functions is read only by the reconciler, after an execution ended: not worth a call at every init.
-    lambda.warm_up().await;
-    let handler = Arc::new(Rollback::new(
-        lambda,
-        StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&config)),
-    ));
-    runtime::serve(move |event| {
-        let handler = Arc::clone(&handler);
-        async move { handler.handle(event).await }
-    })
+    let executions = StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&config));
+    runtime::serve(Rollback::new(
+        LambdaAdapter::connect(&config).await,
+        executions,
+    ))
     .await
 }

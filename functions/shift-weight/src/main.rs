@@ -1,7 +1,5 @@
 //! The `shift-weight` Lambda function: see `safeshift_engine::shift_weight` for its input, output and errors.
 
-use std::sync::Arc;
-
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
 use safeshift_engine::{LambdaAdapter, aws, runtime};
 
@@ -10,12 +8,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // Clients are built once per cold start and reused by every invocation.
     runtime::init_logging();
     let config = aws::load_config().await;
-    let lambda = LambdaAdapter::new(aws_sdk_lambda::Client::new(&config));
-    lambda.warm_up().await;
-    let handler = Arc::new(ShiftWeight::new(lambda, ReadyWait::default()));
-    runtime::serve(move |event| {
-        let handler = Arc::clone(&handler);
-        async move { handler.handle(event).await }
-    })
-    .await
+    let lambda = LambdaAdapter::connect(&config).await;
+    runtime::serve(ShiftWeight::new(lambda, ReadyWait::default())).await
 }

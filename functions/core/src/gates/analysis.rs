@@ -12,9 +12,9 @@
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, DiscreteCDF, Hypergeometric, Normal};
 
-use crate::error::FieldError;
 use super::{GateResult, Verdict};
 use crate::error::ErrorType;
+use crate::error::FieldError;
 
 /// The gate's name in reports.
 pub const GATE: &str = "analysis";
@@ -649,7 +649,12 @@ mod tests {
         );
         assert_eq!(e.verdict, Verdict::Pass, "{:?}", e.findings);
         assert_eq!(e.evidence.target_error_rate, Some(0.004));
-        assert!(e.evidence.comparison.as_ref().is_some_and(|c| !c.significant));
+        assert!(
+            e.evidence
+                .comparison
+                .as_ref()
+                .is_some_and(|c| !c.significant)
+        );
         assert!(close(e.evidence.p99_increase.unwrap(), 0.1, 1e-12));
         assert_eq!(e.evidence.thresholds.max_error_rate, Some(0.05));
         assert_eq!(e.evidence.thresholds.min_invocations, 100);

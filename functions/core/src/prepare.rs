@@ -1,0 +1,197 @@
+//! Prepare's decisions: before any write, whether the alias can start this deployment, whether the target
+//! version can take traffic, and whether the two versions may share a weighted alias.
+
+use crate::alias::AliasState;
+use crate::deployment::Deployment;
+use crate::error::{Error, InvalidInput};
+use crate::names::Version;
+
+/// Checks, before any write, that the alias can start this deployment; returns the stable version.
+pub fn check_alias_before_start(
+    deployment: &Deployment,
+    alias: &AliasState,
+) -> Result<Version, Error> {
+    if alias.is_split() {
+        return Err(Error::AliasConflict {
+            alias: deployment.alias.clone(),
+            reason: format!(
+                "deployment in progress: the alias routes {}",
+                alias.describe()
+            ),
+        });
+    }
+    let stable = Version::parse(&alias.function_version).map_err(|_| Error::IncompatibleVersions {
+        stable: alias.function_version.clone(),
+        target: deployment.target_version.to_string(),
+        reason: "the alias points at $LATEST, and a weighted alias needs a published version on both sides; \
+                 point it at a published version first"
+            .into(),
+    })?;
+    if stable == deployment.target_version {
+        return Err(InvalidInput::one(
+            "targetVersion",
+            format!(
+                "version {stable} is already the version alias `{}` points to; there is nothing to deploy",
+                deployment.alias
+            ),
+        )
+        .into());
+    }
+    Ok(stable)
+}
+
+/// A published version's configuration, as far as a weighted alias cares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionConfig {
+    pub version: String,
+    /// Lambda's `State`: Pending, Active, Inactive, Failed.
+    pub state: String,
+    /// Lambda's `LastUpdateStatus`: InProgress, Successful, Failed.
+    pub last_update_status: Option<String>,
+    pub state_reason: Option<String>,
+    pub role: Option<String>,
+    pub dead_letter_target: Option<String>,
+}
+
+/// Whether the target version can take traffic now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Readiness {
+    Ready,
+    /// Still being created or updated: ask again after a short wait.
+    NotYet(String),
+}
+
+/// Readiness of the target version; an error when it never will be.
+pub fn readiness(target: &VersionConfig) -> Result<Readiness, Error> {
+    let reason = || target.state_reason.clone().unwrap_or_default();
+    let not_ready = |why: String| Error::TargetNotReady {
+        version: target.version.clone(),
+        reason: why,
+    };
+    match (target.state.as_str(), target.last_update_status.as_deref()) {
+        ("Pending", _) | (_, Some("InProgress")) => {
+            Ok(Readiness::NotYet(format!("state {}", target.state)))
+        }
+        (_, Some("Failed")) => Err(not_ready(format!("its last update failed: {}", reason()))),
+        ("Active", _) => Ok(Readiness::Ready),
+        (state, _) => Err(not_ready(
+            format!("its state is {state} {}", reason())
+                .trim_end()
+                .to_owned(),
+        )),
+    }
+}
+
+/// Weighted aliases require both versions to share the execution role and dead-letter configuration.
+pub fn check_compatible(stable: &VersionConfig, target: &VersionConfig) -> Result<(), Error> {
+    let differ = |what: &str, a: &Option<String>, b: &Option<String>| Error::IncompatibleVersions {
+        stable: stable.version.clone(),
+        target: target.version.clone(),
+        reason: format!(
+            "their {what} differ ({} vs {}); a weighted alias requires them to match",
+            a.as_deref().unwrap_or("none"),
+            b.as_deref().unwrap_or("none")
+        ),
+    };
+    if stable.role != target.role {
+        return Err(differ("execution roles", &stable.role, &target.role));
+    }
+    if stable.dead_letter_target != target.dead_letter_target {
+        return Err(differ(
+            "dead-letter targets",
+            &stable.dead_letter_target,
+            &target.dead_letter_target,
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alias(version: &str, weights: &[(&str, f64)], revision: &str) -> AliasState {
+        AliasState {
+            function_version: version.into(),
+            weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
+            revision_id: revision.into(),
+        }
+    }
+
+    #[test]
+    fn a_split_alias_means_a_deployment_in_progress() {
+        let d = Deployment::parse(
+            r#"{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"AllAtOnce"}"#,
+        )
+        .unwrap();
+        let err = check_alias_before_start(&d, &alias("5", &[("6", 0.2)], "r")).unwrap_err();
+        assert_eq!(err.error_type(), crate::ErrorType::AliasConflict);
+        assert!(err.to_string().contains("deployment in progress"), "{err}");
+        let err = check_alias_before_start(&d, &alias("7", &[], "r")).unwrap_err();
+        assert_eq!(err.error_type(), crate::ErrorType::InvalidInput);
+        let err = check_alias_before_start(&d, &alias("$LATEST", &[], "r")).unwrap_err();
+        assert_eq!(err.error_type(), crate::ErrorType::IncompatibleVersions);
+        assert_eq!(
+            check_alias_before_start(&d, &alias("6", &[], "r")).unwrap(),
+            Version::new(6).unwrap()
+        );
+    }
+
+    #[test]
+    fn readiness_waits_on_pending_and_fails_on_failed() {
+        let v = |state: &str, last: Option<&str>| VersionConfig {
+            version: "7".into(),
+            state: state.into(),
+            last_update_status: last.map(Into::into),
+            state_reason: Some("boom".into()),
+            role: None,
+            dead_letter_target: None,
+        };
+        assert_eq!(
+            readiness(&v("Active", Some("Successful"))).unwrap(),
+            Readiness::Ready
+        );
+        assert!(matches!(
+            readiness(&v("Pending", None)).unwrap(),
+            Readiness::NotYet(_)
+        ));
+        assert!(matches!(
+            readiness(&v("Active", Some("InProgress"))).unwrap(),
+            Readiness::NotYet(_)
+        ));
+        let err = readiness(&v("Active", Some("Failed"))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "target version 7 is not ready: its last update failed: boom"
+        );
+        assert_eq!(
+            readiness(&v("Failed", None)).unwrap_err().error_type(),
+            crate::ErrorType::TargetNotReady
+        );
+    }
+
+    #[test]
+    fn versions_must_share_role_and_dead_letter_target() {
+        let v = |role: &str, dlq: Option<&str>| VersionConfig {
+            version: "x".into(),
+            state: "Active".into(),
+            last_update_status: None,
+            state_reason: None,
+            role: Some(role.into()),
+            dead_letter_target: dlq.map(Into::into),
+        };
+        assert!(check_compatible(&v("r", None), &v("r", None)).is_ok());
+        let err = check_compatible(&v("r1", None), &v("r2", None)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("execution roles differ (r1 vs r2)"),
+            "{err}"
+        );
+        let err = check_compatible(&v("r", Some("q1")), &v("r", None)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("dead-letter targets differ (q1 vs none)"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! Lambda: aliases, versions, hook invocations.
+
+use std::collections::HashMap;
+
+use aws_sdk_lambda::operation::get_alias::GetAliasError;
+use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationError;
+use aws_sdk_lambda::operation::invoke::InvokeError;
+use aws_sdk_lambda::operation::update_alias::UpdateAliasError;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{AliasRoutingConfiguration, InvocationType};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use safeshift_core::Error;
+use safeshift_core::alias::{AliasState, AliasUpdate};
+use safeshift_core::error::Resource;
+use safeshift_core::hooks::HookResponse;
+use safeshift_core::prepare::VersionConfig;
+
+use super::{classify, throttled, warm_up};
+use crate::ports::{InvokeHook, InvokeMode, ReadAlias, ReadVersion, WriteAlias};
+
+/// What every Lambda operation the engine calls can answer beside its own errors, asked with the SDK's typed
+/// predicates: the one place "not found" and "too many requests" are recognised.
+trait LambdaOperationError: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static {
+    fn is_not_found(&self) -> bool;
+    fn is_too_many_requests(&self) -> bool;
+}
+
+macro_rules! lambda_operation_errors {
+    ($($error:ty),+) => {$(
+        impl LambdaOperationError for $error {
+            fn is_not_found(&self) -> bool {
+                self.is_resource_not_found_exception()
+            }
+            fn is_too_many_requests(&self) -> bool {
+                self.is_too_many_requests_exception()
+            }
+        }
+    )+};
+}
+
+lambda_operation_errors!(
+    GetAliasError,
+    UpdateAliasError,
+    GetFunctionConfigurationError,
+    InvokeError
+);
+
+/// A failed Lambda call in the taxonomy: `missing` names what "not found" means for this call; `other` maps
+/// the operation's own errors (a precondition failure, say).
+fn lambda_error<E: LambdaOperationError>(
+    operation: &str,
+    err: SdkError<E, HttpResponse>,
+    missing: (Resource, String),
+    other: impl FnOnce(&E) -> Option<Error>,
+) -> Error {
+    classify(operation, err, |e| {
+        if e.is_not_found() {
+            let (resource, name) = missing;
+            Some(Error::ResourceNotFound { resource, name })
+        } else if e.is_too_many_requests() {
+            Some(throttled(operation))
+        } else {
+            other(e)
+        }
+    })
+}
+
+/// Lambda: aliases, versions, hook invocations.
+#[derive(Debug, Clone)]
+pub struct LambdaAdapter {
+    client: aws_sdk_lambda::Client,
+}
+
+impl LambdaAdapter {
+    pub fn new(client: aws_sdk_lambda::Client) -> Self {
+        Self { client }
+    }
+
+    /// The adapter a function builds once at cold start, its connection opened during init (see
+    /// [`Self::warm_up`]).
+    pub async fn connect(config: &aws_config::SdkConfig) -> Self {
+        let adapter = Self::new(aws_sdk_lambda::Client::new(config));
+        adapter.warm_up().await;
+        adapter
+    }
+
+    /// Opens the connection to Lambda during init, with GetAccountSettings (read-only, on no resource).
+    pub async fn warm_up(&self) {
+        warm_up("lambda", self.client.get_account_settings().send()).await;
+    }
+}
+
+fn alias_state(
+    function_version: Option<&str>,
+    routing: Option<&AliasRoutingConfiguration>,
+    revision_id: Option<&str>,
+) -> AliasState {
+    AliasState {
+        function_version: function_version.unwrap_or_default().to_owned(),
+        weights: routing
+            .and_then(|r| r.additional_version_weights())
+            .map(|w| w.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default(),
+        revision_id: revision_id.unwrap_or_default().to_owned(),
+    }
+}
+
+impl ReadAlias for LambdaAdapter {
+    async fn get_alias(&self, function: &str, alias: &str) -> Result<AliasState, Error> {
+        let out = self
+            .client
+            .get_alias()
+            .function_name(function)
+            .name(alias)
+            .send()
+            .await
+            .map_err(|e| {
+                lambda_error(
+                    "GetAlias",
+                    e,
+                    (Resource::Alias, format!("{function}:{alias}")),
+                    |_| None,
+                )
+            })?;
+        Ok(alias_state(
+            out.function_version(),
+            out.routing_config(),
+            out.revision_id(),
+        ))
+    }
+}
+
+impl WriteAlias for LambdaAdapter {
+    async fn update_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        update: &AliasUpdate,
+        revision_id: &str,
+    ) -> Result<AliasState, Error> {
+        // An empty map clears the routing; omitting the routing config would leave it as it was.
+        let weights: HashMap<String, f64> = update
+            .weights
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let out = self
+            .client
+            .update_alias()
+            .function_name(function)
+            .name(alias)
+            .function_version(&update.function_version)
+            .routing_config(AliasRoutingConfiguration::builder().set_additional_version_weights(Some(weights)).build())
+            .revision_id(revision_id)
+            .send()
+            .await
+            .map_err(|e| {
+                lambda_error(
+                    "UpdateAlias",
+                    e,
+                    (Resource::Alias, format!("{function}:{alias}")),
+                    |e| {
+                        e.is_precondition_failed_exception().then(|| Error::AliasConflict {
+                            alias: alias.to_owned(),
+                            reason: format!(
+                                "its revision is no longer {revision_id}: someone else updated it; leaving it as it is"
+                            ),
+                        })
+                    },
+                )
+            })?;
+        Ok(alias_state(
+            out.function_version(),
+            out.routing_config(),
+            out.revision_id(),
+        ))
+    }
+}
+
+impl ReadVersion for LambdaAdapter {
+    async fn get_version(&self, function: &str, version: &str) -> Result<VersionConfig, Error> {
+        let out = self
+            .client
+            .get_function_configuration()
+            .function_name(function)
+            .qualifier(version)
+            .send()
+            .await
+            .map_err(|e| {
+                lambda_error(
+                    "GetFunctionConfiguration",
+                    e,
+                    (Resource::Version, format!("{function}:{version}")),
+                    |_| None,
+                )
+            })?;
+        Ok(VersionConfig {
+            version: out.version().unwrap_or(version).to_owned(),
+            // Lambda omits State for functions created before states existed; those are usable.
+            state: out.state().map_or("Active", |s| s.as_str()).to_owned(),
+            last_update_status: out.last_update_status().map(|s| s.as_str().to_owned()),
+            state_reason: out.state_reason().map(str::to_owned),
+            role: out.role().map(str::to_owned),
+            dead_letter_target: out
+                .dead_letter_config()
+                .and_then(|d| d.target_arn())
+                .map(str::to_owned),
+        })
+    }
+}
+
+impl InvokeHook for LambdaAdapter {
+    async fn invoke(
+        &self,
+        function: &str,
+        payload: Vec<u8>,
+        mode: InvokeMode,
+    ) -> Result<HookResponse, Error> {
+        let invocation_type = match mode {
+            InvokeMode::Sync => InvocationType::RequestResponse,
+            InvokeMode::Async => InvocationType::Event,
+        };
+        let out = self
+            .client
+            .invoke()
+            .function_name(function)
+            .invocation_type(invocation_type)
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| {
+                lambda_error("Invoke", e, (Resource::Hook, function.to_owned()), |_| None)
+            })?;
+        Ok(HookResponse {
+            function_error: out.function_error().map(str::to_owned),
+            payload: out
+                .payload()
+                .map(|p| p.as_ref().to_vec())
+                .unwrap_or_default(),
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! Step Functions: what the reconciler reads of a finished execution.
+
+use safeshift_core::Error;
+
+use super::classify;
+use crate::ports::{ExecutionRecord, ReadExecution};
+
+/// Step Functions: what the reconciler reads of a finished execution.
+#[derive(Debug, Clone)]
+pub struct StepFunctionsAdapter {
+    client: aws_sdk_sfn::Client,
+}
+
+impl StepFunctionsAdapter {
+    pub fn new(client: aws_sdk_sfn::Client) -> Self {
+        Self { client }
+    }
+}
+
+/// How far back the reconciler looks for the rollout state: a rollout's history is bounded (see the state
+/// machine's worst case), and the newest task outputs come first.
+const HISTORY_PAGES: usize = 20;
+
+impl ReadExecution for StepFunctionsAdapter {
+    async fn describe_execution(&self, arn: &str) -> Result<ExecutionRecord, Error> {
+        let out = self
+            .client
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .map_err(|e| {
+                classify("DescribeExecution", e, |e| {
+                    e.is_execution_does_not_exist().then(|| Error::AwsError {
+                        operation: "DescribeExecution".into(),
+                        message: format!("execution {arn} does not exist"),
+                    })
+                })
+            })?;
+        Ok(ExecutionRecord {
+            status: out.status().as_str().to_owned(),
+            input: out.input().map(str::to_owned),
+        })
+    }
+
+    async fn task_outputs(&self, arn: &str) -> Result<Vec<String>, Error> {
+        let mut outputs = Vec::new();
+        let mut next_token = None;
+        for _ in 0..HISTORY_PAGES {
+            let out = self
+                .client
+                .get_execution_history()
+                .execution_arn(arn)
+                .reverse_order(true)
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(|e| classify("GetExecutionHistory", e, |_| None))?;
+            for event in out.events() {
+                let output = event
+                    .task_succeeded_event_details()
+                    .and_then(|d| d.output())
+                    .or_else(|| {
+                        event
+                            .lambda_function_succeeded_event_details()
+                            .and_then(|d| d.output())
+                    });
+                if let Some(o) = output {
+                    outputs.push(o.to_owned());
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next_token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(outputs)
+    }
+}

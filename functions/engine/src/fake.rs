@@ -1,0 +1,513 @@
+//! An in-memory AWS behind every port, for handler tests (feature `fake`): aliases with revisions that change
+//! on every write, function versions, alarms, per-version metrics, hook functions and their calls, executions
+//! and their histories. It keeps a log of every call, so a test can say "nothing was written", and it can be
+//! told to fail an operation, so a test can say what a handler does when AWS answers badly. What only the SDK
+//! can show (retries, HTTP 429, pagination, the request's wire shape) is tested with mocked SDK clients instead.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use safeshift_core::Error;
+use safeshift_core::alias::{AliasState, AliasUpdate};
+use safeshift_core::error::Resource;
+use safeshift_core::gates::alarms::AlarmEvidence;
+use safeshift_core::gates::analysis::VersionMetrics;
+use safeshift_core::hooks::HookResponse;
+use safeshift_core::prepare::VersionConfig;
+
+use crate::ports::{
+    ExecutionRecord, InvokeHook, InvokeMode, MetricsQuery, ReadAlarms, ReadAlias, ReadExecution,
+    ReadMetrics, ReadVersion, WriteAlias,
+};
+
+/// A port call, as the fake logged it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    GetAlias {
+        function: String,
+        alias: String,
+    },
+    UpdateAlias {
+        function: String,
+        alias: String,
+        update: AliasUpdate,
+        revision_id: String,
+    },
+    GetVersion {
+        function: String,
+        version: String,
+    },
+    DescribeAlarms {
+        names: Vec<String>,
+    },
+    VersionMetrics {
+        function_name: String,
+        alias: String,
+        versions: [String; 2],
+        window: safeshift_core::gates::analysis::Window,
+        latency: bool,
+    },
+    Invoke {
+        function: String,
+        payload: serde_json::Value,
+        mode: InvokeMode,
+    },
+    DescribeExecution {
+        arn: String,
+    },
+    TaskOutputs {
+        arn: String,
+    },
+}
+
+impl Call {
+    /// The AWS operation the call stands for, as named in fault injection.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Call::GetAlias { .. } => "GetAlias",
+            Call::UpdateAlias { .. } => "UpdateAlias",
+            Call::GetVersion { .. } => "GetFunctionConfiguration",
+            Call::DescribeAlarms { .. } => "DescribeAlarms",
+            Call::VersionMetrics { .. } => "GetMetricData",
+            Call::Invoke { .. } => "Invoke",
+            Call::DescribeExecution { .. } => "DescribeExecution",
+            Call::TaskOutputs { .. } => "GetExecutionHistory",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct World {
+    aliases: BTreeMap<(String, String), AliasState>,
+    versions: BTreeMap<(String, String), VersionConfig>,
+    /// Versions whose configuration is answered from a queue (Pending, then Active), by (function, version).
+    version_sequences: BTreeMap<(String, String), VecDeque<VersionConfig>>,
+    alarms: Vec<AlarmEvidence>,
+    metrics: BTreeMap<String, VersionMetrics>,
+    hooks: BTreeMap<String, VecDeque<HookResponse>>,
+    executions: BTreeMap<String, (ExecutionRecord, Vec<String>)>,
+    faults: BTreeMap<&'static str, VecDeque<Error>>,
+    /// A change someone else makes to an alias, by (function, alias), just before the next UpdateAlias lands.
+    interleaved_write: Option<((String, String), AliasUpdate)>,
+    calls: Vec<Call>,
+    revisions: u64,
+}
+
+impl World {
+    fn next_revision(&mut self) -> String {
+        self.revisions += 1;
+        format!("rev-{}", self.revisions)
+    }
+
+    /// Logs the call and answers the next fault injected for its operation, if any.
+    fn call(&mut self, call: Call) -> Result<(), Error> {
+        let operation = call.operation();
+        self.calls.push(call);
+        match self.faults.get_mut(operation).and_then(VecDeque::pop_front) {
+            Some(fault) => Err(fault),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The fake AWS. Clones share one world: a test keeps one to arrange and inspect, the handler owns another.
+#[derive(Debug, Clone, Default)]
+pub struct FakeAws {
+    world: Arc<Mutex<World>>,
+}
+
+/// A published, Active version with `role`, as a test usually wants it.
+pub fn active_version(version: &str, role: &str) -> VersionConfig {
+    VersionConfig {
+        version: version.into(),
+        state: "Active".into(),
+        last_update_status: Some("Successful".into()),
+        state_reason: None,
+        role: Some(role.into()),
+        dead_letter_target: None,
+    }
+}
+
+impl FakeAws {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        // A test that panicked while holding the lock has already failed; its world is still readable.
+        self.world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A function with `$LATEST` and each of `versions` published and Active, all with one role.
+    pub fn function(&self, function: &str, versions: &[&str]) -> &Self {
+        for v in std::iter::once(&"$LATEST").chain(versions) {
+            self.version(
+                function,
+                active_version(v, "arn:aws:iam::123456789012:role/app"),
+            );
+        }
+        self
+    }
+
+    /// Sets one version's configuration.
+    pub fn version(&self, function: &str, config: VersionConfig) -> &Self {
+        self.world()
+            .versions
+            .insert((function.into(), config.version.clone()), config);
+        self
+    }
+
+    /// Answers a version's configuration from `configs` in turn, then keeps answering the last one.
+    pub fn version_sequence(&self, function: &str, configs: Vec<VersionConfig>) -> &Self {
+        let key = (function.to_owned(), configs[0].version.clone());
+        self.world().version_sequences.insert(key, configs.into());
+        self
+    }
+
+    /// Creates or changes an alias as a person would: a new revision, whatever was there.
+    pub fn set_alias(&self, function: &str, alias: &str, version: &str, weights: &[(&str, f64)]) {
+        let mut world = self.world();
+        let revision_id = world.next_revision();
+        world.aliases.insert(
+            (function.into(), alias.into()),
+            AliasState {
+                function_version: version.into(),
+                weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
+                revision_id,
+            },
+        );
+    }
+
+    /// Someone else changes the alias between a handler's read and its next write (after the write is logged,
+    /// before it lands), as a person would: a new revision, so the handler's write carries a stale one.
+    pub fn set_alias_before_next_write(
+        &self,
+        function: &str,
+        alias: &str,
+        version: &str,
+        weights: &[(&str, f64)],
+    ) -> &Self {
+        let change = AliasUpdate {
+            function_version: version.into(),
+            weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
+        };
+        self.world().interleaved_write = Some(((function.into(), alias.into()), change));
+        self
+    }
+
+    /// The alias as it is now, without logging a call.
+    pub fn alias(&self, function: &str, alias: &str) -> Option<AliasState> {
+        self.world()
+            .aliases
+            .get(&(function.to_owned(), alias.to_owned()))
+            .cloned()
+    }
+
+    /// Sets an alarm's state (a metric alarm unless `kind` says otherwise).
+    pub fn alarm(&self, name: &str, state: &str, reason: &str) -> &Self {
+        self.alarm_of_kind(name, "metric", state, reason)
+    }
+
+    pub fn alarm_of_kind(&self, name: &str, kind: &str, state: &str, reason: &str) -> &Self {
+        let mut world = self.world();
+        world.alarms.retain(|a| a.name != name);
+        world.alarms.push(AlarmEvidence {
+            name: name.into(),
+            kind: kind.into(),
+            state: state.into(),
+            reason: reason.into(),
+            updated_at: Some("2026-11-29T10:00:00Z".into()),
+        });
+        self
+    }
+
+    /// What one version served in any window asked about.
+    pub fn metrics(&self, version: &str, invocations: u64, errors: u64, throttles: u64) -> &Self {
+        self.metrics_with_p99(version, invocations, errors, throttles, None)
+    }
+
+    pub fn metrics_with_p99(
+        &self,
+        version: &str,
+        invocations: u64,
+        errors: u64,
+        throttles: u64,
+        p99_ms: Option<f64>,
+    ) -> &Self {
+        self.world().metrics.insert(
+            version.into(),
+            VersionMetrics {
+                version: version.into(),
+                invocations,
+                errors,
+                throttles,
+                p99_ms,
+            },
+        );
+        self
+    }
+
+    /// A hook function that exists; it answers `null` (a pass) unless told otherwise with [`Self::hook_answers`].
+    pub fn hook(&self, name: &str) -> &Self {
+        self.world().hooks.entry(name.into()).or_default();
+        self
+    }
+
+    /// The hook's next answer to a synchronous invocation.
+    pub fn hook_answers(&self, name: &str, function_error: Option<&str>, payload: &str) -> &Self {
+        self.world()
+            .hooks
+            .entry(name.into())
+            .or_default()
+            .push_back(HookResponse {
+                function_error: function_error.map(str::to_owned),
+                payload: payload.as_bytes().to_vec(),
+            });
+        self
+    }
+
+    /// An execution, its status and input, and its successful tasks' outputs, oldest first.
+    pub fn execution(&self, arn: &str, status: &str, input: Option<&str>, outputs: Vec<String>) {
+        self.world().executions.insert(
+            arn.into(),
+            (
+                ExecutionRecord {
+                    status: status.into(),
+                    input: input.map(str::to_owned),
+                },
+                outputs,
+            ),
+        );
+    }
+
+    /// The next call of `operation` (as [`Call::operation`] names it) fails with `error`; queue several to fail
+    /// several calls.
+    pub fn fail_next(&self, operation: &'static str, error: Error) -> &Self {
+        self.world()
+            .faults
+            .entry(operation)
+            .or_default()
+            .push_back(error);
+        self
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.world().calls.clone()
+    }
+
+    /// The UpdateAlias calls so far (whether they landed or not).
+    pub fn writes(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::UpdateAlias { .. }))
+            .collect()
+    }
+
+    /// The hook invocations so far.
+    pub fn hook_calls(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::Invoke { .. }))
+            .collect()
+    }
+}
+
+impl ReadAlias for FakeAws {
+    async fn get_alias(&self, function: &str, alias: &str) -> Result<AliasState, Error> {
+        let mut world = self.world();
+        world.call(Call::GetAlias {
+            function: function.into(),
+            alias: alias.into(),
+        })?;
+        world
+            .aliases
+            .get(&(function.to_owned(), alias.to_owned()))
+            .cloned()
+            .ok_or_else(|| Error::ResourceNotFound {
+                resource: Resource::Alias,
+                name: format!("{function}:{alias}"),
+            })
+    }
+}
+
+impl WriteAlias for FakeAws {
+    async fn update_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        update: &AliasUpdate,
+        revision_id: &str,
+    ) -> Result<AliasState, Error> {
+        let mut world = self.world();
+        world.call(Call::UpdateAlias {
+            function: function.into(),
+            alias: alias.into(),
+            update: update.clone(),
+            revision_id: revision_id.into(),
+        })?;
+        if let Some((key, change)) = world.interleaved_write.take() {
+            let revision_id = world.next_revision();
+            world.aliases.insert(
+                key,
+                AliasState {
+                    function_version: change.function_version,
+                    weights: change.weights,
+                    revision_id,
+                },
+            );
+        }
+        let key = (function.to_owned(), alias.to_owned());
+        let current = world
+            .aliases
+            .get(&key)
+            .ok_or_else(|| Error::ResourceNotFound {
+                resource: Resource::Alias,
+                name: format!("{function}:{alias}"),
+            })?;
+        // Lambda's PreconditionFailedException, as the adapter classifies it.
+        if current.revision_id != revision_id {
+            return Err(Error::AliasConflict {
+                alias: alias.into(),
+                reason: format!(
+                    "its revision is no longer {revision_id}: someone else updated it; leaving it as it is"
+                ),
+            });
+        }
+        let written = AliasState {
+            function_version: update.function_version.clone(),
+            weights: update.weights.clone(),
+            revision_id: world.next_revision(),
+        };
+        world.aliases.insert(key, written.clone());
+        Ok(written)
+    }
+}
+
+impl ReadVersion for FakeAws {
+    async fn get_version(&self, function: &str, version: &str) -> Result<VersionConfig, Error> {
+        let mut world = self.world();
+        world.call(Call::GetVersion {
+            function: function.into(),
+            version: version.into(),
+        })?;
+        let key = (function.to_owned(), version.to_owned());
+        if let Some(sequence) = world.version_sequences.get_mut(&key) {
+            let config = if sequence.len() > 1 {
+                sequence.pop_front()
+            } else {
+                sequence.front().cloned()
+            };
+            if let Some(config) = config {
+                return Ok(config);
+            }
+        }
+        world
+            .versions
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Error::ResourceNotFound {
+                resource: Resource::Version,
+                name: format!("{function}:{version}"),
+            })
+    }
+}
+
+impl ReadAlarms for FakeAws {
+    async fn describe_alarms(&self, names: &[String]) -> Result<Vec<AlarmEvidence>, Error> {
+        let mut world = self.world();
+        world.call(Call::DescribeAlarms {
+            names: names.to_vec(),
+        })?;
+        Ok(world
+            .alarms
+            .iter()
+            .filter(|a| names.contains(&a.name))
+            .cloned()
+            .collect())
+    }
+}
+
+impl ReadMetrics for FakeAws {
+    async fn version_metrics(&self, q: &MetricsQuery<'_>) -> Result<[VersionMetrics; 2], Error> {
+        let mut world = self.world();
+        world.call(Call::VersionMetrics {
+            function_name: q.function_name.into(),
+            alias: q.alias.into(),
+            versions: q.versions.map(str::to_owned),
+            window: q.window,
+            latency: q.latency,
+        })?;
+        Ok(q.versions.map(|v| {
+            let mut m = world
+                .metrics
+                .get(v)
+                .cloned()
+                .unwrap_or_else(|| VersionMetrics::empty(v));
+            if !q.latency {
+                m.p99_ms = None;
+            }
+            m
+        }))
+    }
+}
+
+impl InvokeHook for FakeAws {
+    async fn invoke(
+        &self,
+        function: &str,
+        payload: Vec<u8>,
+        mode: InvokeMode,
+    ) -> Result<HookResponse, Error> {
+        let mut world = self.world();
+        world.call(Call::Invoke {
+            function: function.into(),
+            payload: serde_json::from_slice(&payload).unwrap_or(serde_json::Value::Null),
+            mode,
+        })?;
+        let answers = world
+            .hooks
+            .get_mut(function)
+            .ok_or_else(|| Error::ResourceNotFound {
+                resource: Resource::Hook,
+                name: function.into(),
+            })?;
+        let answer = match mode {
+            // An asynchronous invocation answers only that it was queued.
+            InvokeMode::Async => None,
+            InvokeMode::Sync => answers.pop_front(),
+        };
+        Ok(answer.unwrap_or(HookResponse {
+            function_error: None,
+            payload: b"null".to_vec(),
+        }))
+    }
+}
+
+impl ReadExecution for FakeAws {
+    async fn describe_execution(&self, arn: &str) -> Result<ExecutionRecord, Error> {
+        let mut world = self.world();
+        world.call(Call::DescribeExecution { arn: arn.into() })?;
+        world
+            .executions
+            .get(arn)
+            .map(|(record, _)| record.clone())
+            .ok_or_else(|| Error::AwsError {
+                operation: "DescribeExecution".into(),
+                message: format!("execution {arn} does not exist"),
+            })
+    }
+
+    async fn task_outputs(&self, arn: &str) -> Result<Vec<String>, Error> {
+        let mut world = self.world();
+        world.call(Call::TaskOutputs { arn: arn.into() })?;
+        // The port answers newest first, as the history is read in reverse.
+        Ok(world
+            .executions
+            .get(arn)
+            .map(|(_, outputs)| outputs.iter().rev().cloned().collect())
+            .unwrap_or_default())
+    }
+}

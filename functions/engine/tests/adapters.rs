@@ -1,0 +1,903 @@
+//! The AWS adapters over mocked SDK clients (aws-smithy-mocks): what only the SDK can show — retries and
+//! throttling, typed error classification, pagination, and the requests' wire shape. The handlers' decisions
+//! are tested over the in-memory fake in `tests/handlers/`.
+
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
+use aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataOutput;
+use aws_sdk_cloudwatch::types::{
+    AlarmType, CompositeAlarm, MetricAlarm, MetricDataQuery, MetricDataResult, StateValue,
+    StatusCode as MetricStatus,
+};
+use aws_sdk_lambda::operation::get_alias::{GetAliasError, GetAliasOutput};
+use aws_sdk_lambda::operation::get_function_configuration::{
+    GetFunctionConfigurationError, GetFunctionConfigurationOutput,
+};
+use aws_sdk_lambda::operation::invoke::{InvokeError, InvokeOutput};
+use aws_sdk_lambda::operation::update_alias::{UpdateAliasError, UpdateAliasOutput};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::error::{PreconditionFailedException, ResourceNotFoundException};
+use aws_sdk_lambda::types::{
+    AliasRoutingConfiguration, DeadLetterConfig, InvocationType, LastUpdateStatus, State,
+};
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryOutput;
+use aws_sdk_sfn::types::{
+    ExecutionStatus, HistoryEvent, HistoryEventType, LambdaFunctionSucceededEventDetails,
+    TaskSucceededEventDetails,
+};
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use safeshift_core::gates::Verdict;
+use safeshift_core::names::Version;
+use safeshift_core::prepare::VersionConfig;
+use safeshift_core::rollout::Rollout;
+use safeshift_core::{Deployment, ErrorType};
+use safeshift_engine::check_alarms::{CheckAlarms, CheckEvent};
+use safeshift_engine::ports::{InvokeHook, InvokeMode, ReadAlias, ReadVersion};
+use safeshift_engine::rollback::{Outcome, Rollback, RollbackEvent, StatusChange, StatusDetail};
+use safeshift_engine::run_hook::{HookRequest, HookVerdict, RunHook};
+use safeshift_engine::runtime::Handler;
+use safeshift_engine::shift_weight::{
+    PrepareEvent, ReadyWait, ShiftEvent, ShiftWeight, ShiftWeightEvent,
+};
+use safeshift_engine::{CloudWatchAdapter, LambdaAdapter, StepFunctionsAdapter, aws};
+use serde_json::{Value, json};
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/orders";
+const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:safeshift:d-1";
+
+fn fast_retries() -> aws_smithy_types::retry::RetryConfig {
+    aws::retry_config().with_initial_backoff(Duration::from_millis(1))
+}
+
+fn lambda(rules: &[&Rule]) -> LambdaAdapter {
+    LambdaAdapter::new(mock_client!(
+        aws_sdk_lambda,
+        RuleMode::MatchAny,
+        rules,
+        |c| c.retry_config(fast_retries())
+    ))
+}
+
+fn cloudwatch(rules: &[&Rule]) -> CloudWatchAdapter {
+    CloudWatchAdapter::new(mock_client!(
+        aws_sdk_cloudwatch,
+        RuleMode::MatchAny,
+        rules,
+        |c| c.retry_config(fast_retries())
+    ))
+}
+
+fn sfn(rules: &[&Rule]) -> StepFunctionsAdapter {
+    StepFunctionsAdapter::new(mock_client!(aws_sdk_sfn, RuleMode::MatchAny, rules, |c| c
+        .retry_config(fast_retries())))
+}
+
+fn no_wait() -> ReadyWait {
+    ReadyWait {
+        timeout: Duration::from_millis(50),
+        interval: Duration::from_millis(10),
+    }
+}
+
+fn input(strategy: Value) -> Value {
+    json!({"functionName": "orders", "alias": "live", "targetVersion": "7", "strategy": strategy, "alarms": ["orders-errors"]})
+}
+
+fn alias_output(version: &str, weights: &[(&str, f64)], revision: &str) -> GetAliasOutput {
+    let mut b = GetAliasOutput::builder()
+        .function_version(version)
+        .revision_id(revision)
+        .name("live");
+    if !weights.is_empty() {
+        b = b.routing_config(
+            AliasRoutingConfiguration::builder()
+                .set_additional_version_weights(Some(
+                    weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
+                ))
+                .build(),
+        );
+    }
+    b.build()
+}
+
+fn get_alias(
+    version: &'static str,
+    weights: &'static [(&'static str, f64)],
+    revision: &'static str,
+) -> Rule {
+    mock!(aws_sdk_lambda::Client::get_alias)
+        .then_output(move || alias_output(version, weights, revision))
+}
+
+fn version(v: &str, state: State, role: &str) -> GetFunctionConfigurationOutput {
+    GetFunctionConfigurationOutput::builder()
+        .version(v)
+        .state(state)
+        .last_update_status(LastUpdateStatus::Successful)
+        .role(role)
+        .build()
+}
+
+/// Versions 6 and 7 (and $LATEST), Active, same role.
+fn versions() -> Rule {
+    mock!(aws_sdk_lambda::Client::get_function_configuration).then_compute_output(|req| {
+        version(req.qualifier().unwrap_or("$LATEST"), State::Active, ROLE)
+    })
+}
+
+/// Any UpdateAlias; answers with what was asked and a new revision.
+fn update_alias() -> Rule {
+    mock!(aws_sdk_lambda::Client::update_alias).then_compute_output(|req| {
+        UpdateAliasOutput::builder()
+            .function_version(req.function_version().unwrap_or_default())
+            .set_routing_config(req.routing_config().cloned())
+            .revision_id("r-new")
+            .build()
+    })
+}
+
+/// The weights an UpdateAlias request sets; `None` when it omits the routing config (which would keep the old).
+fn requested_weights(
+    r: &aws_sdk_lambda::operation::update_alias::UpdateAliasInput,
+) -> Option<Vec<(String, f64)>> {
+    let mut w: Vec<(String, f64)> = r
+        .routing_config()?
+        .additional_version_weights()?
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(w)
+}
+
+fn throttle_response() -> HttpResponse {
+    let mut r = HttpResponse::new(
+        StatusCode::try_from(429).unwrap(),
+        SdkBody::from(r#"{"message":"Rate exceeded","Reason":"CallerRateLimitExceeded"}"#),
+    );
+    r.headers_mut()
+        .insert("x-amzn-errortype", "TooManyRequestsException");
+    r
+}
+
+fn prepare_event(input: Value) -> ShiftWeightEvent {
+    ShiftWeightEvent::Prepare(PrepareEvent {
+        deployment_id: "d-1".into(),
+        input,
+    })
+}
+
+fn shift(rollout: Rollout) -> ShiftWeightEvent {
+    ShiftWeightEvent::Shift(Box::new(ShiftEvent {
+        rollout,
+        gates: None,
+    }))
+}
+
+/// A canary prepared through the SDK: GetAlias answers version 6 at revision r0.
+async fn prepared() -> Rollout {
+    let (alias, versions) = (get_alias("6", &[], "r0"), versions());
+    let rollout = ShiftWeight::new(lambda(&[&alias, &versions]), no_wait())
+        .handle(prepare_event(input(json!("Canary10Percent5Minutes"))))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            rollout.alias.stable_version.to_string(),
+            rollout.alias.revision_id.as_str()
+        ),
+        ("6".to_owned(), "r0")
+    );
+    rollout
+}
+
+// ---- Lambda: aliases and versions --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_update_carries_the_revision_just_read() {
+    let rollout = prepared().await;
+    let alias = get_alias("6", &[], "r0");
+    let update = mock!(aws_sdk_lambda::Client::update_alias)
+        .match_requests(|r| {
+            r.function_name() == Some("orders")
+                && r.name() == Some("live")
+                && r.revision_id() == Some("r0")
+                && r.function_version() == Some("6")
+                && requested_weights(r) == Some(vec![("7".into(), 0.1)])
+        })
+        .then_compute_output(|req| {
+            UpdateAliasOutput::builder()
+                .function_version(req.function_version().unwrap_or_default())
+                .set_routing_config(req.routing_config().cloned())
+                .revision_id("r1")
+                .build()
+        });
+    let shifted = ShiftWeight::new(lambda(&[&alias, &update]), no_wait())
+        .handle(shift(rollout))
+        .await
+        .unwrap();
+    assert_eq!(update.num_calls(), 1);
+    assert_eq!((shifted.step, shifted.percent), (Some(0), 10.0));
+    assert_eq!(shifted.alias.revision_id, "r1");
+    assert_eq!(shifted.bake_seconds, 300);
+}
+
+#[tokio::test]
+async fn promotion_points_the_alias_at_the_target_and_clears_routing() {
+    let mut rollout = prepared().await;
+    rollout = rollout.advanced(0, "r0".into(), 1_000);
+    let split = get_alias("6", &[("7", 0.1)], "r0");
+    // An empty map clears the routing; omitting it would leave the 10% split in place.
+    let promote = mock!(aws_sdk_lambda::Client::update_alias)
+        .match_requests(|r| {
+            r.revision_id() == Some("r0")
+                && r.function_version() == Some("7")
+                && requested_weights(r) == Some(vec![])
+        })
+        .then_output(|| {
+            UpdateAliasOutput::builder()
+                .function_version("7")
+                .revision_id("r2")
+                .build()
+        });
+    let done = ShiftWeight::new(lambda(&[&split, &promote]), no_wait())
+        .handle(shift(rollout))
+        .await
+        .unwrap();
+    assert_eq!(promote.num_calls(), 1);
+    assert!(done.promoted);
+    assert_eq!(done.percent, 100.0);
+    assert_eq!(done.alias.revision_id, "r2");
+}
+
+#[tokio::test]
+async fn throttled_twice_then_ok_succeeds_on_the_third_call() {
+    let rollout = prepared().await;
+    let alias = get_alias("6", &[], "r0");
+    let throttled = mock!(aws_sdk_lambda::Client::update_alias)
+        .sequence()
+        .http_response(throttle_response)
+        .times(2)
+        .output(|| {
+            UpdateAliasOutput::builder()
+                .function_version("6")
+                .revision_id("r1")
+                .build()
+        })
+        .build();
+    let shifted = ShiftWeight::new(lambda(&[&alias, &throttled]), no_wait())
+        .handle(shift(rollout))
+        .await
+        .unwrap();
+    assert_eq!(throttled.num_calls(), 3);
+    assert_eq!(shifted.alias.revision_id, "r1");
+}
+
+#[tokio::test]
+async fn persistent_throttling_is_throttled() {
+    let rollout = prepared().await;
+    let alias = get_alias("6", &[], "r0");
+    let throttled = mock!(aws_sdk_lambda::Client::update_alias)
+        .sequence()
+        .http_response(throttle_response)
+        .repeatedly()
+        .build();
+    let err = ShiftWeight::new(lambda(&[&alias, &throttled]), no_wait())
+        .handle(shift(rollout))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::Throttled);
+    assert_eq!(err.to_string(), "UpdateAlias is being throttled by AWS");
+    assert_eq!(throttled.num_calls(), 3);
+}
+
+#[tokio::test]
+async fn a_revision_mismatch_on_write_is_an_alias_conflict() {
+    let rollout = prepared().await;
+    let alias = get_alias("6", &[], "r0");
+    let conflict = mock!(aws_sdk_lambda::Client::update_alias).then_error(|| {
+        UpdateAliasError::PreconditionFailedException(
+            PreconditionFailedException::builder().build(),
+        )
+    });
+    let err = ShiftWeight::new(lambda(&[&alias, &conflict]), no_wait())
+        .handle(shift(rollout))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AliasConflict);
+    assert!(
+        err.to_string().contains("its revision is no longer r0"),
+        "{err}"
+    );
+    assert_eq!(conflict.num_calls(), 1, "a conflict is not retried");
+}
+
+#[tokio::test]
+async fn version_configuration_is_read_as_lambda_reports_it() {
+    let configs =
+        mock!(aws_sdk_lambda::Client::get_function_configuration).then_compute_output(|req| {
+            match req.qualifier() {
+                Some("7") => GetFunctionConfigurationOutput::builder()
+                    .version("7")
+                    .state(State::Active)
+                    .last_update_status(LastUpdateStatus::Failed)
+                    .state_reason("image pull failed")
+                    .role(ROLE)
+                    .dead_letter_config(
+                        DeadLetterConfig::builder()
+                            .target_arn("arn:aws:sqs:us-east-1:123456789012:dlq")
+                            .build(),
+                    )
+                    .build(),
+                // A function created before Lambda had states reports none: usable.
+                _ => GetFunctionConfigurationOutput::builder()
+                    .version("6")
+                    .build(),
+            }
+        });
+    let lambda = lambda(&[&configs]);
+    assert_eq!(
+        lambda.get_version("orders", "7").await.unwrap(),
+        VersionConfig {
+            version: "7".into(),
+            state: "Active".into(),
+            last_update_status: Some("Failed".into()),
+            state_reason: Some("image pull failed".into()),
+            role: Some(ROLE.into()),
+            dead_letter_target: Some("arn:aws:sqs:us-east-1:123456789012:dlq".into()),
+        }
+    );
+    let old = lambda.get_version("orders", "6").await.unwrap();
+    assert_eq!(
+        (old.state.as_str(), old.last_update_status),
+        ("Active", None)
+    );
+    // Pending reaches prepare as Pending.
+    let pending = mock!(aws_sdk_lambda::Client::get_function_configuration)
+        .then_output(|| version("7", State::Pending, ROLE));
+    let config = self::lambda(&[&pending])
+        .get_version("orders", "7")
+        .await
+        .unwrap();
+    assert_eq!(config.state, "Pending");
+}
+
+#[tokio::test]
+async fn resource_not_found_names_the_alias_the_version_or_the_hook() {
+    let not_found = || ResourceNotFoundException::builder().build();
+    let alias = mock!(aws_sdk_lambda::Client::get_alias)
+        .then_error(move || GetAliasError::ResourceNotFoundException(not_found()));
+    let version = mock!(aws_sdk_lambda::Client::get_function_configuration)
+        .then_error(move || GetFunctionConfigurationError::ResourceNotFoundException(not_found()));
+    let invoke = mock!(aws_sdk_lambda::Client::invoke)
+        .then_error(move || InvokeError::ResourceNotFoundException(not_found()));
+    let lambda = lambda(&[&alias, &version, &invoke]);
+
+    let err = lambda.get_alias("orders", "live").await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::ResourceNotFound);
+    assert_eq!(err.to_string(), "alias `orders:live` does not exist");
+
+    let err = lambda.get_version("orders", "7").await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::ResourceNotFound);
+    assert_eq!(err.to_string(), "version `orders:7` does not exist");
+
+    let err = lambda
+        .invoke("orders-smoke", b"{}".to_vec(), InvokeMode::Sync)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::ResourceNotFound);
+    assert_eq!(err.to_string(), "hook `orders-smoke` does not exist");
+
+    assert_eq!(
+        (alias.num_calls(), version.num_calls(), invoke.num_calls()),
+        (1, 1, 1),
+        "not found is not retried"
+    );
+}
+
+// ---- Lambda: hooks -----------------------------------------------------------------------------------------
+
+fn hook_request(rollout: Rollout, task_token: Option<&str>) -> HookRequest {
+    HookRequest {
+        phase: safeshift_core::hooks::Phase::PreTraffic,
+        rollout,
+        task_token: task_token.map(str::to_owned),
+    }
+}
+
+fn rollout_with_hooks() -> Rollout {
+    let mut i = input(json!("Canary10Percent5Minutes"));
+    i["hooks"] = json!({"preTraffic": "orders-smoke"});
+    Rollout::prepared(
+        "d-1".into(),
+        Deployment::from_value(i).unwrap(),
+        Version::new(6).unwrap(),
+        "r0".into(),
+    )
+}
+
+#[tokio::test]
+async fn a_hook_that_raises_fails_with_its_own_message() {
+    let invoke = mock!(aws_sdk_lambda::Client::invoke)
+        .match_requests(|r| {
+            let event: Value = serde_json::from_slice(r.payload().unwrap().as_ref()).unwrap();
+            r.function_name() == Some("orders-smoke")
+                && r.invocation_type() == Some(&InvocationType::RequestResponse)
+                && event["phase"] == "preTraffic"
+                && event["stableVersion"] == "6"
+                && event["targetVersion"] == "7"
+                && event.get("taskToken").is_none()
+        })
+        .then_output(|| {
+            InvokeOutput::builder()
+                .function_error("Unhandled")
+                .payload(Blob::new(
+                    r#"{"errorType":"Error","errorMessage":"checkout returned 500"}"#,
+                ))
+                .build()
+        });
+    let err = RunHook::new(lambda(&[&invoke]))
+        .handle(hook_request(rollout_with_hooks(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(invoke.num_calls(), 1);
+    assert_eq!(err.error_type(), ErrorType::HookFailed);
+    assert_eq!(
+        err.to_string(),
+        "preTraffic hook `orders-smoke` failed: Error: checkout returned 500 (Unhandled error)"
+    );
+}
+
+#[tokio::test]
+async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
+    let invoke = mock!(aws_sdk_lambda::Client::invoke)
+        .match_requests(|r| {
+            let event: Value = serde_json::from_slice(r.payload().unwrap().as_ref()).unwrap();
+            r.function_name() == Some("orders-smoke")
+                && r.invocation_type() == Some(&InvocationType::Event)
+                && event["taskToken"] == "tok-1"
+        })
+        .then_output(|| InvokeOutput::builder().status_code(202).build());
+    let out = RunHook::new(lambda(&[&invoke]))
+        .handle(hook_request(rollout_with_hooks(), Some("tok-1")))
+        .await
+        .unwrap();
+    assert_eq!(invoke.num_calls(), 1);
+    assert_eq!(out.verdict, HookVerdict::Pending);
+}
+
+// ---- CloudWatch: alarms ------------------------------------------------------------------------------------
+
+fn metric_alarm(name: &str, state: StateValue) -> MetricAlarm {
+    MetricAlarm::builder()
+        .alarm_name(name)
+        .state_value(state)
+        .state_reason(format!("{name} threshold crossed"))
+        .build()
+}
+
+/// A canary at its first step (10%), started at t = 1,000 s, with `alarms` and `analysis` from `input`.
+fn at_step_one(alarms: Value, analysis: Option<Value>) -> CheckEvent {
+    let mut i = input(json!("Canary10Percent5Minutes"));
+    i["alarms"] = alarms;
+    if let Some(a) = analysis {
+        i["analysis"] = a;
+    }
+    let d = Deployment::from_value(i).unwrap();
+    let rollout = Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into())
+        .advanced(0, "r1".into(), 1_000);
+    CheckEvent {
+        rollout,
+        gates: None,
+    }
+}
+
+fn analysed(analysis: Value) -> CheckEvent {
+    at_step_one(json!([]), Some(analysis))
+}
+
+#[tokio::test]
+async fn alarms_across_pages_and_kinds_are_all_read() {
+    let pages = mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+        .match_requests(|r| {
+            r.alarm_names() == ["errors", "latency", "health"]
+                && r.alarm_types() == [AlarmType::MetricAlarm, AlarmType::CompositeAlarm]
+        })
+        .sequence()
+        .output(|| {
+            DescribeAlarmsOutput::builder()
+                .metric_alarms(metric_alarm("errors", StateValue::Ok))
+                .next_token("page-2")
+                .build()
+        })
+        .output(|| {
+            DescribeAlarmsOutput::builder()
+                .metric_alarms(metric_alarm("latency", StateValue::Alarm))
+                .composite_alarms(
+                    CompositeAlarm::builder()
+                        .alarm_name("health")
+                        .state_value(StateValue::Ok)
+                        .state_reason("ok")
+                        .state_updated_timestamp(aws_smithy_types::DateTime::from_secs(
+                            1_790_000_000,
+                        ))
+                        .build(),
+                )
+                .build()
+        })
+        .build();
+    let report = CheckAlarms::new(cloudwatch(&[&pages]))
+        .check_at(
+            at_step_one(json!(["errors", "latency", "health"]), None),
+            1_300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pages.num_calls(), 2);
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert_eq!(report.error, Some(ErrorType::AlarmFired));
+    let alarms = serde_json::to_value(report.result("alarms").unwrap()).unwrap();
+    assert_eq!(alarms["findings"], json!(["in ALARM: latency"]));
+    let evidence = &alarms["evidence"]["alarms"];
+    assert_eq!(evidence[1]["reason"], "latency threshold crossed");
+    assert_eq!(evidence[1]["kind"], "metric");
+    assert_eq!(
+        evidence[2],
+        json!({"name": "health", "kind": "composite", "state": "OK", "reason": "ok",
+               "updatedAt": "2026-09-21T14:13:20Z"})
+    );
+}
+
+// ---- CloudWatch: metrics -----------------------------------------------------------------------------------
+
+fn metric_results(values: &[(&str, f64)]) -> GetMetricDataOutput {
+    values
+        .iter()
+        .fold(GetMetricDataOutput::builder(), |b, (id, v)| {
+            b.metric_data_results(
+                MetricDataResult::builder()
+                    .id(*id)
+                    .values(*v)
+                    .status_code(MetricStatus::Complete)
+                    .build(),
+            )
+        })
+        .build()
+}
+
+/// The query's dimensions as (name, value) pairs.
+fn dimensions(q: &MetricDataQuery) -> Vec<(String, String)> {
+    q.metric_stat()
+        .and_then(|s| s.metric())
+        .map(|m| m.dimensions())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            (
+                d.name().unwrap_or_default().to_owned(),
+                d.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn analysis_reads_both_versions_in_one_call_and_fails_a_worse_target() {
+    let read = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .match_requests(|r| {
+            let queries = r.metric_data_queries();
+            queries.len() == 8
+                && r.start_time().map(|t| t.secs()) == Some(940)
+                && r.end_time().map(|t| t.secs()) == Some(1_240)
+                && queries.iter().all(|q| {
+                    let id = q.id().unwrap_or_default();
+                    let version = if id.starts_with("v0_") { "7" } else { "6" };
+                    let stat = q.metric_stat().unwrap();
+                    stat.period() == Some(300)
+                        && stat.stat() == Some(if id.ends_with("p99") { "p99" } else { "Sum" })
+                        && stat.metric().unwrap().namespace() == Some("AWS/Lambda")
+                        && dimensions(q)
+                            == [
+                                ("FunctionName".into(), "orders".into()),
+                                ("Resource".into(), "orders:live".into()),
+                                ("ExecutedVersion".into(), version.into()),
+                            ]
+                })
+        })
+        .then_output(|| {
+            metric_results(&[
+                ("v0_invocations", 1000.0),
+                ("v0_errors", 40.0),
+                ("v0_throttles", 0.0),
+                ("v0_p99", 130.0),
+                ("v1_invocations", 1000.0),
+                ("v1_errors", 5.0),
+                ("v1_throttles", 0.0),
+                ("v1_p99", 100.0),
+            ])
+        });
+    let describe = mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+        .then_output(|| DescribeAlarmsOutput::builder().build());
+    let report = CheckAlarms::new(cloudwatch(&[&read, &describe]))
+        .check_at(
+            analysed(json!({"maxErrorRate": 0.05, "maxP99LatencyIncrease": 0.5})),
+            1_300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(read.num_calls(), 1);
+    assert_eq!(describe.num_calls(), 0, "no alarms listed");
+    assert_eq!(report.verdict, Verdict::Fail, "{report:#?}");
+    assert_eq!(report.error, Some(ErrorType::AnalysisFailed));
+    let a = serde_json::to_value(report.result("analysis").unwrap()).unwrap();
+    let e = &a["evidence"];
+    assert_eq!(e["target"]["errors"], 40);
+    assert_eq!(e["stable"]["errors"], 5);
+    assert_eq!(e["target"]["p99Ms"], 130.0);
+    assert_eq!(e["targetErrorRate"], 0.04);
+    assert_eq!(e["comparison"]["test"], "twoProportionZ");
+    assert_eq!(e["comparison"]["significant"], true);
+    assert!(e["comparison"]["pValue"].as_f64().unwrap() < 0.001);
+    assert!((e["p99Increase"].as_f64().unwrap() - 0.3).abs() < 1e-9);
+    assert_eq!(
+        e["window"],
+        json!({"start": 940, "end": 1240, "periodSeconds": 300})
+    );
+    assert_eq!(e["thresholds"]["maxErrorRate"], 0.05);
+    assert_eq!(e["thresholds"]["maxP99LatencyIncrease"], 0.5);
+}
+
+#[tokio::test]
+async fn metric_pages_are_summed() {
+    let pages = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .sequence()
+        .output(|| {
+            let mut out = metric_results(&[("v0_invocations", 60.0), ("v0_errors", 1.0)]);
+            out.next_token = Some("page-2".into());
+            out
+        })
+        .output(|| metric_results(&[("v0_invocations", 60.0), ("v0_errors", 1.0)]))
+        .build();
+    let report = CheckAlarms::new(cloudwatch(&[&pages]))
+        .check_at(
+            analysed(json!({"maxErrorRate": 0.05, "minInvocations": 100})),
+            1_300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pages.num_calls(), 2);
+    let a = serde_json::to_value(report.result("analysis").unwrap()).unwrap();
+    assert_eq!(a["evidence"]["target"]["invocations"], 120);
+    assert_eq!(a["evidence"]["target"]["errors"], 2);
+    assert_eq!(report.verdict, Verdict::Pass, "{report:#?}");
+}
+
+fn cloudwatch_throttling() -> HttpResponse {
+    HttpResponse::new(
+        StatusCode::try_from(400).unwrap(),
+        SdkBody::from(
+            r#"<ErrorResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>"#,
+        ),
+    )
+}
+
+#[tokio::test]
+async fn throttled_metric_reads_are_retried_then_named() {
+    let once = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .sequence()
+        .http_response(cloudwatch_throttling)
+        .output(|| metric_results(&[("v0_invocations", 100.0)]))
+        .build();
+    let report = CheckAlarms::new(cloudwatch(&[&once]))
+        .check_at(analysed(json!({"maxErrorRate": 0.05})), 1_300)
+        .await
+        .unwrap();
+    assert_eq!(once.num_calls(), 2);
+    assert_eq!(report.verdict, Verdict::Pass);
+    let always = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .sequence()
+        .http_response(cloudwatch_throttling)
+        .repeatedly()
+        .build();
+    let err = CheckAlarms::new(cloudwatch(&[&always]))
+        .check_at(analysed(json!({"maxErrorRate": 0.05})), 1_300)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::Throttled);
+    assert_eq!(err.to_string(), "GetMetricData is being throttled by AWS");
+    assert_eq!(always.num_calls(), 3);
+}
+
+// ---- rollback and Step Functions ---------------------------------------------------------------------------
+
+fn no_sfn() -> StepFunctionsAdapter {
+    sfn(&[])
+}
+
+#[tokio::test]
+async fn rollback_reverts_a_split_alias_with_the_revision_just_read() {
+    let rollout = prepared().await;
+    let split = get_alias("6", &[("7", 0.1)], "r5");
+    let revert = mock!(aws_sdk_lambda::Client::update_alias)
+        .match_requests(|r| {
+            r.revision_id() == Some("r5")
+                && r.function_version() == Some("6")
+                && requested_weights(r) == Some(vec![])
+        })
+        .then_output(|| {
+            UpdateAliasOutput::builder()
+                .function_version("6")
+                .revision_id("r6")
+                .build()
+        });
+    let out = Rollback::new(lambda(&[&split, &revert]), no_sfn())
+        .handle(RollbackEvent::Catch {
+            rollback: serde_json::to_value(rollout).unwrap(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(revert.num_calls(), 1);
+    assert_eq!(out.outcome, Outcome::Reverted);
+    let alias = out.alias.unwrap();
+    assert_eq!(
+        (alias.function_version.as_str(), alias.revision_id.as_str()),
+        ("6", "r6")
+    );
+}
+
+#[tokio::test]
+async fn rollback_rides_out_throttling() {
+    let rollout = prepared().await;
+    let split = get_alias("6", &[("7", 0.1)], "r1");
+    let revert = mock!(aws_sdk_lambda::Client::update_alias)
+        .sequence()
+        .http_response(throttle_response)
+        .times(2)
+        .output(|| {
+            UpdateAliasOutput::builder()
+                .function_version("6")
+                .revision_id("r2")
+                .build()
+        })
+        .build();
+    let out = Rollback::new(lambda(&[&split, &revert]), no_sfn())
+        .handle(RollbackEvent::Catch {
+            rollback: serde_json::to_value(rollout).unwrap(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.outcome, Outcome::Reverted);
+    assert_eq!(revert.num_calls(), 3);
+}
+
+fn status_change(status: &str) -> RollbackEvent {
+    RollbackEvent::StatusChange(StatusChange {
+        detail_type: "Step Functions Execution Status Change".into(),
+        detail: StatusDetail {
+            execution_arn: EXECUTION.into(),
+            status: status.into(),
+        },
+    })
+}
+
+fn describe_execution(status: ExecutionStatus) -> Rule {
+    mock!(aws_sdk_sfn::Client::describe_execution)
+        .match_requests(|r| r.execution_arn() == Some(EXECUTION))
+        .then_output(move || {
+            DescribeExecutionOutput::builder()
+                .execution_arn(EXECUTION)
+                .state_machine_arn("arn:aws:states:us-east-1:123456789012:stateMachine:safeshift")
+                .status(status.clone())
+                .start_date(aws_smithy_types::DateTime::from_secs(0))
+                .input(input(json!("Canary10Percent5Minutes")).to_string())
+                .build()
+                .unwrap()
+        })
+}
+
+fn task_succeeded(id: i64, output: &str) -> HistoryEvent {
+    HistoryEvent::builder()
+        .id(id)
+        .r#type(HistoryEventType::TaskSucceeded)
+        .timestamp(aws_smithy_types::DateTime::from_secs(0))
+        .task_succeeded_event_details(
+            TaskSucceededEventDetails::builder()
+                .resource_type("lambda")
+                .resource("invoke")
+                .output(output)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_reconciler_finds_the_stable_version_of_a_promoted_alias_in_the_history() {
+    // The history, newest first, as asked: a newer unrelated task output, then Prepare's rollout (6 -> 7).
+    let rollout = serde_json::to_string(&prepared().await).unwrap();
+    let describe = describe_execution(ExecutionStatus::Failed);
+    let history = mock!(aws_sdk_sfn::Client::get_execution_history)
+        .match_requests(|r| r.execution_arn() == Some(EXECUTION) && r.reverse_order() == Some(true))
+        .then_output(move || {
+            GetExecutionHistoryOutput::builder()
+                .events(task_succeeded(3, r#"{"verdict":"pass"}"#))
+                .events(task_succeeded(2, &rollout))
+                .events(
+                    HistoryEvent::builder()
+                        .id(1)
+                        .r#type(HistoryEventType::ExecutionStarted)
+                        .timestamp(aws_smithy_types::DateTime::from_secs(0))
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap()
+        });
+    let (promoted, update) = (get_alias("7", &[], "r4"), update_alias());
+    let out = Rollback::new(lambda(&[&promoted, &update]), sfn(&[&describe, &history]))
+        .handle(status_change("FAILED"))
+        .await
+        .unwrap();
+    assert_eq!(out.outcome, Outcome::Reverted, "{out:?}");
+    assert_eq!(out.alias.unwrap().function_version, "6");
+    assert_eq!(describe.num_calls(), 1);
+    assert_eq!(history.num_calls(), 1);
+    assert_eq!(update.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn the_history_is_read_across_pages_and_lambda_events() {
+    // Prepare's rollout is on the second page, as a LambdaFunctionSucceeded event (a direct Lambda task).
+    let rollout = serde_json::to_string(&prepared().await).unwrap();
+    let describe = describe_execution(ExecutionStatus::Aborted);
+    let history = mock!(aws_sdk_sfn::Client::get_execution_history)
+        .sequence()
+        .output(|| {
+            GetExecutionHistoryOutput::builder()
+                .events(task_succeeded(9, "{}"))
+                .next_token("page-2")
+                .build()
+                .unwrap()
+        })
+        .output(move || {
+            GetExecutionHistoryOutput::builder()
+                .events(
+                    HistoryEvent::builder()
+                        .id(2)
+                        .r#type(HistoryEventType::LambdaFunctionSucceeded)
+                        .timestamp(aws_smithy_types::DateTime::from_secs(0))
+                        .lambda_function_succeeded_event_details(
+                            LambdaFunctionSucceededEventDetails::builder()
+                                .output(&rollout)
+                                .build(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap()
+        })
+        .build();
+    let split = get_alias("6", &[("7", 0.1)], "r3");
+    let revert = mock!(aws_sdk_lambda::Client::update_alias)
+        .match_requests(|r| r.revision_id() == Some("r3") && requested_weights(r) == Some(vec![]))
+        .then_output(|| {
+            UpdateAliasOutput::builder()
+                .function_version("6")
+                .revision_id("r4")
+                .build()
+        });
+    let out = Rollback::new(lambda(&[&split, &revert]), sfn(&[&describe, &history]))
+        .handle(status_change("ABORTED"))
+        .await
+        .unwrap();
+    assert_eq!(out.outcome, Outcome::Reverted, "{out:?}");
+    assert_eq!(history.num_calls(), 2);
+    assert_eq!(revert.num_calls(), 1);
+}

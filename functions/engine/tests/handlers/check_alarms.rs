@@ -1,0 +1,258 @@
+//! check-alarms: the alarm gate (fail closed, only ALARM fails) and the metric analysis (both versions in one
+//! read, extensions while the target is silent), each answering in the report's one shape.
+
+use safeshift_core::ErrorType;
+use safeshift_core::gates::Verdict;
+use safeshift_core::gates::analysis::Window;
+use safeshift_engine::check_alarms::CheckEvent;
+use safeshift_engine::fake::{Call, FakeAws};
+use safeshift_engine::runtime::Handler;
+use serde_json::json;
+
+use crate::support::*;
+
+// ---- alarms -----------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn alarms_of_both_kinds_are_read_and_judged() {
+    // GIVEN two metric alarms, one in ALARM, and a composite one
+    let fake = FakeAws::new();
+    fake.alarm("errors", "OK", "errors threshold not crossed")
+        .alarm("latency", "ALARM", "latency threshold crossed")
+        .alarm_of_kind("health", "composite", "OK", "ok");
+    // WHEN the step is checked
+    let report = check_alarms(&fake)
+        .handle(check(rollout_with_alarms(&["errors", "latency", "health"])))
+        .await
+        .unwrap();
+    // THEN it fails on the one in ALARM, with every alarm's state as evidence, from one read of all three
+    assert_eq!(
+        (report.verdict, report.error),
+        (Verdict::Fail, Some(ErrorType::AlarmFired))
+    );
+    let alarms = result(&report, "alarms");
+    assert_eq!(alarms["findings"], json!(["in ALARM: latency"]));
+    assert_eq!(
+        alarms["evidence"]["alarms"][1],
+        json!({"name": "latency", "kind": "metric", "state": "ALARM", "reason": "latency threshold crossed",
+               "updatedAt": "2026-11-29T10:00:00Z"})
+    );
+    assert_eq!(alarms["evidence"]["alarms"][2]["kind"], "composite");
+    assert_eq!(
+        fake.calls(),
+        [Call::DescribeAlarms {
+            names: vec!["errors".into(), "latency".into(), "health".into()]
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_alarm_fails_closed() {
+    let fake = FakeAws::new();
+    fake.alarm("errors", "OK", "fine");
+    let err = invoke(
+        check_alarms(&fake),
+        serde_json::to_value(rollout_with_alarms(&["errors", "typo-alarm"])).unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type, "ResourceNotFound");
+    assert_eq!(err.error_message, "alarm `typo-alarm` does not exist");
+}
+
+#[tokio::test]
+async fn no_alarms_configured_passes_without_a_call() {
+    let fake = FakeAws::new();
+    let report = check_alarms(&fake)
+        .handle(check(rollout_with_alarms(&[])))
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass);
+    assert!(report.results.is_empty(), "{report:?}");
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn the_report_leaves_in_its_wire_shape() {
+    // GIVEN the state as CheckGates receives it: the rollout and fields the state machine adds
+    let fake = FakeAws::new();
+    fake.alarm("orders-errors", "OK", "fine");
+    let mut state = serde_json::to_value(rollout_with_alarms(&["orders-errors"])).unwrap();
+    state["gates"] = json!(null);
+    state["hook"] = json!({"phase": "preTraffic", "verdict": "skipped"});
+    // WHEN invoked
+    let report = invoke(check_alarms(&fake), state).await.unwrap();
+    // THEN the report is exactly the documented shape
+    assert_eq!(
+        report,
+        json!({"verdict": "pass", "step": 0, "extensions": 0, "results": [
+            {"gate": "alarms", "verdict": "pass", "findings": ["no alarm in ALARM (1 checked)"],
+             "evidence": {"alarms": [{"name": "orders-errors", "kind": "metric", "state": "OK",
+                                      "reason": "fine", "updatedAt": "2026-11-29T10:00:00Z"}]}}]})
+    );
+}
+
+// ---- metric analysis --------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn analysis_reads_both_versions_in_one_call_and_fails_a_worse_target() {
+    // GIVEN the target erring at 4% and the stable version at 0.5%, 30% slower at p99
+    let fake = FakeAws::new();
+    fake.metrics_with_p99("7", 1000, 40, 0, Some(130.0))
+        .metrics_with_p99("6", 1000, 5, 0, Some(100.0));
+    let rollout = analysed_rollout(json!({"maxErrorRate": 0.05, "maxP99LatencyIncrease": 0.5}));
+    // WHEN the step started at 1,000 s is checked at 1,300 s
+    let report = check_alarms(&fake)
+        .check_at(check(rollout), 1_300)
+        .await
+        .unwrap();
+    // THEN one read of both versions over the delayed window, and a failure on the comparison
+    let window = Window {
+        start: 940,
+        end: 1_240,
+        period_seconds: 300,
+    };
+    assert_eq!(
+        fake.calls(),
+        [Call::VersionMetrics {
+            function_name: "orders".into(),
+            alias: "live".into(),
+            versions: ["7".into(), "6".into()],
+            window,
+            latency: true,
+        }],
+        "no alarms listed, so no DescribeAlarms"
+    );
+    assert_eq!(
+        (report.verdict, report.error),
+        (Verdict::Fail, Some(ErrorType::AnalysisFailed)),
+        "{report:#?}"
+    );
+    let a = result(&report, "analysis");
+    assert_eq!(a["verdict"], "fail");
+    assert_eq!(a["error"], "AnalysisFailed");
+    let e = &a["evidence"];
+    assert_eq!(e["target"]["errors"], 40);
+    assert_eq!(e["stable"]["errors"], 5);
+    assert_eq!(e["targetErrorRate"], 0.04);
+    assert_eq!(e["comparison"]["test"], "twoProportionZ");
+    assert_eq!(e["comparison"]["significant"], true);
+    assert!(e["comparison"]["pValue"].as_f64().unwrap() < 0.001);
+    assert!((e["p99Increase"].as_f64().unwrap() - 0.3).abs() < 1e-9);
+    assert_eq!(
+        e["window"],
+        json!({"start": 940, "end": 1240, "periodSeconds": 300})
+    );
+    assert_eq!(e["thresholds"]["maxErrorRate"], 0.05);
+    assert_eq!(e["thresholds"]["maxP99LatencyIncrease"], 0.5);
+}
+
+#[tokio::test]
+async fn a_silent_target_is_extended_then_fails_inconclusive() {
+    // GIVEN only the stable version serves traffic
+    let fake = FakeAws::new();
+    fake.metrics("6", 500, 0, 0);
+    let rollout = analysed_rollout(json!({"maxErrorRate": 0.01, "maxExtensions": 1}));
+    let gates = check_alarms(&fake);
+    // WHEN checked at the end of the bake
+    let first = gates.check_at(check(rollout.clone()), 1_300).await.unwrap();
+    // THEN inconclusive: extend by the step's bake
+    assert_eq!(first.verdict, Verdict::Inconclusive, "{first:#?}");
+    assert_eq!(first.extend_seconds, Some(300));
+    assert_eq!(
+        result(&first, "analysis")["evidence"]["target"]["invocations"],
+        0
+    );
+    // WHEN the state machine extends the bake and sends the state back with this report as `gates`
+    let mut state = serde_json::to_value(rollout).unwrap();
+    state["gates"] = serde_json::to_value(&first).unwrap();
+    let again: CheckEvent = serde_json::from_value(state).unwrap();
+    let second = gates.check_at(again, 1_600).await.unwrap();
+    // THEN out of extensions: fail inconclusive, over a window that grew with the extension
+    assert_eq!(
+        (second.verdict, second.error),
+        (Verdict::Fail, Some(ErrorType::AnalysisInconclusive)),
+        "{second:#?}"
+    );
+    assert_eq!(second.extensions, 1);
+    assert_eq!(
+        result(&second, "analysis")["evidence"]["window"]["end"],
+        1_540,
+        "the window grew with the extension"
+    );
+    assert_eq!(count(&fake, "GetMetricData"), 2);
+}
+
+#[tokio::test]
+async fn a_promotion_with_no_bake_is_not_analysed_but_a_baked_one_is() {
+    let fake = FakeAws::new();
+    fake.metrics("7", 100, 0, 0);
+    let analysed = |bake: u64| {
+        let mut i = canary();
+        i["alarms"] = json!([]);
+        i["analysis"] = json!({"maxErrorRate": 0.05});
+        i["bakeSeconds"] = json!(bake);
+        at_step_one(i).advanced(1, "r2".into(), 1_000)
+    };
+    // GIVEN a promotion held for no bake
+    let promoted = analysed(0);
+    assert!(promoted.promoted && promoted.percent == 100.0 && promoted.bake_seconds == 0);
+    let report = check_alarms(&fake)
+        .check_at(check(promoted), 1_300)
+        .await
+        .unwrap();
+    // THEN it passes without reading metrics
+    assert_eq!(report.verdict, Verdict::Pass);
+    assert!(report.result("analysis").is_none(), "{report:#?}");
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    // GIVEN a promotion held for 120 s: THEN it is analysed
+    let baked = analysed(120);
+    assert_eq!(baked.bake_seconds, 120);
+    let report = check_alarms(&fake)
+        .check_at(check(baked), 1_300)
+        .await
+        .unwrap();
+    assert_eq!(
+        result(&report, "analysis")["evidence"]["target"]["invocations"],
+        100
+    );
+    assert_eq!(count(&fake, "GetMetricData"), 1);
+}
+
+#[tokio::test]
+async fn an_alarm_in_alarm_fails_the_step_without_reading_metrics() {
+    let fake = FakeAws::new();
+    fake.alarm("errors", "ALARM", "errors threshold crossed");
+    let mut i = canary();
+    i["alarms"] = json!(["errors"]);
+    i["analysis"] = json!({"maxErrorRate": 0.05});
+    let report = check_alarms(&fake)
+        .check_at(check(at_step_one(i)), 1_300)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.verdict, report.error),
+        (Verdict::Fail, Some(ErrorType::AlarmFired))
+    );
+    assert_eq!(operations(&fake), ["DescribeAlarms"]);
+    assert!(report.result("analysis").is_none());
+}
+
+#[tokio::test]
+async fn a_previous_report_that_does_not_read_is_the_engines_error_not_a_fresh_count() {
+    // GIVEN a step whose previous gate report is garbled (the state machine passes it back on an extension)
+    let fake = FakeAws::new();
+    let mut state = serde_json::to_value(analysed_rollout(json!({"maxErrorRate": 0.05}))).unwrap();
+    state["gates"] = json!({"verdict": "sideways"});
+    // WHEN the step is checked
+    let err = invoke(check_alarms(&fake), state).await.unwrap_err();
+    // THEN it is an engine error, not the user's input, and nothing was read
+    assert_eq!(err.error_type, "Internal");
+    assert!(
+        err.error_message
+            .contains("the previous gate report does not read"),
+        "{}",
+        err.error_message
+    );
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}

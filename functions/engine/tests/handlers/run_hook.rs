@@ -1,0 +1,211 @@
+//! run-hook: a hook is invoked with the documented event, judged by the hook contract, started asynchronously
+//! with a task token, and skipped when not configured; and the example hook keeps that contract.
+
+use safeshift_core::hooks::{HookEvent, HookResponse, Phase, judge_hook};
+use safeshift_core::rollout::Rollout;
+use safeshift_engine::fake::{Call, FakeAws};
+use safeshift_engine::ports::InvokeMode;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// The canary rollout, prepared, with `orders-smoke` as its preTraffic hook.
+fn rollout_with_hooks(fake: &FakeAws) -> Rollout {
+    let mut i = canary();
+    i["hooks"] = json!({"preTraffic": "orders-smoke"});
+    prepared(fake, i)
+}
+
+/// The event the hook receives for this rollout before traffic moves.
+fn hook_event(task_token: Option<&str>) -> Value {
+    let mut event = json!({"deploymentId": "d-1", "functionName": "orders", "alias": "live",
+                           "stableVersion": "6", "targetVersion": "7", "phase": "preTraffic", "percent": 0.0});
+    if let Some(token) = task_token {
+        event["taskToken"] = json!(token);
+    }
+    event
+}
+
+#[tokio::test]
+async fn a_hook_that_raises_fails_with_its_own_message() {
+    // GIVEN a hook that raises
+    let fake = orders();
+    fake.hook_answers(
+        "orders-smoke",
+        Some("Unhandled"),
+        r#"{"errorType":"Error","errorMessage":"checkout returned 500"}"#,
+    );
+    // WHEN the preTraffic phase runs
+    let err = invoke(
+        run_hook(&fake),
+        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake)}),
+    )
+    .await
+    .unwrap_err();
+    // THEN it was invoked once, synchronously, with the documented event, and fails with the hook's own message
+    assert_eq!(
+        fake.hook_calls(),
+        [Call::Invoke {
+            function: "orders-smoke".into(),
+            payload: hook_event(None),
+            mode: InvokeMode::Sync,
+        }]
+    );
+    assert_eq!(err.error_type, "HookFailed");
+    assert_eq!(
+        err.error_message,
+        "preTraffic hook `orders-smoke` failed: Error: checkout returned 500 (Unhandled error)"
+    );
+}
+
+#[tokio::test]
+async fn a_hook_that_succeeds_passes_and_an_unconfigured_one_is_skipped() {
+    let fake = orders();
+    fake.hook_answers("orders-smoke", None, r#"{"status":"Succeeded"}"#);
+    let rollout = rollout_with_hooks(&fake);
+    let pre = invoke(
+        run_hook(&fake),
+        json!({"phase": "preTraffic", "rollout": rollout.clone()}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pre,
+        json!({"phase": "preTraffic", "hook": "orders-smoke", "verdict": "pass"})
+    );
+    let post = invoke(
+        run_hook(&fake),
+        json!({"phase": "postTraffic", "rollout": rollout}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        post,
+        json!({"phase": "postTraffic", "hook": null, "verdict": "skipped"})
+    );
+    assert_eq!(fake.hook_calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_hook_that_reports_failed_fails_with_its_message() {
+    let fake = orders();
+    fake.hook_answers(
+        "orders-smoke",
+        None,
+        r#"{"status":"Failed","message":"checkout is down"}"#,
+    );
+    let err = invoke(
+        run_hook(&fake),
+        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake)}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type, "HookFailed");
+    assert_eq!(
+        err.error_message,
+        "preTraffic hook `orders-smoke` failed: checkout is down"
+    );
+}
+
+#[tokio::test]
+async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
+    let fake = orders();
+    fake.hook("orders-smoke");
+    let out = invoke(
+        run_hook(&fake),
+        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake), "taskToken": "tok-1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        fake.hook_calls(),
+        [Call::Invoke {
+            function: "orders-smoke".into(),
+            payload: hook_event(Some("tok-1")),
+            mode: InvokeMode::Async,
+        }]
+    );
+    assert_eq!(out["verdict"], "pending");
+}
+
+#[tokio::test]
+async fn the_approval_phase_invokes_nothing_and_waits() {
+    let fake = orders();
+    let out = invoke(
+        run_hook(&fake),
+        json!({"phase": "approval", "rollout": rollout_with_hooks(&fake), "taskToken": "tok-2"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out,
+        json!({"phase": "approval", "hook": null, "verdict": "pending"})
+    );
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn a_hook_that_does_not_exist_is_named() {
+    let fake = orders();
+    let err = invoke(
+        run_hook(&fake),
+        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake)}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type, "ResourceNotFound");
+    assert_eq!(err.error_message, "hook `orders-smoke` does not exist");
+}
+
+// ---- the example hook in examples/hooks keeps the documented contract ---------------------------------------
+
+#[test]
+fn the_example_hook_passes_and_fails_by_the_contract() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let event = HookEvent {
+        deployment_id: "d-1".into(),
+        function_name: "orders".into(),
+        alias: "live".into(),
+        stable_version: "6".into(),
+        target_version: "7".into(),
+        phase: Phase::PreTraffic,
+        percent: 0.0,
+        task_token: None,
+    };
+    let run = |event: Value| {
+        let hook = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/hooks/smoke_hook.py"
+        );
+        let mut child = Command::new("python3")
+            .arg(hook)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(event.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        HookResponse {
+            function_error: None,
+            payload: out.stdout,
+        }
+    };
+    let healthy = serde_json::to_value(&event).unwrap();
+    assert_eq!(healthy, hook_event(None), "the event the engine sends");
+    assert!(judge_hook(Phase::PreTraffic, "smoke", &run(healthy.clone())).is_ok());
+    let mut failing = healthy;
+    failing["simulateFailure"] = json!(true);
+    let err = judge_hook(Phase::PreTraffic, "smoke", &run(failing)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "preTraffic hook `smoke` failed: orders:7 health check returned 500"
+    );
+}
