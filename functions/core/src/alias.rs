@@ -22,6 +22,15 @@ pub struct AliasState {
 }
 
 impl AliasState {
+    /// An alias routing `version` plus `weights`, at `revision`.
+    pub fn new(version: &str, weights: &[(&str, f64)], revision: &str) -> Self {
+        Self {
+            function_version: version.into(),
+            weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
+            revision_id: revision.into(),
+        }
+    }
+
     pub fn is_split(&self) -> bool {
         !self.weights.is_empty()
     }
@@ -131,11 +140,7 @@ mod tests {
     use super::*;
 
     fn alias(version: &str, weights: &[(&str, f64)]) -> AliasState {
-        AliasState {
-            function_version: version.into(),
-            weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
-            revision_id: "r".into(),
-        }
+        AliasState::new(version, weights, "r")
     }
 
     fn target() -> AliasTarget {

@@ -43,11 +43,7 @@ mod tests {
     use crate::names::Version;
 
     fn alias(version: &str, weights: &[(&str, f64)], revision: &str) -> AliasState {
-        AliasState {
-            function_version: version.into(),
-            weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
-            revision_id: revision.into(),
-        }
+        AliasState::new(version, weights, revision)
     }
 
     #[test]

@@ -14,7 +14,7 @@ use safeshift_core::Error;
 use safeshift_core::gates::{self, GateReport, Verdict};
 use safeshift_core::rollout::Rollout;
 use serde::Deserialize;
-use tracing::{Span, info, info_span};
+use tracing::{Span, info};
 
 use crate::gates::{Gate, StepUnderCheck};
 use crate::ports::{ReadAlarms, ReadMetrics};
@@ -87,13 +87,11 @@ impl<P: ReadAlarms + ReadMetrics + 'static> Handler for CheckAlarms<P> {
 
     fn span(event: &CheckEvent) -> Span {
         let r = &event.rollout;
-        info_span!(
+        crate::rollout_span!(
             "check_gates",
-            deployment_id = %r.deployment_id,
-            function = %r.alias.function_name,
-            alias = %r.alias.name,
+            r,
             step = r.step.map(|s| s + 1),
-            weight = r.percent / 100.0,
+            weight = r.percent / 100.0
         )
     }
 

@@ -172,11 +172,7 @@ impl FakeAws {
         let revision_id = world.next_revision();
         world.aliases.insert(
             (function.into(), alias.into()),
-            AliasState {
-                function_version: version.into(),
-                weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
-                revision_id,
-            },
+            AliasState::new(version, weights, &revision_id),
         );
     }
 

@@ -144,13 +144,11 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
                 )));
             }
         };
-        let span = info_span!(
+        let span = crate::rollout_span!(
             "rollback",
-            deployment_id = %rollout.deployment_id,
-            function = %rollout.alias.function_name,
-            alias = %rollout.alias.name,
+            rollout,
             step = rollout.step.map(|s| s + 1),
-            weight = rollout.percent / 100.0,
+            weight = rollout.percent / 100.0
         );
         self.revert(&rollout.alias).instrument(span).await
     }

@@ -17,7 +17,7 @@ use safeshift_core::Error;
 use safeshift_core::hooks::{self, HookEvent, Phase};
 use safeshift_core::rollout::Rollout;
 use serde::{Deserialize, Serialize};
-use tracing::{Span, info, info_span};
+use tracing::{Span, info};
 
 use crate::ports::{InvokeHook, InvokeMode};
 use crate::runtime::Handler;
@@ -73,13 +73,11 @@ impl<P: InvokeHook + 'static> Handler for RunHook<P> {
 
     fn span(event: &HookRequest) -> Span {
         let r = &event.rollout;
-        info_span!(
+        crate::rollout_span!(
             "run_hook",
-            deployment_id = %r.deployment_id,
-            function = %r.alias.function_name,
-            alias = %r.alias.name,
+            r,
             phase = %event.phase,
-            weight = r.percent / 100.0,
+            weight = r.percent / 100.0
         )
     }
 

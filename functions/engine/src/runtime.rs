@@ -33,6 +33,21 @@ pub fn diagnostic(error: &Error) -> Diagnostic {
     }
 }
 
+/// The span of one invocation about a rollout: the deployment id, function and alias every log line carries,
+/// then whatever else the handler adds (`step = …, weight = …`).
+#[macro_export]
+macro_rules! rollout_span {
+    ($name:literal, $rollout:expr $(, $($field:tt)+)?) => {
+        tracing::info_span!(
+            $name,
+            deployment_id = %$rollout.deployment_id,
+            function = %$rollout.alias.function_name,
+            alias = %$rollout.alias.name
+            $(, $($field)+)?
+        )
+    };
+}
+
 /// A Lambda handler with a typed boundary: the event it takes and the output it returns. [`invoke`] owns
 /// everything around it — decoding (an event that does not decode is `InvalidInput`, before any AWS call),
 /// the tracing span, encoding, and turning a panic into `Internal` — so a handler is only its decision.

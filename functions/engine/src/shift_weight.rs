@@ -102,13 +102,7 @@ impl<P: ReadAlias + WriteAlias + ReadVersion + 'static> Handler for ShiftWeight<
             }
             ShiftWeightEvent::Shift(s) => {
                 let r = &s.rollout;
-                info_span!(
-                    "shift",
-                    deployment_id = %r.deployment_id,
-                    function = %r.alias.function_name,
-                    alias = %r.alias.name,
-                    step = r.next_step().map(|s| s + 1),
-                )
+                crate::rollout_span!("shift", r, step = r.next_step().map(|s| s + 1))
             }
         }
     }

@@ -39,11 +39,7 @@ pub fn live(fake: &FakeAws) -> AliasState {
 
 /// An alias state, for comparing with what the fake holds (the revision is whatever it is now).
 pub fn routes(fake: &FakeAws, version: &str, weights: &[(&str, f64)]) -> AliasState {
-    AliasState {
-        function_version: version.into(),
-        weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
-        revision_id: live(fake).revision_id,
-    }
+    AliasState::new(version, weights, &live(fake).revision_id)
 }
 
 /// Version `version` of `orders`, published but still Pending.
