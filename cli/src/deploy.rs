@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use aws_sdk_sfn::types::ExecutionStatus;
 use safeshift_core::Deployment;
+use safeshift_engine::guard::Scope;
 use safeshift_engine::rollback::Rollback;
 use safeshift_engine::runtime;
-use safeshift_engine::{LambdaAdapter, StepFunctionsAdapter};
+use safeshift_engine::{DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter};
 use serde_json::{Value, json};
 
 use crate::{Output, watch};
@@ -376,17 +377,37 @@ pub async fn decide(t: &Target, arn: &str, rejection: Option<&str>) -> anyhow::R
 }
 
 /// Stops the execution, then reverts the alias right away with the reconciler's own logic (instead of waiting for
-/// EventBridge to deliver the status change).
+/// EventBridge to deliver the status change). An execution that already ended is refused: it holds nothing, and
+/// the alias may be a newer deployment's by now.
 pub async fn abort(t: &Target, arn: &str, output: Output) -> anyhow::Result<()> {
+    let status = t
+        .sfn
+        .describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await?
+        .status()
+        .clone();
+    if status != ExecutionStatus::Running {
+        bail!(
+            "execution {arn} already ended {}: there is nothing to abort, and the alias is left as it is",
+            status.as_str()
+        );
+    }
     t.sfn
         .stop_execution()
         .execution_arn(arn)
         .cause("aborted with `safeshift abort`")
         .send()
         .await?;
+    let scope = Scope::new(t.state_machine_arn.clone());
+    // No wait for late writes here: the reconciler that EventBridge runs for this same stop does that.
     let rollback = Rollback::new(
         LambdaAdapter::new(aws_sdk_lambda::Client::new(&t.config)),
         StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&t.config)),
+        DynamoLockAdapter::new(aws_sdk_dynamodb::Client::new(&t.config), scope.lock_table()),
+        scope,
+        Duration::ZERO,
     );
     let event = json!({
         "detail-type": "Step Functions Execution Status Change",

@@ -238,6 +238,51 @@ async fn abort_stops_the_rollout_and_reverts_the_alias_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn abort_of_a_finished_execution_is_refused_and_the_alias_kept() {
+    let e = env("abort-finished").await;
+    e.fx.function("orders", 2).await.unwrap();
+    let d = deployment("2", json!("AllAtOnce"));
+    let started = e
+        .run(&[
+            "start",
+            "--input",
+            &e.input("d.json", &d),
+            "--wait",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    // With --wait, JSON output is one line per event, the start first.
+    let first = text(&started.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let arn = serde_json::from_str::<Value>(&first).unwrap()["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        e.fx.routing("orders").await.unwrap(),
+        ("2".to_owned(), vec![])
+    );
+    // WHEN an operator in a hurry aborts the deployment that already succeeded
+    let out = e.run(&["abort", &arn]).await;
+    // THEN it is refused, saying why, and the promoted alias is left as it is
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already ended SUCCEEDED"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        e.fx.routing("orders").await.unwrap(),
+        ("2".to_owned(), vec![])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_refused_before_anything_starts() {
     let e = env("bad").await;
     let out = e

@@ -45,8 +45,8 @@ fn json_plan_has_the_documented_shape() {
         json!([{"percent": 10.0, "bakeSeconds": 300}, {"percent": 100.0, "bakeSeconds": 0}])
     );
     assert_eq!(p["totalSeconds"], 300);
-    assert_eq!(p["stateTransitions"], 12);
-    assert_eq!(p["estimatedCostUsd"], 0.0003);
+    assert_eq!(p["stateTransitions"], 13);
+    assert_eq!(p["estimatedCostUsd"], 0.000325);
     assert_eq!(p["strategy"], "Canary10Percent5Minutes");
 }
 
@@ -56,8 +56,8 @@ fn an_analysis_plan_names_its_checks_and_its_longest_run() {
     input["analysis"] = json!({"maxErrorRate": 0.01, "maxExtensions": 2});
     let p = plan_json(&input);
     // The canary step may be extended twice (3 states each); the promotion, held for no bake, is not analysed.
-    assert_eq!(p["stateTransitions"], 12);
-    assert_eq!(p["maxStateTransitions"], 18);
+    assert_eq!(p["stateTransitions"], 13);
+    assert_eq!(p["maxStateTransitions"], 19);
     assert_eq!(p["maxTotalSeconds"], 900);
     let out = plan(&input, &[]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -66,7 +66,7 @@ fn an_analysis_plan_names_its_checks_and_its_longest_run() {
         "{text}"
     );
     assert!(
-        text.contains("At most, every analysed step extended for want of traffic: 18 transitions"),
+        text.contains("At most, every analysed step extended for want of traffic: 19 transitions"),
         "{text}"
     );
 }
@@ -94,7 +94,7 @@ fn every_predefined_strategy_plans_with_codedeploys_schedule() {
             "{name}"
         );
         // From statemachine/rollout.asl.json: 4 states per step, 4 outside the loop.
-        assert_eq!(p["stateTransitions"], 4 * steps + 4, "{name}");
+        assert_eq!(p["stateTransitions"], 4 * steps + 5, "{name}");
     }
 }
 
@@ -148,8 +148,8 @@ fn hooks_and_final_bake_are_in_the_plan() {
     input["bakeSeconds"] = json!(120);
     let p = plan_json(&input);
     assert_eq!(p["totalSeconds"], 420);
-    assert_eq!(p["stateTransitions"], 12);
-    assert_eq!(p["estimatedCostUsd"], 0.0003);
+    assert_eq!(p["stateTransitions"], 13);
+    assert_eq!(p["estimatedCostUsd"], 0.000325);
 }
 
 #[test]
@@ -168,7 +168,7 @@ step    weight        bake       elapsed
 
 Total: 5m (300 s)
 Gates: alarms orders-api-errors
-State transitions: 12 (about $0.000300 at $0.025 per 1,000)
+State transitions: 13 (about $0.000325 at $0.025 per 1,000)
 ";
     assert_eq!(text, expected);
 }

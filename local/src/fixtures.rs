@@ -1,12 +1,13 @@
 //! Resources for demos and end-to-end tests on the local stack: a function with published versions and a `live`
-//! alias, alarms, and reading the alias back.
+//! alias, alarms, and reading the alias back; and, for the engine's handlers on a bare moto, running executions
+//! of a stand-in rollout state machine and the lock table.
 
 use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode, Runtime};
 
 use crate::moto::{self, MotoError};
-use crate::stack::{ACCOUNT, LocalStack};
+use crate::stack::{self, ACCOUNT, LocalStack};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -38,6 +39,8 @@ pub type Routing = (String, Vec<(String, f64)>);
 pub struct Fixtures {
     pub lambda: aws_sdk_lambda::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    config: aws_config::SdkConfig,
     moto_port: u16,
 }
 
@@ -51,8 +54,61 @@ impl Fixtures {
         Self {
             lambda: aws_sdk_lambda::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            sfn: aws_sdk_sfn::Client::new(config),
+            config: config.clone(),
             moto_port,
         }
+    }
+
+    /// A stand-in for the rollout state machine on a bare moto, for running the engine's handlers directly: it has
+    /// the rollout's name, so its executions are the ones the engine serves (`stack::scope()`), and the lock
+    /// table beside it (`safeshift-locks`) is created too. Its one Wait state parks every execution RUNNING for
+    /// an hour (moto executes definitions), as a real rollout is running while its tasks are invoked. Returns the
+    /// state machine's ARN.
+    pub async fn parked_rollout(&self) -> Result<String, FixtureError> {
+        let created = self
+            .sfn
+            .create_state_machine()
+            .name(stack::state_machine_name())
+            .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/safeshift-rollout"))
+            .definition(
+                r#"{"StartAt": "Parked", "States": {"Parked": {"Type": "Wait", "Seconds": 3600, "End": true}}}"#,
+            )
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_sfn::error::DisplayErrorContext(e)))?;
+        stack::create_lock_table(&self.config).await.map_err(err)?;
+        Ok(created.state_machine_arn().to_owned())
+    }
+
+    /// Starts an execution of `state_machine_arn` named `name` (the deployment id) with `input`; returns its ARN.
+    pub async fn start_execution(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<String, FixtureError> {
+        let started = self
+            .sfn
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_sfn::error::DisplayErrorContext(e)))?;
+        Ok(started.execution_arn().to_owned())
+    }
+
+    /// Stops an execution: it ends ABORTED.
+    pub async fn stop_execution(&self, arn: &str) -> Result<(), FixtureError> {
+        self.sfn
+            .stop_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_sfn::error::DisplayErrorContext(e)))?;
+        Ok(())
     }
 
     /// Creates an IAM role (moto checks that a function's role exists).

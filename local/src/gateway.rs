@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,11 +15,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use safeshift_engine::check_alarms::CheckAlarms;
+use safeshift_engine::guard::Scope;
 use safeshift_engine::rollback::Rollback;
 use safeshift_engine::run_hook::RunHook;
 use safeshift_engine::runtime;
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
-use safeshift_engine::{CloudWatchAdapter, LambdaAdapter, StepFunctionsAdapter};
+use safeshift_engine::{CloudWatchAdapter, DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -82,24 +84,45 @@ impl EngineFunction {
 
 /// The engine's handlers, built once with clients pointed at the gateway.
 pub struct Engine {
-    shift_weight: Arc<ShiftWeight<LambdaAdapter>>,
+    shift_weight: Arc<ShiftWeight<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter>>,
     check_alarms: Arc<CheckAlarms<CloudWatchAdapter>>,
-    run_hook: Arc<RunHook<LambdaAdapter>>,
-    rollback: Arc<Rollback<LambdaAdapter, StepFunctionsAdapter>>,
+    run_hook: Arc<RunHook<LambdaAdapter, StepFunctionsAdapter>>,
+    rollback: Arc<Rollback<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter>>,
 }
 
+/// How long after a stopped execution the local reconciler looks at the alias again. The functions run in this
+/// process, where a write takes milliseconds, not the seconds a Lambda function's timeout allows.
+const LOCAL_LONGEST_WRITE: Duration = Duration::from_secs(2);
+
 impl Engine {
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
+    /// The engine's handlers, serving executions of the state machine in `scope`, with clients built on `config`.
+    pub fn new(config: &aws_config::SdkConfig, scope: &Scope) -> Self {
         let lambda = LambdaAdapter::new(aws_sdk_lambda::Client::new(config));
+        let executions = StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(config));
+        let locks =
+            DynamoLockAdapter::new(aws_sdk_dynamodb::Client::new(config), scope.lock_table());
         Self {
-            shift_weight: Arc::new(ShiftWeight::new(lambda.clone(), ReadyWait::default())),
+            shift_weight: Arc::new(ShiftWeight::new(
+                lambda.clone(),
+                executions.clone(),
+                locks.clone(),
+                scope.clone(),
+                ReadyWait::default(),
+            )),
             check_alarms: Arc::new(CheckAlarms::new(CloudWatchAdapter::new(
                 aws_sdk_cloudwatch::Client::new(config),
             ))),
-            run_hook: Arc::new(RunHook::new(lambda.clone())),
+            run_hook: Arc::new(RunHook::new(
+                lambda.clone(),
+                executions.clone(),
+                scope.clone(),
+            )),
             rollback: Arc::new(Rollback::new(
                 lambda,
-                StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(config)),
+                executions,
+                locks,
+                scope.clone(),
+                LOCAL_LONGEST_WRITE,
             )),
         }
     }

@@ -11,6 +11,8 @@ use safeshift_core::asl::ROLLOUT_DEFINITION;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
+use safeshift_engine::guard::Scope;
+
 use crate::gateway::{self, Engine, EngineFunction, Gateway};
 use crate::moto::{self, MotoError, MotoServer};
 
@@ -29,12 +31,27 @@ pub enum LocalError {
     Bind { port: u16, source: std::io::Error },
     #[error("creating the state machine failed: {0}")]
     StateMachine(String),
+    #[error("creating the lock table failed: {0}")]
+    LockTable(String),
     #[error("starting execution `{name}` failed: {reason}")]
     StartExecution { name: String, reason: String },
 }
 
 pub fn state_machine_name() -> String {
     format!("{STACK_NAME}-rollout")
+}
+
+/// The state machine's ARN, known before it exists, as the template knows it for the functions' environment.
+pub fn state_machine_arn() -> String {
+    format!(
+        "arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{}",
+        state_machine_name()
+    )
+}
+
+/// What the engine serves here: the local state machine's executions, and its lock table.
+pub fn scope() -> Scope {
+    Scope::new(state_machine_arn())
 }
 
 pub fn function_arn(f: EngineFunction) -> String {
@@ -125,7 +142,7 @@ impl LocalStack {
 
         let endpoint = format!("http://127.0.0.1:{port}");
         let config = sdk_config(&endpoint).await;
-        let engine = Arc::new(Engine::new(&config));
+        let engine = Arc::new(Engine::new(&config, &scope()));
         let mut stack = Self {
             moto,
             tasks: vec![tokio::spawn(
@@ -137,6 +154,7 @@ impl LocalStack {
             config,
         };
         moto::create_role(moto_port, "safeshift-rollout")?;
+        create_lock_table(&stack.config).await?;
         let sfn = aws_sdk_sfn::Client::new(&stack.config);
         let created = sfn
             .create_state_machine()
@@ -174,6 +192,36 @@ impl Drop for LocalStack {
             t.abort();
         }
     }
+}
+
+/// The per-alias lock table, as template.yaml declares it: one string key, `aliasKey`.
+pub async fn create_lock_table(config: &aws_config::SdkConfig) -> Result<(), LocalError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let fail = |e: String| LocalError::LockTable(e);
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(scope().lock_table())
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("aliasKey")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| fail(e.to_string()))?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("aliasKey")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| fail(e.to_string()))?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(|e| fail(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+    Ok(())
 }
 
 /// What EventBridge does in AWS: hand every execution of this state machine that ended ABORTED, TIMED_OUT or

@@ -448,3 +448,250 @@ async fn a_silent_version_is_inconclusive_extended_and_rolled_back() {
     );
     assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
 }
+
+// ---- a deployment changes only what it owns ----------------------------------------------------------------
+
+impl Env {
+    fn lambda(&self) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::new(&self.stack.config)
+    }
+
+    /// Invokes one of the engine's functions directly, as anyone with lambda:InvokeFunction could: the function's
+    /// error type and message, or its answer.
+    async fn invoke(&self, function: &str, event: &Value) -> Result<Value, (String, String)> {
+        let out = self
+            .lambda()
+            .invoke()
+            .function_name(function)
+            .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+        match out.function_error() {
+            Some(_) => Err((
+                body["errorType"].as_str().unwrap_or_default().to_owned(),
+                body["errorMessage"].as_str().unwrap_or_default().to_owned(),
+            )),
+            None => Ok(body),
+        }
+    }
+
+    /// What EventBridge delivers (again) when an execution of this state machine ends.
+    fn status_change(&self, arn: &str, status: &str) -> Value {
+        json!({
+            "version": "0", "source": "aws.states", "detail-type": "Step Functions Execution Status Change",
+            "detail": {"executionArn": arn, "stateMachineArn": self.stack.state_machine_arn, "status": status}
+        })
+    }
+
+    /// A person sets the alias to `version` plus `weights`.
+    async fn route(&self, version: &str, weights: &[(&str, f64)]) {
+        self.lambda()
+            .update_alias()
+            .function_name("orders")
+            .name("live")
+            .function_version(version)
+            .routing_config(
+                aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+                    .set_additional_version_weights(Some(
+                        weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
+                    ))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn canary(seconds: u64) -> Value {
+    deployment(json!({"canary": {"percent": 10, "intervalSeconds": seconds}}))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_failed_event_after_a_newer_deployment_leaves_the_alias_alone() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    e.fx.alarm("orders-errors").await.unwrap();
+    let mut input = canary(3);
+    input["alarms"] = json!(["orders-errors"]);
+    // GIVEN deployment A failed on its alarm and was rolled back
+    let a = e.start("orders-live-2", &input).await;
+    wait_for_split(&e, "orders").await;
+    e.fx.set_alarm(
+        "orders-errors",
+        aws_sdk_cloudwatch::types::StateValue::Alarm,
+        "errors",
+    )
+    .await
+    .unwrap();
+    assert_eq!(e.finish(&a).await.error(), Some("AlarmFired"));
+    // AND a second attempt at the same target succeeded
+    e.fx.set_alarm(
+        "orders-errors",
+        aws_sdk_cloudwatch::types::StateValue::Ok,
+        "fine",
+    )
+    .await
+    .unwrap();
+    let b = e.start("orders-live-2-attempt-2", &input).await;
+    assert_eq!(*e.finish(&b).await.status(), ExecutionStatus::Succeeded);
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("2"));
+    // WHEN EventBridge delivers A's FAILED event again (it retries for up to an hour)
+    let report = e
+        .invoke("safeshift-rollback", &e.status_change(&a, "FAILED"))
+        .await
+        .unwrap();
+    // THEN the reconciler leaves B's promotion alone
+    assert_eq!(report["outcome"], "ignored", "{report:#}");
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("2"));
+    // AND an event claiming B failed is checked against Step Functions, which says it succeeded
+    let report = e
+        .invoke("safeshift-rollback", &e.status_change(&b, "FAILED"))
+        .await
+        .unwrap();
+    assert_eq!(report["outcome"], "ignored", "{report:#}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("SUCCEEDED"),
+        "{report:#}"
+    );
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("2"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_starts_at_once_one_proceeds_and_the_alias_is_its_own() {
+    let e = env().await;
+    e.fx.function("orders", 3).await.unwrap();
+    let (two, mut three) = (canary(2), canary(2));
+    three["targetVersion"] = json!("3");
+    // WHEN two deployments of one alias start at the same moment
+    let (a, b) = tokio::join!(
+        e.start("orders-live-2", &two),
+        e.start("orders-live-3", &three)
+    );
+    let (done_a, done_b) = tokio::join!(e.finish(&a), e.finish(&b));
+    // THEN exactly one proceeds; the other is refused in Prepare, before any write, without a rollback
+    let outcomes = [
+        (
+            done_a.status().clone(),
+            "2",
+            &a,
+            done_a.error(),
+            done_a.cause(),
+        ),
+        (
+            done_b.status().clone(),
+            "3",
+            &b,
+            done_b.error(),
+            done_b.cause(),
+        ),
+    ];
+    let winners: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.0 == ExecutionStatus::Succeeded)
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    let loser = outcomes
+        .iter()
+        .find(|o| o.0 != ExecutionStatus::Succeeded)
+        .unwrap();
+    assert_eq!(loser.3, Some("AliasConflict"), "{outcomes:?}");
+    assert!(
+        loser
+            .4
+            .unwrap_or_default()
+            .contains("deployment in progress"),
+        "{outcomes:?}"
+    );
+    assert!(
+        !states_entered(&e, loser.2)
+            .await
+            .contains(&"RollBack".to_owned())
+    );
+    // AND the alias is the winner's, whole
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable(winners[0].1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_persons_change_toward_the_same_target_is_left_as_they_made_it() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    let input = deployment(
+        json!({"steps": [{"percent": 10, "bakeSeconds": 3}, {"percent": 50, "bakeSeconds": 3}]}),
+    );
+    let arn = e.start("orders-live-2", &input).await;
+    wait_for_split(&e, "orders").await;
+    // WHEN a person moves the canary to 30% by hand, mid-bake
+    e.route("1", &[("2", 0.3)]).await;
+    let done = e.finish(&arn).await;
+    // THEN the deployment stops, and its rollback leaves the person's routing as they made it
+    assert_eq!(done.error(), Some("AliasConflict"), "{:?}", done.cause());
+    assert!(
+        states_entered(&e, &arn)
+            .await
+            .contains(&"RollBack".to_owned())
+    );
+    assert_eq!(
+        e.fx.routing("orders").await.unwrap(),
+        ("1".to_owned(), vec![("2".to_owned(), 0.3)]),
+        "their change stands"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_input_shaped_like_a_rollout_is_refused_before_any_write() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    // GIVEN an input shaped like the engine's own state, naming a "stable" version the caller chose
+    let forged = json!({
+        "deploymentId": "orders-live-2",
+        "deployment": deployment(json!("AllAtOnce")),
+        "alias": {"functionName": "orders", "name": "live", "stableVersion": "2", "targetVersion": "1",
+                  "revisionId": "x"},
+        "step": 0, "percent": 10.0, "bakeSeconds": 0, "promoted": false, "stepCount": 1
+    });
+    let arn = e.start("orders-live-2", &forged).await;
+    let done = e.finish(&arn).await;
+    // THEN Prepare refuses it by field, and no rollback ever reads it
+    assert_eq!(done.error(), Some("InvalidInput"), "{:?}", done.cause());
+    let entered = states_entered(&e, &arn).await;
+    assert!(!entered.contains(&"RollBack".to_owned()), "{entered:?}");
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_direct_invocation_of_an_engine_function_is_refused() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    let state = json!({
+        "deploymentId": "orders-live-2",
+        "deployment": deployment(json!("AllAtOnce")),
+        "alias": {"functionName": "orders", "name": "live", "stableVersion": "1", "targetVersion": "2",
+                  "revisionId": "x"},
+        "step": null, "percent": 0.0, "bakeSeconds": 0, "promoted": false, "stepCount": 1
+    });
+    // A shift, a prepare and a rollback with no execution, and a shift claiming a finished execution.
+    let done = e
+        .start("orders-live-2", &deployment(json!("AllAtOnce")))
+        .await;
+    e.finish(&done).await;
+    for (function, event) in [
+        ("safeshift-shift-weight", json!({"shift": {"state": state}})),
+        (
+            "safeshift-shift-weight",
+            json!({"prepare": {"deploymentId": "orders-live-2", "input": deployment(json!("AllAtOnce"))}}),
+        ),
+        ("safeshift-rollback", json!({"rollback": state})),
+        (
+            "safeshift-shift-weight",
+            json!({"shift": {"state": state, "executionArn": done}}),
+        ),
+    ] {
+        let (error_type, message) = e.invoke(function, &event).await.unwrap_err();
+        assert_eq!(error_type, "ExecutionMismatch", "{function}: {message}");
+    }
+    // The finished deployment promoted version 2; nothing since moved it.
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("2"));
+}

@@ -2,25 +2,36 @@
 //! test builds its own world (function, versions, alias `live`, alarms), runs handlers, and reads the alias back.
 //! Scenario numbers refer to the reliability table in the design brief.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
 use aws_sdk_cloudwatch::types::StateValue;
 use safeshift_core::{Error, ErrorType};
 use safeshift_engine::check_alarms::CheckAlarms;
+use safeshift_engine::guard::Scope;
+use safeshift_engine::ports::{AliasLock, LockHolder};
 use safeshift_engine::rollback::Rollback;
 use safeshift_engine::run_hook::RunHook;
 use safeshift_engine::runtime::handle_json;
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
-use safeshift_engine::{CloudWatchAdapter, LambdaAdapter, StepFunctionsAdapter};
+use safeshift_engine::{CloudWatchAdapter, DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter};
 use safeshift_local::fixtures::{Fixtures, Routing};
 use safeshift_local::moto::MotoServer;
 use serde_json::{Value, json};
 
-/// One moto of this test's own, stopped when the test ends, with the clients the engine uses.
+/// One moto of this test's own, stopped when the test ends, with the clients the engine uses, a stand-in for the
+/// rollout state machine whose executions park RUNNING (the engine acts only for those), and the lock table.
 struct World {
     _moto: MotoServer,
     fx: Fixtures,
     lambda: aws_sdk_lambda::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
     sfn: aws_sdk_sfn::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    scope: Scope,
+    /// Each deployment's execution, by deployment id (the execution's name).
+    executions: Mutex<HashMap<String, String>>,
 }
 
 impl World {
@@ -32,11 +43,17 @@ impl World {
         .await
         .unwrap();
         let config = safeshift_local::stack::sdk_config(&moto.endpoint()).await;
+        let fx = Fixtures::on(&config, moto.port);
+        let state_machine = fx.parked_rollout().await.unwrap();
+        assert_eq!(state_machine, safeshift_local::stack::state_machine_arn());
         Self {
-            fx: Fixtures::on(&config, moto.port),
+            fx,
             lambda: aws_sdk_lambda::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             sfn: aws_sdk_sfn::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            scope: Scope::new(state_machine),
+            executions: Mutex::default(),
             _moto: moto,
         }
     }
@@ -60,6 +77,36 @@ impl World {
     async fn set_alarm_state(&self, name: &str, state: StateValue, reason: &str) {
         self.fx.set_alarm(name, state, reason).await.unwrap();
     }
+
+    /// Starts the next deployment's execution (d-1, d-2, …) with `input`; returns its id and ARN.
+    async fn start(&self, input: &Value) -> (String, String) {
+        let id = format!("d-{}", self.executions.lock().unwrap().len() + 1);
+        let arn = self
+            .fx
+            .start_execution(&self.scope.state_machine_arn, &id, input)
+            .await
+            .unwrap();
+        self.executions
+            .lock()
+            .unwrap()
+            .insert(id.clone(), arn.clone());
+        (id, arn)
+    }
+
+    /// The execution of the deployment a rollout (or a Catch state) belongs to.
+    fn execution_of(&self, state: &Value) -> String {
+        let id = state["deploymentId"].as_str().expect("a prepared rollout");
+        self.executions.lock().unwrap()[id].clone()
+    }
+
+    /// Who holds `orders:live`'s lock, as the table says.
+    async fn lock_holder(&self) -> Option<LockHolder> {
+        self.locks()
+            .holder("orders:live")
+            .await
+            .unwrap()
+            .map(|(holder, _)| holder)
+    }
 }
 
 fn stable(version: &str) -> Routing {
@@ -71,9 +118,20 @@ fn split(stable: &str, target: &str, weight: f64) -> Routing {
 }
 
 impl World {
-    fn shift_weight(&self) -> ShiftWeight<LambdaAdapter> {
+    fn executions(&self) -> StepFunctionsAdapter {
+        StepFunctionsAdapter::new(self.sfn.clone())
+    }
+
+    fn locks(&self) -> DynamoLockAdapter {
+        DynamoLockAdapter::new(self.dynamodb.clone(), self.scope.lock_table())
+    }
+
+    fn shift_weight(&self) -> ShiftWeight<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter> {
         ShiftWeight::new(
             LambdaAdapter::new(self.lambda.clone()),
+            self.executions(),
+            self.locks(),
+            self.scope.clone(),
             ReadyWait::default(),
         )
     }
@@ -82,27 +140,57 @@ impl World {
         CheckAlarms::new(CloudWatchAdapter::new(self.cloudwatch.clone()))
     }
 
-    fn run_hook(&self) -> RunHook<LambdaAdapter> {
-        RunHook::new(LambdaAdapter::new(self.lambda.clone()))
-    }
-
-    fn rollback(&self) -> Rollback<LambdaAdapter, StepFunctionsAdapter> {
-        Rollback::new(
+    fn run_hook(&self) -> RunHook<LambdaAdapter, StepFunctionsAdapter> {
+        RunHook::new(
             LambdaAdapter::new(self.lambda.clone()),
-            StepFunctionsAdapter::new(self.sfn.clone()),
+            self.executions(),
+            self.scope.clone(),
         )
     }
 
+    /// The rollback function; after a stop it looks again once 2 s have passed (writes here take milliseconds).
+    fn rollback(&self) -> Rollback<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter> {
+        Rollback::new(
+            LambdaAdapter::new(self.lambda.clone()),
+            self.executions(),
+            self.locks(),
+            self.scope.clone(),
+            Duration::from_secs(2),
+        )
+    }
+
+    /// Prepare of `input` by a new deployment, whose execution runs with that input.
     async fn prepare(&self, input: Value) -> Result<Value, Error> {
+        let (id, arn) = self.start(&input).await;
         handle_json(
             &self.shift_weight(),
-            json!({"prepare": {"deploymentId": "d-1", "input": input}}),
+            json!({"prepare": {"deploymentId": id, "executionArn": arn, "input": input}}),
         )
         .await
     }
 
     async fn shift(&self, rollout: &Value) -> Result<Value, Error> {
-        handle_json(&self.shift_weight(), json!({ "shift": rollout })).await
+        let event =
+            json!({"shift": {"state": rollout, "executionArn": self.execution_of(rollout)}});
+        handle_json(&self.shift_weight(), event).await
+    }
+
+    async fn release(&self, rollout: &Value) -> Result<Value, Error> {
+        let event =
+            json!({"release": {"state": rollout, "executionArn": self.execution_of(rollout)}});
+        handle_json(&self.shift_weight(), event).await
+    }
+
+    async fn hook(&self, phase: &str, rollout: &Value) -> Result<Value, Error> {
+        let event =
+            json!({"phase": phase, "rollout": rollout, "executionArn": self.execution_of(rollout)});
+        handle_json(&self.run_hook(), event).await
+    }
+
+    /// The Catch's rollback of `state`, for the execution that holds it.
+    async fn roll_back(&self, state: &Value, execution_arn: &str) -> Result<Value, Error> {
+        let event = json!({"rollback": state, "executionArn": execution_arn});
+        handle_json(&self.rollback(), event).await
     }
 }
 
@@ -285,7 +373,8 @@ async fn an_alarm_firing_mid_shift_fails_the_gate_and_rollback_restores_stable()
 
     let mut failed = rollout;
     failed["error"] = json!({"Error": "AlarmFired", "Cause": "orders-errors"});
-    let report = handle_json(&w.rollback(), json!({ "rollback": failed }))
+    let report = w
+        .roll_back(&failed, &w.execution_of(&failed))
         .await
         .unwrap();
     assert_eq!(report["outcome"], "reverted");
@@ -303,34 +392,19 @@ async fn hooks_pass_and_fail_by_the_contract() {
     input["hooks"] = json!({"preTraffic": "orders-smoke"});
     let rollout = w.prepare(input).await.unwrap();
 
-    let passed = handle_json(
-        &w.run_hook(),
-        json!({"phase": "preTraffic", "rollout": rollout.clone()}),
-    )
-    .await
-    .unwrap();
+    let passed = w.hook("preTraffic", &rollout).await.unwrap();
     assert_eq!(passed["verdict"], "pass");
 
     w.fx.queue_hook_results(&[json!({"status": "Failed", "message": "checkout returned 500"})])
         .unwrap();
-    let err = handle_json(
-        &w.run_hook(),
-        json!({"phase": "preTraffic", "rollout": rollout.clone()}),
-    )
-    .await
-    .unwrap_err();
+    let err = w.hook("preTraffic", &rollout).await.unwrap_err();
     assert_eq!(err.error_type(), ErrorType::HookFailed);
     assert_eq!(
         err.to_string(),
         "preTraffic hook `orders-smoke` failed: checkout returned 500"
     );
 
-    let skipped = handle_json(
-        &w.run_hook(),
-        json!({"phase": "postTraffic", "rollout": rollout}),
-    )
-    .await
-    .unwrap();
+    let skipped = w.hook("postTraffic", &rollout).await.unwrap();
     assert_eq!(skipped["verdict"], "skipped");
     assert_eq!(
         w.routing("orders").await,
@@ -358,7 +432,8 @@ async fn an_alias_changed_mid_rollout_is_left_as_its_author_set_it() {
     let err = w.shift(&rollout).await.unwrap_err();
     assert_eq!(err.error_type(), ErrorType::AliasConflict);
     assert!(err.to_string().contains("found version 3"), "{err}");
-    let report = handle_json(&w.rollback(), json!({ "rollback": rollout }))
+    let report = w
+        .roll_back(&rollout, &w.execution_of(&rollout))
         .await
         .unwrap();
     assert_eq!(report["outcome"], "leftAlone");
@@ -395,9 +470,8 @@ async fn rollback_before_any_shift_twice_and_when_stable_is_a_no_op() {
     w.function("orders", 2).await;
     let raw = json!({"functionName": "orders", "alias": "live", "targetVersion": "9", "strategy": "AllAtOnce",
                      "error": {"Error": "ResourceNotFound"}});
-    let report = handle_json(&w.rollback(), json!({ "rollback": raw }))
-        .await
-        .unwrap();
+    let (_, execution) = w.start(&deployment(json!("AllAtOnce"))).await;
+    let report = w.roll_back(&raw, &execution).await.unwrap();
     assert_eq!(report["outcome"], "nothingShifted");
 
     let rollout = w
@@ -412,7 +486,7 @@ async fn rollback_before_any_shift_twice_and_when_stable_is_a_no_op() {
         let mut v = Vec::new();
         for _ in 0..2 {
             v.push(
-                handle_json(&w.rollback(), json!({ "rollback": rollout.clone() }))
+                w.roll_back(&rollout, &w.execution_of(&rollout))
                     .await
                     .unwrap()["outcome"]
                     .clone(),
@@ -422,6 +496,11 @@ async fn rollback_before_any_shift_twice_and_when_stable_is_a_no_op() {
     };
     assert_eq!(outcomes, [json!("reverted"), json!("alreadyStable")]);
     assert_eq!(w.routing("orders").await, stable("1"));
+    assert_eq!(
+        w.lock_holder().await,
+        None,
+        "the rollback released the alias"
+    );
 }
 
 /// Scenario 15: a retried or redriven step finds its own write and succeeds without writing again.
@@ -456,38 +535,73 @@ async fn the_reconciler_leaves_a_split_its_execution_did_not_make() {
     w.shift(&w.prepare(input.clone()).await.unwrap())
         .await
         .unwrap();
+    let first = w.lock_holder().await.expect("d-1 holds the alias");
 
-    let machine = w
-        .sfn
-        .create_state_machine()
-        .name("safeshift")
-        .role_arn("arn:aws:iam::123456789012:role/safeshift")
-        .definition(r#"{"StartAt": "Bake", "States": {"Bake": {"Type": "Wait", "Seconds": 60, "End": true}}}"#)
-        .send()
-        .await
-        .unwrap();
-    let execution = w
-        .sfn
-        .start_execution()
-        .state_machine_arn(machine.state_machine_arn())
-        .name("orders-live-2")
-        .input(input.to_string())
-        .send()
-        .await
-        .unwrap();
-    w.sfn
-        .stop_execution()
-        .execution_arn(execution.execution_arn())
-        .send()
-        .await
-        .unwrap();
+    // A second attempt at the same target, stopped before its Prepare ran.
+    let (_, second) = w.start(&input).await;
+    w.fx.stop_execution(&second).await.unwrap();
     let event = json!({
         "version": "0", "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
-        "detail": {"executionArn": execution.execution_arn(), "status": "ABORTED"}
+        "detail": {"executionArn": second, "status": "ABORTED"}
     });
     let report = handle_json(&w.rollback(), event).await.unwrap();
     assert_eq!(report["outcome"], "nothingShifted", "{report}");
     assert_eq!(w.routing("orders").await, split("1", "2", 0.1));
+    assert_eq!(
+        w.lock_holder().await,
+        Some(first),
+        "the first deployment keeps its lock"
+    );
+}
+
+/// Issue 18 on moto's DynamoDB and Step Functions: the alias's lock holds off a second deployment while the
+/// first runs (even before it shifted anything), names it, and passes to the second once the first has ended;
+/// the ended execution can no longer act; Release frees the alias.
+#[tokio::test]
+async fn the_alias_lock_holds_off_a_second_deployment_until_the_first_ends() {
+    let w = World::new().await;
+    w.function("orders", 3).await;
+    let first = w
+        .prepare(deployment(json!("Canary10Percent5Minutes")))
+        .await
+        .unwrap();
+    let first_execution = w.execution_of(&first);
+    assert_eq!(
+        w.lock_holder().await.map(|h| h.execution_arn),
+        Some(first_execution.clone())
+    );
+
+    let mut second = deployment(json!("AllAtOnce"));
+    second["targetVersion"] = json!("3");
+    let err = w.prepare(second.clone()).await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AliasConflict);
+    assert!(err.to_string().contains(&first_execution), "{err}");
+    assert_eq!(w.routing("orders").await, stable("1"));
+
+    // The first is stopped without releasing: it can no longer act, and its lock passes to the next Prepare.
+    w.fx.stop_execution(&first_execution).await.unwrap();
+    let err = w.shift(&first).await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::ExecutionMismatch);
+    assert!(err.to_string().contains("not running"), "{err}");
+    let direct = handle_json(
+        &w.shift_weight(),
+        json!({"shift": {"state": first.clone()}}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(direct.error_type(), ErrorType::ExecutionMismatch);
+    assert_eq!(w.routing("orders").await, stable("1"));
+
+    let third = w.prepare(second).await.unwrap();
+    let holder = w.lock_holder().await.expect("a lock");
+    assert_eq!(
+        (holder.execution_arn, holder.deployment_id),
+        (w.execution_of(&third), "d-3".to_owned())
+    );
+    let promoted = w.shift(&third).await.unwrap();
+    assert_eq!(w.routing("orders").await, stable("3"));
+    w.release(&promoted).await.unwrap();
+    assert_eq!(w.lock_holder().await, None);
 }
 
 #[tokio::test]

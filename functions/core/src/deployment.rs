@@ -247,6 +247,12 @@ impl Deployment {
         &self.schedule
     }
 
+    /// What the per-alias lock is keyed by: the function's bare name and the alias, the same however the input
+    /// spelled the function (name, partial or full ARN), so two deployments of one alias always meet.
+    pub fn lock_key(&self) -> String {
+        format!("{}:{}", self.function_name.name, self.alias)
+    }
+
     /// The 0-based index of the step that waits for approval, if any.
     pub fn approval_step(&self) -> Option<usize> {
         match self.approval? {

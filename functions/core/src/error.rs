@@ -72,6 +72,7 @@ pub enum Resource {
     Version,
     Alarm,
     Hook,
+    Execution,
 }
 
 /// An engine error. The Lambda functions turn it into a failed invocation whose `errorType` is
@@ -132,6 +133,10 @@ pub enum Error {
     /// Someone rejected the deployment at its manual approval gate.
     #[error("the deployment was rejected at its approval gate: {reason}")]
     ApprovalRejected { reason: String },
+    /// An engine function was asked to act for something other than a running execution of this engine's state
+    /// machine — a direct invocation, or a rollout that is not its execution's own. Nothing was written.
+    #[error("refused: {reason}")]
+    ExecutionMismatch { reason: String },
     /// AWS kept throttling the engine after its own retries; the state machine retries with backoff.
     #[error("{operation} is being throttled by AWS")]
     Throttled { operation: String },
@@ -178,6 +183,7 @@ mod tests {
             "AnalysisInconclusive",
             "HookFailed",
             "ApprovalRejected",
+            "ExecutionMismatch",
             "Throttled",
             "AwsError",
             "Internal",

@@ -1,9 +1,11 @@
-//! The rollback's decision: put the alias back on the stable version, but only while it still routes what this
-//! deployment set. Anything else is someone else's change, and theirs wins.
+//! The rollback's decision: put the alias back on the stable version, but only while it still carries what this
+//! execution wrote. Anything else is someone else's change — a person's, or a newer deployment's — and theirs
+//! wins.
 
 use serde::Serialize;
 
-use crate::alias::{AliasState, AliasTarget, AliasUpdate};
+use crate::alias::{AliasState, AliasUpdate};
+use crate::rollout::Rollout;
 
 /// What a rollback does.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -13,23 +15,34 @@ pub enum RollbackDecision {
     AlreadyStable,
     /// Put the alias back on the stable version, routing cleared.
     Revert { update: AliasUpdate },
-    /// The alias is not in a state this deployment made: someone else owns it now. Never overwrite.
+    /// The alias is not in a state this execution made: someone else owns it now. Never overwrite.
     LeaveAlone { reason: String },
 }
 
-/// Decides a rollback from the alias as just read: revert only what this deployment did (split toward its
-/// target, or promoted to it).
-pub fn decide_rollback(target: &AliasTarget, alias: &AliasState) -> RollbackDecision {
+/// Decides a rollback from the alias as just read. The alias is this execution's to revert only while it carries
+/// the revision its last write produced with the routing that write set, or — for a write whose answer was lost,
+/// so whose revision was never read — exactly the routing of the step it was writing. Lambda gives every write a
+/// new revision, so a person's change, even one that restores the same routing, and a newer deployment's are
+/// never taken for ours.
+pub fn decide_rollback(rollout: &Rollout, alias: &AliasState) -> RollbackDecision {
+    let target = &rollout.alias;
     let stable = target.stable_only();
     if alias.shows(&stable) {
-        RollbackDecision::AlreadyStable
-    } else if target.is_ours(alias) {
+        return RollbackDecision::AlreadyStable;
+    }
+    let last_write_stands = rollout
+        .last_written()
+        .is_some_and(|written| alias.revision_id == target.revision_id && alias.shows(&written));
+    let lost_write_landed = rollout.next_write().is_some_and(|next| alias.shows(&next));
+    if last_write_stands || lost_write_landed {
         RollbackDecision::Revert { update: stable }
     } else {
         RollbackDecision::LeaveAlone {
             reason: format!(
-                "the alias routes {}, which this deployment ({} -> {}) did not set; leaving it as it is",
+                "the alias routes {} (revision {}), which this deployment ({} -> {}) did not leave it at; leaving it \
+                 as it is",
                 alias.describe(),
+                alias.revision_id,
                 target.stable_version,
                 target.target_version
             ),
@@ -40,44 +53,94 @@ pub fn decide_rollback(target: &AliasTarget, alias: &AliasState) -> RollbackDeci
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Deployment;
     use crate::names::Version;
 
     fn alias(version: &str, weights: &[(&str, f64)], revision: &str) -> AliasState {
         AliasState::new(version, weights, revision)
     }
 
+    /// `orders:live` from 6 to 7 over 10%, 20%, … 100%, prepared at revision r0.
+    fn linear() -> Rollout {
+        let d = Deployment::parse(
+            r#"{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"Linear10PercentEvery1Minute"}"#,
+        )
+        .unwrap();
+        Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into())
+    }
+
+    fn reverts(decision: RollbackDecision) -> bool {
+        match decision {
+            RollbackDecision::Revert { update } => {
+                assert_eq!(
+                    (update.function_version.as_str(), update.weights.len()),
+                    ("6", 0)
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
     #[test]
-    fn rollback_reverts_only_what_this_deployment_did() {
-        let t = AliasTarget {
-            function_name: "orders".into(),
-            name: "live".into(),
-            stable_version: Version::new(6).unwrap(),
-            target_version: Version::new(7).unwrap(),
-            revision_id: "r0".into(),
-        };
+    fn the_stable_alias_needs_nothing() {
+        let r = linear().advanced(1, "r2".into(), 0);
         assert_eq!(
-            decide_rollback(&t, &alias("6", &[], "r")),
+            decide_rollback(&r, &alias("6", &[], "r9")),
             RollbackDecision::AlreadyStable
         );
-        for ours in [alias("6", &[("7", 0.3)], "r"), alias("7", &[], "r")] {
-            let RollbackDecision::Revert { update } = decide_rollback(&t, &ours) else {
-                panic!()
-            };
-            assert_eq!(
-                (update.function_version.as_str(), update.weights.len()),
-                ("6", 0)
-            );
-        }
+    }
+
+    #[test]
+    fn the_alias_as_this_execution_left_it_is_reverted() {
+        let r = linear().advanced(1, "r2".into(), 0);
+        assert!(reverts(decide_rollback(
+            &r,
+            &alias("6", &[("7", 0.2)], "r2")
+        )));
+        let promoted = linear().advanced(9, "r10".into(), 0);
+        assert!(reverts(decide_rollback(&promoted, &alias("7", &[], "r10"))));
+    }
+
+    #[test]
+    fn a_write_whose_answer_was_lost_is_still_ours() {
+        // Step 2 is recorded; the write of step 3 landed (new revision, never read) before the failure.
+        let r = linear().advanced(1, "r2".into(), 0);
+        assert!(reverts(decide_rollback(
+            &r,
+            &alias("6", &[("7", 0.3)], "r3")
+        )));
+        // Prepared, never shifted: the first write landed unseen.
+        assert!(reverts(decide_rollback(
+            &linear(),
+            &alias("6", &[("7", 0.1)], "r1")
+        )));
+    }
+
+    #[test]
+    fn a_persons_or_a_newer_deployments_change_is_left_alone() {
+        let r = linear().advanced(1, "r2".into(), 0);
         for theirs in [
-            alias("6", &[("8", 0.3)], "r"),
-            alias("8", &[], "r"),
-            alias("6", &[("7", 0.1), ("8", 0.1)], "r"),
+            // A person moved the weight, or restored ours by hand (a new revision).
+            alias("6", &[("7", 0.5)], "r2"),
+            alias("6", &[("7", 0.2)], "r-person"),
+            // Another version, another target, several weights.
+            alias("6", &[("8", 0.3)], "r2"),
+            alias("8", &[], "r2"),
+            alias("6", &[("7", 0.2), ("8", 0.1)], "r2"),
+            // A newer deployment promoted this same target.
+            alias("7", &[], "r-newer"),
         ] {
-            let decision = decide_rollback(&t, &theirs);
-            let RollbackDecision::LeaveAlone { reason } = decision else {
+            let decision = decide_rollback(&r, &theirs);
+            let RollbackDecision::LeaveAlone { reason } = &decision else {
                 panic!("{theirs:?}: {decision:?}")
             };
-            assert!(reason.contains("(6 -> 7) did not set"), "{reason}");
+            assert!(reason.contains("(6 -> 7) did not leave it at"), "{reason}");
         }
+        // Before any shift, only the first step's routing can be ours.
+        assert!(matches!(
+            decide_rollback(&linear(), &alias("7", &[], "r0")),
+            RollbackDecision::LeaveAlone { .. }
+        ));
     }
 }

@@ -192,6 +192,17 @@ impl Rollout {
         }
     }
 
+    /// The routing this rollout's last write set: `None` before its first shift (it has written nothing).
+    pub fn last_written(&self) -> Option<AliasUpdate> {
+        self.step.map(|_| self.expected_after(self.step))
+    }
+
+    /// The routing the next shift writes: a shift whose write landed but whose answer was lost (a timeout, a
+    /// crash) leaves the alias here with a revision this rollout never read.
+    pub fn next_write(&self) -> Option<AliasUpdate> {
+        self.next_step().map(|s| self.expected_after(Some(s)))
+    }
+
     /// Whether the current step's metrics are judged (see [`analysis::is_analysed`]); before any shift, yes.
     pub fn is_analysed_now(&self) -> bool {
         let steps = self.deployment.schedule().steps();

@@ -11,6 +11,8 @@ use safeshift_core::schedule::MAX_TRAFFIC_STEPS;
 use serde_json::{Value, json};
 
 const ROLLBACK: &str = "RollBack";
+const PREPARE: &str = "Prepare";
+const RELEASE: &str = "ReleaseLock";
 
 fn rollout() -> &'static Definition {
     Definition::rollout()
@@ -71,15 +73,18 @@ fn every_task_is_bounded_retried_and_caught_into_the_rollback_path() {
             "{name} does not catch States.ALL"
         );
         let targets: Vec<&str> = catch.iter().map(|c| c["Next"].as_str().unwrap()).collect();
-        if name == ROLLBACK {
-            assert!(
-                targets
-                    .iter()
-                    .all(|t| rollout().state(t).unwrap()["Type"] == "Fail"),
-                "{name}: {targets:?}"
-            );
-        } else {
-            assert_eq!(targets, [ROLLBACK], "{name} must catch into the rollback");
+        let ends_in = |ty: &str| {
+            targets
+                .iter()
+                .all(|t| rollout().state(t).unwrap()["Type"] == ty)
+        };
+        match name {
+            // The rollback's own failure, and Prepare's (it wrote nothing: nothing to roll back, and nothing in
+            // a refused input may steer a rollback), end the execution failed.
+            ROLLBACK | PREPARE => assert!(ends_in("Fail"), "{name}: {targets:?}"),
+            // The deployment has succeeded by then; a lock left behind is taken over once its holder ended.
+            RELEASE => assert!(ends_in("Succeed"), "{name}: {targets:?}"),
+            _ => assert_eq!(targets, [ROLLBACK], "{name} must catch into the rollback"),
         }
     }
 }
@@ -109,16 +114,22 @@ fn every_task_repeats_the_one_retry_and_catch() {
         "ResultPath": "$.rollbackError",
         "Next": "RollbackFailed"
     }]);
-    assert!(tasks().iter().any(|(name, _)| *name == ROLLBACK));
+    let prepare_catch =
+        json!([{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "PrepareFailed"}]);
+    let release_catch = json!([{"ErrorEquals": ["States.ALL"], "ResultPath": "$.releaseError", "Next": "Deployed"}]);
+    for special in [ROLLBACK, PREPARE, RELEASE] {
+        assert!(tasks().iter().any(|(name, _)| *name == special));
+    }
     for (name, s) in tasks() {
         assert_eq!(
             s["Retry"], retry,
             "{name}'s Retry is not the one every Task shares"
         );
-        let expected = if name == ROLLBACK {
-            &rollback_catch
-        } else {
-            &catch
+        let expected = match name {
+            ROLLBACK => &rollback_catch,
+            PREPARE => &prepare_catch,
+            RELEASE => &release_catch,
+            _ => &catch,
         };
         assert_eq!(
             &s["Catch"], expected,
@@ -240,7 +251,8 @@ fn at_most_four_transitions_per_step() {
         model,
         TransitionModel {
             per_step: 4,
-            fixed: 4,
+            // Prepare, PreTrafficHook, PostTrafficHook, ReleaseLock, Deployed.
+            fixed: 5,
             approval: 1,
             extension: 3
         }
@@ -298,4 +310,48 @@ fn the_placeholders_are_the_four_functions() {
             .map(String::from)
         )
     );
+}
+
+/// Every engine Task but CheckGates (which only reads) names its execution, so the function can read it back and
+/// refuse a direct invocation or a rollout that is not the execution's own.
+#[test]
+fn every_writing_task_names_its_execution() {
+    for (name, s) in tasks() {
+        if name == "CheckGates" {
+            continue;
+        }
+        let parameters = if s["Resource"]
+            .as_str()
+            .unwrap()
+            .ends_with(".waitForTaskToken")
+        {
+            &s["Parameters"]["Payload"]
+        } else {
+            &s["Parameters"]
+        };
+        let named = |p: &Value| p["executionArn.$"] == "$$.Execution.Id";
+        let inner = parameters
+            .as_object()
+            .and_then(|o| o.values().find(|v| v.is_object()));
+        assert!(
+            named(parameters) || inner.is_some_and(named),
+            "{name} does not pass $$.Execution.Id: {parameters}"
+        );
+    }
+}
+
+/// A refused Prepare never reaches the rollback: a start input shaped like a rollout cannot steer it.
+#[test]
+fn a_failed_prepare_ends_the_execution_without_a_rollback() {
+    let prepare = rollout().state(PREPARE).unwrap();
+    let targets: Vec<String> = rollout()
+        .edges(PREPARE)
+        .into_iter()
+        .filter(|(_, caught)| *caught)
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(targets, ["PrepareFailed"], "{prepare}");
+    let failed = rollout().state("PrepareFailed").unwrap();
+    assert_eq!(failed["Type"], "Fail");
+    assert_eq!(failed["ErrorPath"], "$.error.Error");
 }

@@ -16,9 +16,13 @@ use safeshift_core::hooks::HookResponse;
 use safeshift_core::prepare::VersionConfig;
 
 use crate::ports::{
-    ExecutionRecord, InvokeHook, InvokeMode, MetricsQuery, ReadAlarms, ReadAlias, ReadExecution,
-    ReadMetrics, ReadVersion, WriteAlias,
+    AliasLock, ExecutionRecord, InvokeHook, InvokeMode, LockHolder, MetricsQuery, ReadAlarms,
+    ReadAlias, ReadExecution, ReadMetrics, ReadVersion, WriteAlias,
 };
+
+/// The state machine the fake's executions belong to unless a test says otherwise.
+pub const STATE_MACHINE: &str =
+    "arn:aws:states:us-east-1:123456789012:stateMachine:safeshift-rollout";
 
 /// A port call, as the fake logged it.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +62,18 @@ pub enum Call {
     TaskOutputs {
         arn: String,
     },
+    AcquireLock {
+        key: String,
+        execution_arn: String,
+        replacing: Option<String>,
+    },
+    LockHolder {
+        key: String,
+    },
+    ReleaseLock {
+        key: String,
+        execution_arn: String,
+    },
 }
 
 impl Call {
@@ -72,6 +88,9 @@ impl Call {
             Call::Invoke { .. } => "Invoke",
             Call::DescribeExecution { .. } => "DescribeExecution",
             Call::TaskOutputs { .. } => "GetExecutionHistory",
+            Call::AcquireLock { .. } => "PutItem",
+            Call::LockHolder { .. } => "GetItem",
+            Call::ReleaseLock { .. } => "DeleteItem",
         }
     }
 }
@@ -86,6 +105,10 @@ struct World {
     metrics: BTreeMap<String, VersionMetrics>,
     hooks: BTreeMap<String, VecDeque<HookResponse>>,
     executions: BTreeMap<String, (ExecutionRecord, Vec<String>)>,
+    locks: BTreeMap<String, (LockHolder, u64)>,
+    /// The next UpdateAlias lands, then answers this error: a write whose answer was lost and whose retry found
+    /// the revision it had itself changed.
+    lost_answer: Option<Error>,
     faults: BTreeMap<&'static str, VecDeque<Error>>,
     /// A change someone else makes to an alias, by (function, alias), just before the next UpdateAlias lands.
     interleaved_write: Option<((String, String), AliasUpdate)>,
@@ -264,18 +287,64 @@ impl FakeAws {
         self
     }
 
-    /// An execution, its status and input, and its successful tasks' outputs, oldest first.
+    /// An execution of [`STATE_MACHINE`] (its name is the ARN's last part), its status and input, and its
+    /// successful tasks' outputs, oldest first.
     pub fn execution(&self, arn: &str, status: &str, input: Option<&str>, outputs: Vec<String>) {
+        self.execution_of(STATE_MACHINE, arn, status, input, outputs);
+    }
+
+    pub fn execution_of(
+        &self,
+        state_machine_arn: &str,
+        arn: &str,
+        status: &str,
+        input: Option<&str>,
+        outputs: Vec<String>,
+    ) {
         self.world().executions.insert(
             arn.into(),
             (
                 ExecutionRecord {
+                    name: arn.rsplit(':').next().unwrap_or_default().into(),
+                    state_machine_arn: state_machine_arn.into(),
                     status: status.into(),
                     input: input.map(str::to_owned),
+                    stopped_at: (status != "RUNNING").then_some(1_000),
                 },
                 outputs,
             ),
         );
+    }
+
+    /// Ends an execution with `status` at `stopped_at` (Unix seconds).
+    pub fn end_execution(&self, arn: &str, status: &str, stopped_at: u64) {
+        if let Some((record, _)) = self.world().executions.get_mut(arn) {
+            record.status = status.into();
+            record.stopped_at = Some(stopped_at);
+        }
+    }
+
+    /// Appends a successful task's output to an execution's history.
+    pub fn record_output(&self, arn: &str, output: String) {
+        if let Some((_, outputs)) = self.world().executions.get_mut(arn) {
+            outputs.push(output);
+        }
+    }
+
+    /// Who holds the lock on `key` now, without logging a call.
+    pub fn lock(&self, key: &str) -> Option<LockHolder> {
+        self.world().locks.get(key).map(|(h, _)| h.clone())
+    }
+
+    /// Someone holds the lock on `key` until `expires_at`.
+    pub fn hold_lock(&self, key: &str, holder: LockHolder, expires_at: u64) {
+        self.world().locks.insert(key.into(), (holder, expires_at));
+    }
+
+    /// The next UpdateAlias lands, then answers `error`: a write whose answer was lost and whose retry found
+    /// the revision it had changed itself.
+    pub fn lose_next_write_answer(&self, error: Error) {
+        self.world().lost_answer = Some(error);
     }
 
     /// The next call of `operation` (as [`Call::operation`] names it) fails with `error`; queue several to fail
@@ -378,7 +447,10 @@ impl WriteAlias for FakeAws {
             revision_id: world.next_revision(),
         };
         world.aliases.insert(key, written.clone());
-        Ok(written)
+        match world.lost_answer.take() {
+            Some(error) => Err(error),
+            None => Ok(written),
+        }
     }
 }
 
@@ -490,9 +562,9 @@ impl ReadExecution for FakeAws {
             .executions
             .get(arn)
             .map(|(record, _)| record.clone())
-            .ok_or_else(|| Error::AwsError {
-                operation: "DescribeExecution".into(),
-                message: format!("execution {arn} does not exist"),
+            .ok_or_else(|| Error::ResourceNotFound {
+                resource: Resource::Execution,
+                name: arn.into(),
             })
     }
 
@@ -505,5 +577,57 @@ impl ReadExecution for FakeAws {
             .get(arn)
             .map(|(_, outputs)| outputs.iter().rev().cloned().collect())
             .unwrap_or_default())
+    }
+}
+
+impl AliasLock for FakeAws {
+    async fn acquire(
+        &self,
+        key: &str,
+        holder: &LockHolder,
+        expires_at: u64,
+        replacing: Option<&str>,
+    ) -> Result<bool, Error> {
+        let mut world = self.world();
+        world.call(Call::AcquireLock {
+            key: key.into(),
+            execution_arn: holder.execution_arn.clone(),
+            replacing: replacing.map(str::to_owned),
+        })?;
+        // The adapter's condition: free, ours, lapsed, or held by the execution being replaced.
+        let free = match world.locks.get(key) {
+            None => true,
+            Some((h, expires)) => {
+                h.execution_arn == holder.execution_arn
+                    || *expires < holder.acquired_at
+                    || replacing == Some(h.execution_arn.as_str())
+            }
+        };
+        if free {
+            world.locks.insert(key.into(), (holder.clone(), expires_at));
+        }
+        Ok(free)
+    }
+
+    async fn holder(&self, key: &str) -> Result<Option<(LockHolder, u64)>, Error> {
+        let mut world = self.world();
+        world.call(Call::LockHolder { key: key.into() })?;
+        Ok(world.locks.get(key).cloned())
+    }
+
+    async fn release(&self, key: &str, execution_arn: &str) -> Result<(), Error> {
+        let mut world = self.world();
+        world.call(Call::ReleaseLock {
+            key: key.into(),
+            execution_arn: execution_arn.into(),
+        })?;
+        if world
+            .locks
+            .get(key)
+            .is_some_and(|(h, _)| h.execution_arn == execution_arn)
+        {
+            world.locks.remove(key);
+        }
+        Ok(())
     }
 }

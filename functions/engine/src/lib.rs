@@ -8,17 +8,26 @@ pub mod check_alarms;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod gates;
+pub mod guard;
 pub mod ports;
 pub mod rollback;
 pub mod run_hook;
 pub mod runtime;
 pub mod shift_weight;
+pub mod write;
 
-pub use aws::{CloudWatchAdapter, LambdaAdapter, StepFunctionsAdapter};
+pub use aws::{CloudWatchAdapter, DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter};
 
 /// The wall clock in Unix seconds: when a step started, and the end of its metric window.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Unix seconds as RFC 3339, for messages people read.
+pub fn rfc3339(secs: u64) -> String {
+    aws_smithy_types::DateTime::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_else(|_| secs.to_string())
 }

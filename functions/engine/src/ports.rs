@@ -93,13 +93,18 @@ pub trait InvokeHook: Send + Sync {
     ) -> impl Future<Output = Result<HookResponse, Error>> + Send;
 }
 
-/// What the reconciler needs to know of a finished execution.
+/// What the engine needs to know of an execution: whether it is running, whose it is, and what it was asked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionRecord {
+    /// The execution's name (the deployment id).
+    pub name: String,
+    pub state_machine_arn: String,
     /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE.
     pub status: String,
     /// The execution's input, as JSON text.
     pub input: Option<String>,
+    /// When it ended, in Unix seconds; `None` while it runs.
+    pub stopped_at: Option<u64>,
 }
 
 /// Reads Step Functions executions.
@@ -110,4 +115,41 @@ pub trait ReadExecution: Send + Sync {
     ) -> impl Future<Output = Result<ExecutionRecord, Error>> + Send;
     /// The outputs of the execution's successful tasks, newest first.
     fn task_outputs(&self, arn: &str) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
+}
+
+/// Who holds an alias's deployment lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    /// The execution that holds it: its ARN is what the engine checks (is it still running?).
+    pub execution_arn: String,
+    pub deployment_id: String,
+    /// When it was taken, in Unix seconds.
+    pub acquired_at: u64,
+}
+
+/// The per-alias deployment lock: one deployment per alias, taken atomically in Prepare.
+pub trait AliasLock: Send + Sync {
+    /// Takes the lock on `key` for `holder` — or confirms it is already theirs (a retried Prepare), or takes it
+    /// over from `replacing`, an execution found to have ended. `false` when someone else holds it. The lock
+    /// lapses at `expires_at` (Unix seconds), past the longest execution, whatever happens to its holder.
+    fn acquire(
+        &self,
+        key: &str,
+        holder: &LockHolder,
+        expires_at: u64,
+        replacing: Option<&str>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Who holds the lock on `key`, if anyone (expired locks included: the caller judges them).
+    fn holder(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(LockHolder, u64)>, Error>> + Send;
+
+    /// Releases the lock on `key` if `execution_arn` holds it; anyone else's lock is left as it is.
+    fn release(
+        &self,
+        key: &str,
+        execution_arn: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }

@@ -1,19 +1,26 @@
 //! `rollback`: puts the alias back on the stable version with routing cleared — only ever undoing what this
-//! deployment did.
+//! execution wrote (`safeshift_core::rollback::decide_rollback`: its last write's revision and routing, or the
+//! routing of a write whose answer was lost), then releases the alias's lock.
 //!
 //! Input, one of:
-//! - `{"rollback": <state>}` from the state machine's Catch: the state at the failure, a [`Rollout`] once
-//!   prepared. A state that never became a rollout (failure before or during prepare) shifted nothing: no write.
+//! - `{"rollback": <state>, "executionArn": …}` from the state machine's Catch: the state at the failure, a
+//!   [`Rollout`]. The execution is read back first (`crate::guard`): only a running execution of this engine's
+//!   state machine, rolling back its own deployment, is served (`ExecutionMismatch` otherwise, nothing written).
 //! - The EventBridge "Step Functions Execution Status Change" event (the reconciler), for executions that ended
-//!   ABORTED, TIMED_OUT or FAILED, where no Catch ran. It reads the execution's input with DescribeExecution and
-//!   the rollout its Prepare recorded in the execution's history (no record: it shifted nothing), and reverts only
-//!   if the alias is still split toward, or promoted to, that execution's target from that stable version.
+//!   where no Catch ran. Anyone may send it, so it trusts nothing in it but the ARN: DescribeExecution must say
+//!   ABORTED, TIMED_OUT or FAILED, for this engine's state machine; an execution whose own RollBack completed is
+//!   left to it; the rollout is the one the execution recorded in its history (none: it shifted nothing); and
+//!   while another execution holds the alias's lock, the alias is theirs. After a revert it waits until the
+//!   longest write of the stopped execution could have landed and looks again.
 //!
 //! Output: `{"outcome": "reverted" | "alreadyStable" | "leftAlone" | "nothingShifted" | "ignored", "reason",
 //! "alias"}`. Idempotent: rolling back twice, or when already stable, writes nothing and succeeds.
-//! Errors: `Throttled`, `AwsError` (the caller retries), `InvalidInput` for an event of neither shape.
+//! Errors: `ExecutionMismatch`, `Throttled`, `AwsError` (the caller retries), `InvalidInput` for an event of
+//! neither shape.
 
-use safeshift_core::alias::{AliasState, AliasTarget};
+use std::time::Duration;
+
+use safeshift_core::alias::AliasState;
 use safeshift_core::rollback::{RollbackDecision, decide_rollback};
 use safeshift_core::rollout::Rollout;
 use safeshift_core::{Deployment, Error};
@@ -21,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{Instrument, Span, info, info_span, warn};
 
-use crate::ports::{ReadAlias, ReadExecution, WriteAlias};
+use crate::guard::{self, Scope};
+use crate::ports::{AliasLock, LockHolder, ReadAlias, ReadExecution, WriteAlias};
 use crate::runtime::Handler;
 
 /// Execution statuses after which no Catch ran and the alias may still be split.
@@ -31,9 +39,11 @@ const RECONCILED_STATUSES: [&str; 3] = ["ABORTED", "TIMED_OUT", "FAILED"];
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum RollbackEvent {
-    /// The state at the failure, as it came: a rollout once prepared, anything before.
+    /// The state at the failure, as it came, and the execution it belongs to.
     Catch {
         rollback: Value,
+        #[serde(default, rename = "executionArn")]
+        execution_arn: Option<String>,
     },
     StatusChange(StatusChange),
 }
@@ -82,20 +92,25 @@ impl Report {
 }
 
 #[derive(Debug, Clone)]
-pub struct Rollback<A, E> {
+pub struct Rollback<A, E, L> {
     aliases: A,
     executions: E,
+    locks: L,
+    scope: Scope,
+    /// How long after an execution stopped one of its writes could still land: its longest write's bound.
+    settle: Duration,
 }
 
-impl<A, E> Handler for Rollback<A, E>
+impl<A, E, L> Handler for Rollback<A, E, L>
 where
     A: ReadAlias + WriteAlias + 'static,
     E: ReadExecution + 'static,
+    L: AliasLock + 'static,
 {
     type Event = RollbackEvent;
     type Output = Report;
-    const EXPECTED: &'static str =
-        "{\"rollback\": <state>} or a Step Functions Execution Status Change event";
+    const EXPECTED: &'static str = "{\"rollback\": <state>, \"executionArn\": …} or a Step Functions Execution \
+                                    Status Change event";
 
     fn span(event: &RollbackEvent) -> Span {
         match event {
@@ -108,7 +123,10 @@ where
 
     async fn handle(&self, event: RollbackEvent) -> Result<Report, Error> {
         let report = match event {
-            RollbackEvent::Catch { rollback } => self.after_catch(rollback).await?,
+            RollbackEvent::Catch {
+                rollback,
+                execution_arn,
+            } => self.after_catch(rollback, execution_arn).await?,
             RollbackEvent::StatusChange(change) => self.reconcile(change).await?,
         };
         info!(outcome = ?report.outcome, reason = %report.reason, "rollback finished");
@@ -116,15 +134,27 @@ where
     }
 }
 
-impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
-    pub fn new(aliases: A, executions: E) -> Self {
+impl<A, E, L> Rollback<A, E, L>
+where
+    A: ReadAlias + WriteAlias,
+    E: ReadExecution,
+    L: AliasLock,
+{
+    pub fn new(aliases: A, executions: E, locks: L, scope: Scope, settle: Duration) -> Self {
         Self {
             aliases,
             executions,
+            locks,
+            scope,
+            settle,
         }
     }
 
-    async fn after_catch(&self, state: Value) -> Result<Report, Error> {
+    async fn after_catch(
+        &self,
+        state: Value,
+        execution_arn: Option<String>,
+    ) -> Result<Report, Error> {
         // Prepare's output is the first state with a deployment id: without one, nothing was prepared.
         let prepared = state.get("deploymentId").is_some();
         let rollout = match serde_json::from_value::<Rollout>(state) {
@@ -150,21 +180,38 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
             step = rollout.step.map(|s| s + 1),
             weight = rollout.percent / 100.0
         );
-        self.revert(&rollout.alias).instrument(span).await
-    }
-
-    async fn revert(&self, target: &AliasTarget) -> Result<Report, Error> {
-        let alias = self
-            .aliases
-            .get_alias(&target.function_name, &target.name)
+        async {
+            guard::own_execution(
+                &self.executions,
+                &self.scope,
+                execution_arn.as_deref(),
+                &rollout.deployment_id,
+                &rollout.deployment,
+            )
             .await?;
-        self.apply(target, alias).await
+            let report = self.revert(&rollout).await?;
+            self.locks
+                .release(
+                    &rollout.deployment.lock_key(),
+                    execution_arn.as_deref().unwrap_or_default(),
+                )
+                .await?;
+            Ok(report)
+        }
+        .instrument(span)
+        .await
     }
 
-    /// Reverts the alias as just read, if this deployment's target still owns it.
-    async fn apply(&self, target: &AliasTarget, alias: AliasState) -> Result<Report, Error> {
-        let decision = decide_rollback(target, &alias);
-        match decision {
+    async fn revert(&self, rollout: &Rollout) -> Result<Report, Error> {
+        let a = &rollout.alias;
+        let alias = self.aliases.get_alias(&a.function_name, &a.name).await?;
+        self.apply(rollout, alias).await
+    }
+
+    /// Reverts the alias as just read, if it still carries what this execution wrote.
+    async fn apply(&self, rollout: &Rollout, alias: AliasState) -> Result<Report, Error> {
+        let a = &rollout.alias;
+        match decide_rollback(rollout, &alias) {
             RollbackDecision::AlreadyStable => Ok(Report::new(
                 Outcome::AlreadyStable,
                 format!("the alias already routes only {}", alias.describe()),
@@ -175,15 +222,14 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
                 Ok(Report::new(Outcome::LeftAlone, reason, Some(alias)))
             }
             RollbackDecision::Revert { update } => {
-                let written = self
-                    .aliases
-                    .update_alias(
-                        &target.function_name,
-                        &target.name,
-                        &update,
-                        &alias.revision_id,
-                    )
-                    .await?;
+                let written = crate::write::update_alias(
+                    &self.aliases,
+                    &a.function_name,
+                    &a.name,
+                    &update,
+                    &alias.revision_id,
+                )
+                .await?;
                 Ok(Report::new(
                     Outcome::Reverted,
                     format!(
@@ -199,19 +245,35 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
 
     async fn reconcile(&self, change: StatusChange) -> Result<Report, Error> {
         let arn = &change.detail.execution_arn;
+        let ignored = |why: String| Ok(Report::new(Outcome::Ignored, why, None));
         if change.detail_type != "Step Functions Execution Status Change"
             || !RECONCILED_STATUSES.contains(&change.detail.status.as_str())
         {
-            return Ok(Report::new(
-                Outcome::Ignored,
-                format!(
-                    "{} {} needs no reconciliation",
-                    change.detail_type, change.detail.status
-                ),
-                None,
+            return ignored(format!(
+                "{} {} needs no reconciliation",
+                change.detail_type, change.detail.status
             ));
         }
-        let execution = self.executions.describe_execution(arn).await?;
+        // The event is only a hint: what the execution really is comes from Step Functions.
+        let execution = match self.executions.describe_execution(arn).await {
+            Ok(e) => e,
+            Err(Error::ResourceNotFound { .. }) => {
+                return ignored(format!("execution {arn} does not exist"));
+            }
+            Err(e) => return Err(e),
+        };
+        if execution.state_machine_arn != self.scope.state_machine_arn {
+            return ignored(format!(
+                "execution {arn} belongs to {}, not to this engine",
+                execution.state_machine_arn
+            ));
+        }
+        if !RECONCILED_STATUSES.contains(&execution.status.as_str()) {
+            return ignored(format!(
+                "execution {arn} is {}: nothing to reconcile",
+                execution.status
+            ));
+        }
         let deployment = execution
             .input
             .as_deref()
@@ -227,21 +289,78 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
                 ));
             }
         };
-        // Only an execution that got past Prepare can have shifted anything, and its own record says from which
-        // stable version. Without this, a second attempt at the same target that failed in Prepare (the alias
-        // was busy) would revert the first attempt's split.
-        let Some(target) = self.recorded_target(arn, &d).await? else {
+        // The reconciler's own revert leaves nothing in the execution's history, and EventBridge delivers an
+        // event again for up to an hour: a mark beside the locks says this execution was handled, so a late
+        // delivery cannot revert what a newer deployment set since.
+        let mark = format!("reconciled:{arn}");
+        let now = crate::unix_now();
+        if let Some((_, until)) = self.locks.holder(&mark).await?
+            && until > now
+        {
+            return ignored(format!(
+                "execution {arn} was reconciled already; what was decided then stands"
+            ));
+        }
+        let key = d.lock_key();
+        let outputs = self.executions.task_outputs(arn).await?;
+        let report = self
+            .reconcile_alias(arn, &d, &outputs, execution.stopped_at)
+            .await?;
+        // Whatever was decided, this execution holds the alias no longer.
+        self.locks.release(&key, arn).await?;
+        let handled = LockHolder {
+            execution_arn: arn.clone(),
+            deployment_id: execution.name.clone(),
+            acquired_at: now,
+        };
+        self.locks
+            .acquire(&mark, &handled, now + guard::RECONCILED_SECONDS, None)
+            .await?;
+        Ok(report)
+    }
+
+    async fn reconcile_alias(
+        &self,
+        arn: &str,
+        d: &Deployment,
+        outputs: &[String],
+        stopped_at: Option<u64>,
+    ) -> Result<Report, Error> {
+        if outputs.iter().any(|o| is_rollback_report(o)) {
+            return Ok(Report::new(
+                Outcome::Ignored,
+                "the execution's own rollback completed; what it decided stands",
+                None,
+            ));
+        }
+        // Only an execution that got past Prepare can have shifted anything, and its own record says what it
+        // wrote. Without this, a second attempt at the same target that failed in Prepare (the alias was busy)
+        // would revert the first attempt's split.
+        let Some(rollout) = outputs
+            .iter()
+            .filter_map(|o| serde_json::from_str::<Rollout>(o).ok())
+            .find(|r| r.deployment == *d)
+        else {
             return Ok(Report::new(
                 Outcome::NothingShifted,
                 "the execution never got past Prepare, so it shifted nothing",
                 None,
             ));
         };
-        let alias = match self
-            .aliases
-            .get_alias(&target.function_name, &target.name)
-            .await
+        if let Some((holder, _)) = self.locks.holder(&d.lock_key()).await?
+            && holder.execution_arn != arn
         {
+            return Ok(Report::new(
+                Outcome::LeftAlone,
+                format!(
+                    "execution {} (deployment `{}`) holds the alias now; leaving it as it is",
+                    holder.execution_arn, holder.deployment_id
+                ),
+                None,
+            ));
+        }
+        let a = &rollout.alias;
+        let alias = match self.aliases.get_alias(&a.function_name, &a.name).await {
             Err(Error::ResourceNotFound { .. }) => {
                 return Ok(Report::new(
                     Outcome::NothingShifted,
@@ -251,24 +370,57 @@ impl<A: ReadAlias + WriteAlias, E: ReadExecution> Rollback<A, E> {
             }
             other => other?,
         };
-        self.apply(&target, alias).await
+        let report = self.apply(&rollout, alias).await?;
+        self.settle(arn, &rollout, stopped_at, report).await
     }
 
-    /// The alias target recorded by this execution's prepare step (and every shift after it).
-    async fn recorded_target(
+    /// A write the execution started before it stopped may still land until its bound has passed: wait for
+    /// that, look again, and revert what landed.
+    async fn settle(
         &self,
         arn: &str,
-        d: &Deployment,
-    ) -> Result<Option<AliasTarget>, Error> {
-        let outputs = self.executions.task_outputs(arn).await?;
-        Ok(outputs
-            .iter()
-            .filter_map(|o| serde_json::from_str::<Rollout>(o).ok())
-            .find(|r| {
-                r.deployment.function_name == d.function_name
-                    && r.deployment.alias == d.alias
-                    && r.deployment.target_version == d.target_version
-            })
-            .map(|r| r.alias))
+        rollout: &Rollout,
+        stopped_at: Option<u64>,
+        report: Report,
+    ) -> Result<Report, Error> {
+        let settled_at = stopped_at.unwrap_or_default() + self.settle.as_secs();
+        let now = crate::unix_now();
+        if settled_at <= now {
+            return Ok(report);
+        }
+        tokio::time::sleep(Duration::from_secs(settled_at - now)).await;
+        // Meanwhile a newer deployment may have taken the alias over from this ended execution: it is theirs now.
+        if let Some((holder, _)) = self.locks.holder(&rollout.deployment.lock_key()).await?
+            && holder.execution_arn != arn
+        {
+            return Ok(report);
+        }
+        let a = &rollout.alias;
+        let alias = self.aliases.get_alias(&a.function_name, &a.name).await?;
+        if !matches!(
+            decide_rollback(rollout, &alias),
+            RollbackDecision::Revert { .. }
+        ) {
+            return Ok(report);
+        }
+        let late = self.apply(rollout, alias).await?;
+        Ok(Report::new(
+            late.outcome,
+            format!(
+                "{}; then a write the execution had started landed after it stopped: {}",
+                report.reason, late.reason
+            ),
+            late.alias,
+        ))
     }
+}
+
+/// Whether a task output is a rollback's report: the execution's own RollBack ran to the end.
+fn is_rollback_report(output: &str) -> bool {
+    serde_json::from_str::<Value>(output)
+        .ok()
+        .and_then(|v| v.get("outcome").and_then(Value::as_str).map(str::to_owned))
+        .is_some_and(|o| {
+            ["reverted", "alreadyStable", "leftAlone", "nothingShifted"].contains(&o.as_str())
+        })
 }

@@ -1,6 +1,8 @@
 //! `run-hook`: runs the team's pre- or post-traffic hook.
 //!
-//! Input: `{"phase": "preTraffic" | "postTraffic" | "approval", "rollout": <Rollout>, "taskToken": "<optional>"}`.
+//! Input: `{"phase": "preTraffic" | "postTraffic" | "approval", "rollout": <Rollout>, "taskToken": "<optional>",
+//! "executionArn": …}`; the execution is read back first and must be running this very rollout
+//! (`ExecutionMismatch` otherwise: no hook is invoked).
 //! The `approval` phase invokes nothing: its state waits with the task token for `safeshift approve`/`reject`.
 //! The hook function receives a [`HookEvent`] (deployment id, function, alias, stable and target versions, phase,
 //! current weight, and the task token when there is one).
@@ -19,7 +21,8 @@ use safeshift_core::rollout::Rollout;
 use serde::{Deserialize, Serialize};
 use tracing::{Span, info};
 
-use crate::ports::{InvokeHook, InvokeMode};
+use crate::guard::{self, Scope};
+use crate::ports::{InvokeHook, InvokeMode, ReadExecution};
 use crate::runtime::Handler;
 
 /// Which hook to run, for which rollout.
@@ -30,6 +33,9 @@ pub struct HookRequest {
     pub rollout: Rollout,
     #[serde(default)]
     pub task_token: Option<String>,
+    /// `$$.Execution.Id`: the hook runs only for a running execution's own rollout.
+    #[serde(default)]
+    pub execution_arn: Option<String>,
 }
 
 /// How a hook phase went, short of a failure (which is `HookFailed`).
@@ -62,11 +68,13 @@ pub struct HookRun {
 }
 
 #[derive(Debug, Clone)]
-pub struct RunHook<P> {
+pub struct RunHook<P, E> {
     ports: P,
+    executions: E,
+    scope: Scope,
 }
 
-impl<P: InvokeHook + 'static> Handler for RunHook<P> {
+impl<P: InvokeHook + 'static, E: ReadExecution + 'static> Handler for RunHook<P, E> {
     type Event = HookRequest;
     type Output = HookRun;
     const EXPECTED: &'static str = "{\"phase\": …, \"rollout\": …}";
@@ -86,12 +94,24 @@ impl<P: InvokeHook + 'static> Handler for RunHook<P> {
     }
 }
 
-impl<P: InvokeHook> RunHook<P> {
-    pub fn new(ports: P) -> Self {
-        Self { ports }
+impl<P: InvokeHook, E: ReadExecution> RunHook<P, E> {
+    pub fn new(ports: P, executions: E, scope: Scope) -> Self {
+        Self {
+            ports,
+            executions,
+            scope,
+        }
     }
 
     async fn run(&self, event: HookRequest) -> Result<HookRun, Error> {
+        guard::own_execution(
+            &self.executions,
+            &self.scope,
+            event.execution_arn.as_deref(),
+            &event.rollout.deployment_id,
+            &event.rollout.deployment,
+        )
+        .await?;
         let d = &event.rollout.deployment;
         let done = |hook: Option<String>, verdict| HookRun {
             phase: event.phase,

@@ -1,19 +1,26 @@
 //! `shift-weight`: prepares a deployment against the real alias and versions, then moves the alias one step at a
 //! time.
 //!
-//! Input, one of:
-//! - `{"prepare": {"deploymentId": "<execution name>", "input": <deployment input>}}` — validates the input,
-//!   then checks before any write: the function and alias exist; the alias is not split (`AliasConflict`,
-//!   "deployment in progress"); the target version exists, differs from the stable one and is Active with a
-//!   successful last update (waiting a bounded time while it is Pending); stable and target share role and
-//!   dead-letter config. Returns the [`Rollout`] with the stable version and the alias's revision; writes nothing.
-//! - `{"shift": <Rollout>}` — applies the next step of the schedule (the last one promotes: the alias points at
-//!   the target with routing cleared) and returns the advanced [`Rollout`]. Every write carries the revision just
-//!   read; an alias that does not look exactly as this rollout left it is `AliasConflict` and is never
-//!   overwritten. A step whose write already landed is not written again, so retries and redrives are safe.
+//! Every event names the execution it acts for (`executionArn`, from `$$.Execution.Id`); the function first
+//! reads it back and refuses (`ExecutionMismatch`, nothing read or written) unless it is a running execution of
+//! this engine's state machine whose name and input are the rollout's (`crate::guard`).
 //!
-//! Errors: `InvalidInput`, `ResourceNotFound`, `AliasConflict`, `TargetNotReady`, `IncompatibleVersions`,
-//! `Throttled`, `AwsError`.
+//! Input, one of:
+//! - `{"prepare": {"deploymentId": "<execution name>", "executionArn": …, "input": <deployment input>}}` —
+//!   validates the input, then checks before any write: the function and alias exist; the alias is not split
+//!   (`AliasConflict`, "deployment in progress"); the target version exists, differs from the stable one and is
+//!   Active with a successful last update (waiting a bounded time while it is Pending); stable and target share
+//!   role and dead-letter config. Last, it takes the alias's lock (one deployment per alias): a running holder
+//!   is `AliasConflict` naming it. Returns the [`Rollout`] with the stable version and the alias's revision.
+//! - `{"shift": {"state": <Rollout>, "executionArn": …}}` — applies the next step of the schedule (the last one
+//!   promotes: the alias points at the target with routing cleared) and returns the advanced [`Rollout`]. Every
+//!   write carries the revision just read; an alias that does not look exactly as this rollout left it is
+//!   `AliasConflict` and is never overwritten. A step whose write already landed is not written again, so
+//!   retries and redrives are safe.
+//! - `{"release": {"state": <Rollout>, "executionArn": …}}` — the deployment succeeded: releases its lock.
+//!
+//! Errors: `InvalidInput`, `ExecutionMismatch`, `ResourceNotFound`, `AliasConflict`, `TargetNotReady`,
+//! `IncompatibleVersions`, `Throttled`, `AwsError`.
 
 use std::time::Duration;
 
@@ -26,7 +33,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::{Span, info, info_span};
 
-use crate::ports::{ReadAlias, ReadVersion, WriteAlias};
+use crate::guard::{self, Scope};
+use crate::ports::{
+    AliasLock, ExecutionRecord, LockHolder, ReadAlias, ReadExecution, ReadVersion, WriteAlias,
+};
 use crate::runtime::Handler;
 
 /// How long prepare waits for a Pending target version, and how often it looks.
@@ -52,37 +62,68 @@ impl Default for ReadyWait {
 pub enum ShiftWeightEvent {
     Prepare(PrepareEvent),
     Shift(Box<ShiftEvent>),
+    Release(Box<ReleaseEvent>),
 }
 
-/// The state as the state machine passes it to ShiftWeight: the rollout, and the gates' report on the step just
-/// passed (absent before the first step), which the rollout keeps as its record.
+/// The execution's name and ARN and the user's input, as it came: it is validated here, so every problem is
+/// reported by field.
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrepareEvent {
+    pub deployment_id: String,
+    /// `$$.Execution.Id`: absent only when someone invokes the function directly, which is refused.
+    #[serde(default)]
+    pub execution_arn: Option<String>,
+    pub input: Value,
+}
+
+/// The next shift: the state as the state machine holds it, and the execution it belongs to.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShiftEvent {
+    pub state: StepState,
+    #[serde(default)]
+    pub execution_arn: Option<String>,
+}
+
+/// The rollout, and the gates' report on the step just passed (absent before the first step), which the rollout
+/// keeps as its record.
+#[derive(Debug, Deserialize)]
+pub struct StepState {
     #[serde(flatten)]
     pub rollout: Rollout,
     #[serde(default)]
     pub gates: Option<GateReport>,
 }
 
-/// The execution's name and the user's input, as it came: it is validated here, so every problem is reported
-/// by field.
+/// The deployment succeeded: release its alias.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PrepareEvent {
-    pub deployment_id: String,
-    pub input: Value,
+pub struct ReleaseEvent {
+    pub state: Rollout,
+    #[serde(default)]
+    pub execution_arn: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct ShiftWeight<P> {
-    ports: P,
+pub struct ShiftWeight<A, E, L> {
+    aliases: A,
+    executions: E,
+    locks: L,
+    scope: Scope,
     wait: ReadyWait,
 }
 
-impl<P: ReadAlias + WriteAlias + ReadVersion + 'static> Handler for ShiftWeight<P> {
+impl<A, E, L> Handler for ShiftWeight<A, E, L>
+where
+    A: ReadAlias + WriteAlias + ReadVersion + 'static,
+    E: ReadExecution + 'static,
+    L: AliasLock + 'static,
+{
     type Event = ShiftWeightEvent;
     type Output = Rollout;
-    const EXPECTED: &'static str = "{\"prepare\": …} or {\"shift\": <rollout>}";
+    const EXPECTED: &'static str =
+        "{\"prepare\": …}, {\"shift\": {\"state\": <rollout>, …}} or {\"release\": …}";
 
     fn span(event: &ShiftWeightEvent) -> Span {
         match event {
@@ -101,9 +142,10 @@ impl<P: ReadAlias + WriteAlias + ReadVersion + 'static> Handler for ShiftWeight<
                 )
             }
             ShiftWeightEvent::Shift(s) => {
-                let r = &s.rollout;
+                let r = &s.state.rollout;
                 crate::rollout_span!("shift", r, step = r.next_step().map(|s| s + 1))
             }
+            ShiftWeightEvent::Release(r) => crate::rollout_span!("release", r.state),
         }
     }
 
@@ -111,31 +153,85 @@ impl<P: ReadAlias + WriteAlias + ReadVersion + 'static> Handler for ShiftWeight<
         match event {
             ShiftWeightEvent::Prepare(p) => {
                 let deployment = Deployment::from_value(p.input)?;
-                self.prepare(p.deployment_id, deployment).await
+                self.prepare(p.deployment_id, p.execution_arn, deployment)
+                    .await
             }
             ShiftWeightEvent::Shift(event) => {
-                let ShiftEvent { mut rollout, gates } = *event;
+                let ShiftEvent {
+                    state: StepState { mut rollout, gates },
+                    execution_arn,
+                } = *event;
+                self.own(&rollout, execution_arn.as_deref()).await?;
                 if let Some(gates) = gates {
                     rollout.record(&gates);
                 }
                 self.shift(rollout).await
             }
+            ShiftWeightEvent::Release(event) => {
+                let ReleaseEvent {
+                    state,
+                    execution_arn,
+                } = *event;
+                let record = self.own(&state, execution_arn.as_deref()).await?;
+                let arn = execution_arn.unwrap_or_default();
+                self.locks
+                    .release(&state.deployment.lock_key(), &arn)
+                    .await?;
+                info!(execution = %arn, status = %record.status, "released the alias");
+                Ok(state)
+            }
         }
     }
 }
 
-impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
-    pub fn new(ports: P, wait: ReadyWait) -> Self {
-        Self { ports, wait }
+impl<A, E, L> ShiftWeight<A, E, L>
+where
+    A: ReadAlias + WriteAlias + ReadVersion,
+    E: ReadExecution,
+    L: AliasLock,
+{
+    pub fn new(aliases: A, executions: E, locks: L, scope: Scope, wait: ReadyWait) -> Self {
+        Self {
+            aliases,
+            executions,
+            locks,
+            scope,
+            wait,
+        }
+    }
+
+    /// The rollout must be its running execution's own.
+    async fn own(
+        &self,
+        rollout: &Rollout,
+        execution_arn: Option<&str>,
+    ) -> Result<ExecutionRecord, Error> {
+        guard::own_execution(
+            &self.executions,
+            &self.scope,
+            execution_arn,
+            &rollout.deployment_id,
+            &rollout.deployment,
+        )
+        .await
     }
 
     async fn prepare(
         &self,
         deployment_id: String,
+        execution_arn: Option<String>,
         deployment: Deployment,
     ) -> Result<Rollout, Error> {
+        guard::own_execution(
+            &self.executions,
+            &self.scope,
+            execution_arn.as_deref(),
+            &deployment_id,
+            &deployment,
+        )
+        .await?;
         let function = deployment.function_name.as_str();
-        let alias = match self.ports.get_alias(function, &deployment.alias).await {
+        let alias = match self.aliases.get_alias(function, &deployment.alias).await {
             Ok(a) => a,
             Err(Error::ResourceNotFound { .. }) => {
                 return Err(self.missing_function_or_alias(&deployment).await);
@@ -147,10 +243,17 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
             .wait_until_ready(function, &deployment.target_version.to_string())
             .await?;
         let stable_config = self
-            .ports
+            .aliases
             .get_version(function, &stable.to_string())
             .await?;
         prepare::check_compatible(&stable_config, &target)?;
+        // Last, once every check passed: a Prepare that fails leaves no lock behind.
+        self.lock(
+            &deployment,
+            &deployment_id,
+            execution_arn.unwrap_or_default(),
+        )
+        .await?;
         info!(stable = %stable, revision = %alias.revision_id, "prepared");
         Ok(Rollout::prepared(
             deployment_id,
@@ -160,10 +263,70 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
         ))
     }
 
+    /// Takes the alias's lock for this execution: one deployment per alias. A lock whose holder has ended (it
+    /// failed before releasing, or its release was lost) is taken over; a running holder is named.
+    async fn lock(
+        &self,
+        deployment: &Deployment,
+        deployment_id: &str,
+        execution_arn: String,
+    ) -> Result<(), Error> {
+        let key = deployment.lock_key();
+        let now = crate::unix_now();
+        let holder = LockHolder {
+            execution_arn,
+            deployment_id: deployment_id.to_owned(),
+            acquired_at: now,
+        };
+        let expires_at = now + guard::LOCK_SECONDS;
+        if self.locks.acquire(&key, &holder, expires_at, None).await? {
+            return Ok(());
+        }
+        let other = match self.locks.holder(&key).await? {
+            Some((other, _)) => other,
+            // Released between the two calls.
+            None if self.locks.acquire(&key, &holder, expires_at, None).await? => return Ok(()),
+            None => {
+                return Err(Error::AliasConflict {
+                    alias: deployment.alias.clone(),
+                    reason: "deployment in progress: another deployment took the alias meanwhile"
+                        .into(),
+                });
+            }
+        };
+        let ended = match self
+            .executions
+            .describe_execution(&other.execution_arn)
+            .await
+        {
+            Ok(record) => record.status != "RUNNING",
+            Err(Error::ResourceNotFound { .. }) => true,
+            Err(e) => return Err(e),
+        };
+        if ended
+            && self
+                .locks
+                .acquire(&key, &holder, expires_at, Some(&other.execution_arn))
+                .await?
+        {
+            info!(previous = %other.execution_arn, "took over the lock of an ended execution");
+            return Ok(());
+        }
+        Err(Error::AliasConflict {
+            alias: deployment.alias.clone(),
+            reason: format!(
+                "deployment in progress: execution {} (deployment `{}`) holds the alias since {}",
+                other.execution_arn,
+                other.deployment_id,
+                crate::rfc3339(other.acquired_at)
+            ),
+        })
+    }
+
     /// GetAlias says only "not found"; tell the user which of the two is missing.
     async fn missing_function_or_alias(&self, d: &Deployment) -> Error {
         match self
-            .ports
+            .aliases
             .get_version(d.function_name.as_str(), "$LATEST")
             .await
         {
@@ -186,7 +349,7 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
     ) -> Result<VersionConfig, Error> {
         let deadline = tokio::time::Instant::now() + self.wait.timeout;
         loop {
-            let config = self.ports.get_version(function, version).await?;
+            let config = self.aliases.get_version(function, version).await?;
             match prepare::readiness(&config)? {
                 Readiness::Ready => return Ok(config),
                 Readiness::NotYet(why)
@@ -207,17 +370,21 @@ impl<P: ReadAlias + WriteAlias + ReadVersion> ShiftWeight<P> {
 
     async fn shift(&self, rollout: Rollout) -> Result<Rollout, Error> {
         let a = &rollout.alias;
-        let alias = self.ports.get_alias(&a.function_name, &a.name).await?;
+        let alias = self.aliases.get_alias(&a.function_name, &a.name).await?;
         match rollout::decide_shift(&rollout, &alias)? {
             ShiftDecision::AlreadyApplied { step } => {
                 info!(step = step + 1, "step already applied; no write");
                 Ok(rollout.advanced(step, alias.revision_id, crate::unix_now()))
             }
             ShiftDecision::Write { step, update } => {
-                let written = self
-                    .ports
-                    .update_alias(&a.function_name, &a.name, &update, &alias.revision_id)
-                    .await?;
+                let written = crate::write::update_alias(
+                    &self.aliases,
+                    &a.function_name,
+                    &a.name,
+                    &update,
+                    &alias.revision_id,
+                )
+                .await?;
                 let next = rollout.advanced(step, written.revision_id, crate::unix_now());
                 info!(
                     step = step + 1,

@@ -10,6 +10,11 @@ use aws_sdk_cloudwatch::types::{
     AlarmType, CompositeAlarm, MetricAlarm, MetricDataQuery, MetricDataResult, StateValue,
     StatusCode as MetricStatus,
 };
+use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
+use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemInput, PutItemOutput};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
 use aws_sdk_lambda::operation::get_alias::{GetAliasError, GetAliasOutput};
 use aws_sdk_lambda::operation::get_function_configuration::{
     GetFunctionConfigurationError, GetFunctionConfigurationOutput,
@@ -37,18 +42,31 @@ use safeshift_core::prepare::VersionConfig;
 use safeshift_core::rollout::Rollout;
 use safeshift_core::{Deployment, ErrorType};
 use safeshift_engine::check_alarms::{CheckAlarms, CheckEvent};
-use safeshift_engine::ports::{InvokeHook, InvokeMode, ReadAlias, ReadVersion};
+use safeshift_engine::guard::{LONGEST_WRITE, Scope};
+use safeshift_engine::ports::{
+    AliasLock, InvokeHook, InvokeMode, LockHolder, ReadAlias, ReadVersion,
+};
 use safeshift_engine::rollback::{Outcome, Rollback, RollbackEvent, StatusChange, StatusDetail};
 use safeshift_engine::run_hook::{HookRequest, HookVerdict, RunHook};
 use safeshift_engine::runtime::Handler;
 use safeshift_engine::shift_weight::{
-    PrepareEvent, ReadyWait, ShiftEvent, ShiftWeight, ShiftWeightEvent,
+    PrepareEvent, ReadyWait, ShiftEvent, ShiftWeight, ShiftWeightEvent, StepState,
 };
-use safeshift_engine::{CloudWatchAdapter, LambdaAdapter, StepFunctionsAdapter, aws};
+use safeshift_engine::{
+    CloudWatchAdapter, DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter, aws,
+};
 use serde_json::{Value, json};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/orders";
-const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:safeshift:d-1";
+const STATE_MACHINE: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:safeshift-rollout";
+/// Execution d-1 of the engine's state machine: its name is the deployment id.
+const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:d-1";
+const OTHER_EXECUTION: &str =
+    "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:d-0";
+
+fn scope() -> Scope {
+    Scope::new(STATE_MACHINE)
+}
 
 fn fast_retries() -> aws_smithy_types::retry::RetryConfig {
     aws::retry_config().with_initial_backoff(Duration::from_millis(1))
@@ -75,6 +93,76 @@ fn cloudwatch(rules: &[&Rule]) -> CloudWatchAdapter {
 fn sfn(rules: &[&Rule]) -> StepFunctionsAdapter {
     StepFunctionsAdapter::new(mock_client!(aws_sdk_sfn, RuleMode::MatchAny, rules, |c| c
         .retry_config(fast_retries())))
+}
+
+fn locks(rules: &[&Rule]) -> DynamoLockAdapter {
+    DynamoLockAdapter::new(
+        mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules, |c| c
+            .retry_config(fast_retries())),
+        scope().lock_table(),
+    )
+}
+
+/// A lock table that must not be called: any call finds no rule and fails.
+fn no_locks() -> DynamoLockAdapter {
+    locks(&[])
+}
+
+/// DescribeExecution of execution d-1 of the engine's state machine, started with the canary input; stopped long
+/// ago unless running.
+fn describe_execution(status: ExecutionStatus) -> Rule {
+    describe_execution_of(status, input(json!("Canary10Percent5Minutes")))
+}
+
+/// DescribeExecution of execution d-1 of the engine's state machine, started with `input`.
+fn describe_execution_of(status: ExecutionStatus, input: Value) -> Rule {
+    mock!(aws_sdk_sfn::Client::describe_execution)
+        .match_requests(|r| r.execution_arn() == Some(EXECUTION))
+        .then_output(move || {
+            let mut b = DescribeExecutionOutput::builder()
+                .execution_arn(EXECUTION)
+                .name("d-1")
+                .state_machine_arn(STATE_MACHINE)
+                .status(status.clone())
+                .start_date(aws_smithy_types::DateTime::from_secs(0))
+                .input(input.to_string());
+            if status != ExecutionStatus::Running {
+                b = b.stop_date(aws_smithy_types::DateTime::from_secs(1_000));
+            }
+            b.build().unwrap()
+        })
+}
+
+/// Execution d-1 runs: what the guard reads back before a handler acts.
+fn running() -> Rule {
+    describe_execution(ExecutionStatus::Running)
+}
+
+fn shift_weight(
+    lambda_rules: &[&Rule],
+    sfn_rules: &[&Rule],
+) -> ShiftWeight<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter> {
+    ShiftWeight::new(
+        lambda(lambda_rules),
+        sfn(sfn_rules),
+        no_locks(),
+        scope(),
+        no_wait(),
+    )
+}
+
+fn rollback(
+    lambda_rules: &[&Rule],
+    sfn_rules: &[&Rule],
+    lock_rules: &[&Rule],
+) -> Rollback<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter> {
+    Rollback::new(
+        lambda(lambda_rules),
+        sfn(sfn_rules),
+        locks(lock_rules),
+        scope(),
+        LONGEST_WRITE,
+    )
 }
 
 fn no_wait() -> ReadyWait {
@@ -168,24 +256,41 @@ fn throttle_response() -> HttpResponse {
 fn prepare_event(input: Value) -> ShiftWeightEvent {
     ShiftWeightEvent::Prepare(PrepareEvent {
         deployment_id: "d-1".into(),
+        execution_arn: Some(EXECUTION.into()),
         input,
     })
 }
 
 fn shift(rollout: Rollout) -> ShiftWeightEvent {
     ShiftWeightEvent::Shift(Box::new(ShiftEvent {
-        rollout,
-        gates: None,
+        state: StepState {
+            rollout,
+            gates: None,
+        },
+        execution_arn: Some(EXECUTION.into()),
     }))
 }
 
-/// A canary prepared through the SDK: GetAlias answers version 6 at revision r0.
+/// A canary prepared through the SDK for running execution d-1: GetAlias answers version 6 at revision r0, and
+/// the lock is free.
 async fn prepared() -> Rollout {
-    let (alias, versions) = (get_alias("6", &[], "r0"), versions());
-    let rollout = ShiftWeight::new(lambda(&[&alias, &versions]), no_wait())
-        .handle(prepare_event(input(json!("Canary10Percent5Minutes"))))
-        .await
-        .unwrap();
+    let (alias, versions, running, lock) = (
+        get_alias("6", &[], "r0"),
+        versions(),
+        running(),
+        mock!(aws_sdk_dynamodb::Client::put_item).then_output(|| PutItemOutput::builder().build()),
+    );
+    let rollout = ShiftWeight::new(
+        lambda(&[&alias, &versions]),
+        sfn(&[&running]),
+        locks(&[&lock]),
+        scope(),
+        no_wait(),
+    )
+    .handle(prepare_event(input(json!("Canary10Percent5Minutes"))))
+    .await
+    .unwrap();
+    assert_eq!((running.num_calls(), lock.num_calls()), (1, 1));
     assert_eq!(
         (
             rollout.alias.stable_version.to_string(),
@@ -217,7 +322,7 @@ async fn every_update_carries_the_revision_just_read() {
                 .revision_id("r1")
                 .build()
         });
-    let shifted = ShiftWeight::new(lambda(&[&alias, &update]), no_wait())
+    let shifted = shift_weight(&[&alias, &update], &[&running()])
         .handle(shift(rollout))
         .await
         .unwrap();
@@ -245,7 +350,7 @@ async fn promotion_points_the_alias_at_the_target_and_clears_routing() {
                 .revision_id("r2")
                 .build()
         });
-    let done = ShiftWeight::new(lambda(&[&split, &promote]), no_wait())
+    let done = shift_weight(&[&split, &promote], &[&running()])
         .handle(shift(rollout))
         .await
         .unwrap();
@@ -270,7 +375,7 @@ async fn throttled_twice_then_ok_succeeds_on_the_third_call() {
                 .build()
         })
         .build();
-    let shifted = ShiftWeight::new(lambda(&[&alias, &throttled]), no_wait())
+    let shifted = shift_weight(&[&alias, &throttled], &[&running()])
         .handle(shift(rollout))
         .await
         .unwrap();
@@ -287,7 +392,7 @@ async fn persistent_throttling_is_throttled() {
         .http_response(throttle_response)
         .repeatedly()
         .build();
-    let err = ShiftWeight::new(lambda(&[&alias, &throttled]), no_wait())
+    let err = shift_weight(&[&alias, &throttled], &[&running()])
         .handle(shift(rollout))
         .await
         .unwrap_err();
@@ -305,7 +410,7 @@ async fn a_revision_mismatch_on_write_is_an_alias_conflict() {
             PreconditionFailedException::builder().build(),
         )
     });
-    let err = ShiftWeight::new(lambda(&[&alias, &conflict]), no_wait())
+    let err = shift_weight(&[&alias, &conflict], &[&running()])
         .handle(shift(rollout))
         .await
         .unwrap_err();
@@ -407,15 +512,20 @@ fn hook_request(rollout: Rollout, task_token: Option<&str>) -> HookRequest {
         phase: safeshift_core::hooks::Phase::PreTraffic,
         rollout,
         task_token: task_token.map(str::to_owned),
+        execution_arn: Some(EXECUTION.into()),
     }
 }
 
-fn rollout_with_hooks() -> Rollout {
+fn hooked_input() -> Value {
     let mut i = input(json!("Canary10Percent5Minutes"));
     i["hooks"] = json!({"preTraffic": "orders-smoke"});
+    i
+}
+
+fn rollout_with_hooks() -> Rollout {
     Rollout::prepared(
         "d-1".into(),
-        Deployment::from_value(i).unwrap(),
+        Deployment::from_value(hooked_input()).unwrap(),
         Version::new(6).unwrap(),
         "r0".into(),
     )
@@ -441,10 +551,17 @@ async fn a_hook_that_raises_fails_with_its_own_message() {
                 ))
                 .build()
         });
-    let err = RunHook::new(lambda(&[&invoke]))
-        .handle(hook_request(rollout_with_hooks(), None))
-        .await
-        .unwrap_err();
+    let err = RunHook::new(
+        lambda(&[&invoke]),
+        sfn(&[&describe_execution_of(
+            ExecutionStatus::Running,
+            hooked_input(),
+        )]),
+        scope(),
+    )
+    .handle(hook_request(rollout_with_hooks(), None))
+    .await
+    .unwrap_err();
     assert_eq!(invoke.num_calls(), 1);
     assert_eq!(err.error_type(), ErrorType::HookFailed);
     assert_eq!(
@@ -463,10 +580,17 @@ async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
                 && event["taskToken"] == "tok-1"
         })
         .then_output(|| InvokeOutput::builder().status_code(202).build());
-    let out = RunHook::new(lambda(&[&invoke]))
-        .handle(hook_request(rollout_with_hooks(), Some("tok-1")))
-        .await
-        .unwrap();
+    let out = RunHook::new(
+        lambda(&[&invoke]),
+        sfn(&[&describe_execution_of(
+            ExecutionStatus::Running,
+            hooked_input(),
+        )]),
+        scope(),
+    )
+    .handle(hook_request(rollout_with_hooks(), Some("tok-1")))
+    .await
+    .unwrap();
     assert_eq!(invoke.num_calls(), 1);
     assert_eq!(out.verdict, HookVerdict::Pending);
 }
@@ -715,12 +839,33 @@ async fn throttled_metric_reads_are_retried_then_named() {
 
 // ---- rollback and Step Functions ---------------------------------------------------------------------------
 
-fn no_sfn() -> StepFunctionsAdapter {
-    sfn(&[])
+/// DeleteItem of d-1's lock, as the rollback releases it.
+fn release() -> Rule {
+    mock!(aws_sdk_dynamodb::Client::delete_item)
+        .match_requests(|r| {
+            r.key().and_then(|k| k.get("aliasKey")) == Some(&s("orders:live"))
+                && r.expression_attribute_values().and_then(|v| v.get(":me")) == Some(&s(EXECUTION))
+        })
+        .then_output(|| DeleteItemOutput::builder().build())
+}
+
+/// PutItem of the mark that says the reconciler handled d-1, so a later delivery of its event is ignored.
+fn mark_reconciled() -> Rule {
+    mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(|r| {
+            r.item().and_then(|i| i.get("aliasKey")) == Some(&s(&format!("reconciled:{EXECUTION}")))
+        })
+        .then_output(|| PutItemOutput::builder().build())
+}
+
+/// GetItem of the alias's lock: no one holds it.
+fn no_holder() -> Rule {
+    mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| GetItemOutput::builder().build())
 }
 
 #[tokio::test]
 async fn rollback_reverts_a_split_alias_with_the_revision_just_read() {
+    // The prepared rollout's first write landed but its answer was lost: the alias routes its first step.
     let rollout = prepared().await;
     let split = get_alias("6", &[("7", 0.1)], "r5");
     let revert = mock!(aws_sdk_lambda::Client::update_alias)
@@ -735,13 +880,16 @@ async fn rollback_reverts_a_split_alias_with_the_revision_just_read() {
                 .revision_id("r6")
                 .build()
         });
-    let out = Rollback::new(lambda(&[&split, &revert]), no_sfn())
+    let (running, release) = (running(), release());
+    let out = rollback(&[&split, &revert], &[&running], &[&release])
         .handle(RollbackEvent::Catch {
             rollback: serde_json::to_value(rollout).unwrap(),
+            execution_arn: Some(EXECUTION.into()),
         })
         .await
         .unwrap();
     assert_eq!(revert.num_calls(), 1);
+    assert_eq!((running.num_calls(), release.num_calls()), (1, 1));
     assert_eq!(out.outcome, Outcome::Reverted);
     let alias = out.alias.unwrap();
     assert_eq!(
@@ -765,9 +913,10 @@ async fn rollback_rides_out_throttling() {
                 .build()
         })
         .build();
-    let out = Rollback::new(lambda(&[&split, &revert]), no_sfn())
+    let out = rollback(&[&split, &revert], &[&running()], &[&release()])
         .handle(RollbackEvent::Catch {
             rollback: serde_json::to_value(rollout).unwrap(),
+            execution_arn: Some(EXECUTION.into()),
         })
         .await
         .unwrap();
@@ -783,21 +932,6 @@ fn status_change(status: &str) -> RollbackEvent {
             status: status.into(),
         },
     })
-}
-
-fn describe_execution(status: ExecutionStatus) -> Rule {
-    mock!(aws_sdk_sfn::Client::describe_execution)
-        .match_requests(|r| r.execution_arn() == Some(EXECUTION))
-        .then_output(move || {
-            DescribeExecutionOutput::builder()
-                .execution_arn(EXECUTION)
-                .state_machine_arn("arn:aws:states:us-east-1:123456789012:stateMachine:safeshift")
-                .status(status.clone())
-                .start_date(aws_smithy_types::DateTime::from_secs(0))
-                .input(input(json!("Canary10Percent5Minutes")).to_string())
-                .build()
-                .unwrap()
-        })
 }
 
 fn task_succeeded(id: i64, output: &str) -> HistoryEvent {
@@ -819,15 +953,25 @@ fn task_succeeded(id: i64, output: &str) -> HistoryEvent {
 
 #[tokio::test]
 async fn the_reconciler_finds_the_stable_version_of_a_promoted_alias_in_the_history() {
-    // The history, newest first, as asked: a newer unrelated task output, then Prepare's rollout (6 -> 7).
-    let rollout = serde_json::to_string(&prepared().await).unwrap();
+    // The history, newest first, as asked: a newer unrelated task output, the promotion's rollout (at revision
+    // r4, 6 -> 7), then Prepare's.
+    let prepared = prepared().await;
+    let promoted = prepared
+        .advanced(0, "r1".into(), 1_000)
+        .advanced(1, "r4".into(), 1_300);
+    assert!(promoted.promoted);
+    let (prepared, promoted) = (
+        serde_json::to_string(&prepared).unwrap(),
+        serde_json::to_string(&promoted).unwrap(),
+    );
     let describe = describe_execution(ExecutionStatus::Failed);
     let history = mock!(aws_sdk_sfn::Client::get_execution_history)
         .match_requests(|r| r.execution_arn() == Some(EXECUTION) && r.reverse_order() == Some(true))
         .then_output(move || {
             GetExecutionHistoryOutput::builder()
-                .events(task_succeeded(3, r#"{"verdict":"pass"}"#))
-                .events(task_succeeded(2, &rollout))
+                .events(task_succeeded(4, r#"{"verdict":"pass"}"#))
+                .events(task_succeeded(3, &promoted))
+                .events(task_succeeded(2, &prepared))
                 .events(
                     HistoryEvent::builder()
                         .id(1)
@@ -840,15 +984,25 @@ async fn the_reconciler_finds_the_stable_version_of_a_promoted_alias_in_the_hist
                 .unwrap()
         });
     let (promoted, update) = (get_alias("7", &[], "r4"), update_alias());
-    let out = Rollback::new(lambda(&[&promoted, &update]), sfn(&[&describe, &history]))
-        .handle(status_change("FAILED"))
-        .await
-        .unwrap();
+    let (holder, release, mark) = (no_holder(), release(), mark_reconciled());
+    let out = rollback(
+        &[&promoted, &update],
+        &[&describe, &history],
+        &[&holder, &release, &mark],
+    )
+    .handle(status_change("FAILED"))
+    .await
+    .unwrap();
     assert_eq!(out.outcome, Outcome::Reverted, "{out:?}");
     assert_eq!(out.alias.unwrap().function_version, "6");
     assert_eq!(describe.num_calls(), 1);
     assert_eq!(history.num_calls(), 1);
     assert_eq!(update.num_calls(), 1);
+    // Read twice: the reconciled mark (none yet), then the alias's lock; then released, and the execution marked.
+    assert_eq!(
+        (holder.num_calls(), release.num_calls(), mark.num_calls()),
+        (2, 1, 1)
+    );
 }
 
 #[tokio::test]
@@ -884,6 +1038,7 @@ async fn the_history_is_read_across_pages_and_lambda_events() {
                 .unwrap()
         })
         .build();
+    // The first step's write landed, its answer lost.
     let split = get_alias("6", &[("7", 0.1)], "r3");
     let revert = mock!(aws_sdk_lambda::Client::update_alias)
         .match_requests(|r| r.revision_id() == Some("r3") && requested_weights(r) == Some(vec![]))
@@ -893,11 +1048,216 @@ async fn the_history_is_read_across_pages_and_lambda_events() {
                 .revision_id("r4")
                 .build()
         });
-    let out = Rollback::new(lambda(&[&split, &revert]), sfn(&[&describe, &history]))
-        .handle(status_change("ABORTED"))
-        .await
-        .unwrap();
+    let out = rollback(
+        &[&split, &revert],
+        &[&describe, &history],
+        &[&no_holder(), &release(), &mark_reconciled()],
+    )
+    .handle(status_change("ABORTED"))
+    .await
+    .unwrap();
     assert_eq!(out.outcome, Outcome::Reverted, "{out:?}");
     assert_eq!(history.num_calls(), 2);
     assert_eq!(revert.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_missing_execution_is_resource_not_found_and_refused_by_the_guard() {
+    let missing = mock!(aws_sdk_sfn::Client::describe_execution).then_error(|| {
+        aws_sdk_sfn::operation::describe_execution::DescribeExecutionError::ExecutionDoesNotExist(
+            aws_sdk_sfn::types::error::ExecutionDoesNotExist::builder().build(),
+        )
+    });
+    let err = shift_weight(&[], &[&missing])
+        .handle(shift(prepared().await))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::ExecutionMismatch);
+    assert_eq!(
+        err.to_string(),
+        format!("refused: execution {EXECUTION} does not exist")
+    );
+    assert_eq!(missing.num_calls(), 1, "not found is not retried");
+}
+
+// ---- DynamoDB: the alias lock ------------------------------------------------------------------------------
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn holder() -> LockHolder {
+    LockHolder {
+        execution_arn: EXECUTION.into(),
+        deployment_id: "d-1".into(),
+        acquired_at: 1_800_000_000,
+    }
+}
+
+const ACQUIRE: &str = "attribute_not_exists(aliasKey) OR executionArn = :me OR expiresAt < :now";
+
+/// A PutItem rule that keeps every request it sees, answering with `answer`.
+fn put_item(
+    seen: &std::sync::Arc<std::sync::Mutex<Vec<PutItemInput>>>,
+    fail_condition: bool,
+) -> Rule {
+    let seen = seen.clone();
+    let rule = mock!(aws_sdk_dynamodb::Client::put_item).match_requests(move |r| {
+        seen.lock().unwrap().push(r.clone());
+        true
+    });
+    if fail_condition {
+        rule.then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder().build(),
+            )
+        })
+    } else {
+        rule.then_output(|| PutItemOutput::builder().build())
+    }
+}
+
+fn values(r: &PutItemInput) -> Vec<(String, AttributeValue)> {
+    let mut v: Vec<_> = r
+        .expression_attribute_values()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[tokio::test]
+async fn acquire_is_one_conditional_put_and_a_failed_condition_means_someone_holds_the_lock() {
+    let seen = Default::default();
+    let put = put_item(&seen, true);
+    let acquired = locks(&[&put])
+        .acquire("orders:live", &holder(), 1_800_270_000, None)
+        .await
+        .unwrap();
+    assert!(!acquired);
+    assert_eq!(put.num_calls(), 1, "a held lock is an answer, not retried");
+    let seen = seen.lock().unwrap();
+    let r = &seen[0];
+    assert_eq!(r.table_name(), Some("safeshift-locks"));
+    assert_eq!(r.condition_expression(), Some(ACQUIRE));
+    assert_eq!(
+        values(r),
+        [
+            (":me".into(), s(EXECUTION)),
+            (":now".into(), n(1_800_000_000))
+        ]
+    );
+    let item = r.item().unwrap();
+    assert_eq!(item.get("aliasKey"), Some(&s("orders:live")));
+    assert_eq!(item.get("executionArn"), Some(&s(EXECUTION)));
+    assert_eq!(item.get("deploymentId"), Some(&s("d-1")));
+    assert_eq!(item.get("acquiredAt"), Some(&n(1_800_000_000)));
+    assert_eq!(item.get("expiresAt"), Some(&n(1_800_270_000)));
+}
+
+#[tokio::test]
+async fn acquire_takes_over_only_from_the_execution_found_ended() {
+    let seen = Default::default();
+    let put = put_item(&seen, false);
+    let acquired = locks(&[&put])
+        .acquire(
+            "orders:live",
+            &holder(),
+            1_800_270_000,
+            Some(OTHER_EXECUTION),
+        )
+        .await
+        .unwrap();
+    assert!(acquired);
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen[0].condition_expression(),
+        Some(format!("{ACQUIRE} OR executionArn = :previous").as_str())
+    );
+    assert_eq!(
+        values(&seen[0]),
+        [
+            (":me".into(), s(EXECUTION)),
+            (":now".into(), n(1_800_000_000)),
+            (":previous".into(), s(OTHER_EXECUTION)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn release_deletes_only_this_executions_lock_and_someone_elses_is_no_error() {
+    let delete = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .match_requests(|r| {
+            r.table_name() == Some("safeshift-locks")
+                && r.key().and_then(|k| k.get("aliasKey")) == Some(&s("orders:live"))
+                && r.condition_expression() == Some("executionArn = :me")
+                && r.expression_attribute_values().and_then(|v| v.get(":me")) == Some(&s(EXECUTION))
+        })
+        .then_error(|| {
+            DeleteItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder().build(),
+            )
+        });
+    locks(&[&delete])
+        .release("orders:live", EXECUTION)
+        .await
+        .unwrap();
+    assert_eq!(delete.num_calls(), 1);
+}
+
+fn dynamo_throttling() -> HttpResponse {
+    HttpResponse::new(
+        StatusCode::try_from(400).unwrap(),
+        SdkBody::from(
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"Rate exceeded"}"#,
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_throttled_lock_table_is_retried_then_throttled() {
+    let put = mock!(aws_sdk_dynamodb::Client::put_item)
+        .sequence()
+        .http_response(dynamo_throttling)
+        .repeatedly()
+        .build();
+    let err = locks(&[&put])
+        .acquire("orders:live", &holder(), 1_800_270_000, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::Throttled);
+    assert_eq!(err.to_string(), "PutItem is being throttled by AWS");
+    assert_eq!(put.num_calls(), 3);
+}
+
+#[tokio::test]
+async fn holder_reads_the_lock_back() {
+    let get = mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| {
+            r.table_name() == Some("safeshift-locks")
+                && r.key().and_then(|k| k.get("aliasKey")) == Some(&s("orders:live"))
+                && r.consistent_read() == Some(true)
+        })
+        .then_output(|| {
+            GetItemOutput::builder()
+                .item("aliasKey", s("orders:live"))
+                .item("executionArn", s(EXECUTION))
+                .item("deploymentId", s("d-1"))
+                .item("acquiredAt", n(1_800_000_000))
+                .item("expiresAt", n(1_800_270_000))
+                .build()
+        });
+    assert_eq!(
+        locks(&[&get]).holder("orders:live").await.unwrap(),
+        Some((holder(), 1_800_270_000))
+    );
+    let free = no_holder();
+    assert_eq!(locks(&[&free]).holder("orders:live").await.unwrap(), None);
+    assert_eq!((get.num_calls(), free.num_calls()), (1, 1));
 }

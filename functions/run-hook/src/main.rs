@@ -1,12 +1,16 @@
 //! The `run-hook` Lambda function: see `safeshift_engine::run_hook` for its input, output, errors and the hook
 //! contract.
 
+use safeshift_engine::guard::Scope;
 use safeshift_engine::run_hook::RunHook;
-use safeshift_engine::{LambdaAdapter, aws, runtime};
+use safeshift_engine::{LambdaAdapter, StepFunctionsAdapter, aws, runtime};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     runtime::init_logging();
+    let scope = Scope::from_env()?;
     let config = aws::load_config().await;
-    runtime::serve(RunHook::new(LambdaAdapter::connect(&config).await)).await
+    let executions = StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&config));
+    let handler = RunHook::new(LambdaAdapter::connect(&config).await, executions, scope);
+    runtime::serve(handler).await
 }

@@ -1,13 +1,21 @@
 //! The `shift-weight` Lambda function: see `safeshift_engine::shift_weight` for its input, output and errors.
+// The handler nests the Lambda, Step Functions and DynamoDB SDK futures deeper than rustc's default layout query
+// depth.
+#![recursion_limit = "256"]
 
+use safeshift_engine::guard::Scope;
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
-use safeshift_engine::{LambdaAdapter, aws, runtime};
+use safeshift_engine::{DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter, aws, runtime};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     // Clients are built once per cold start and reused by every invocation.
     runtime::init_logging();
+    let scope = Scope::from_env()?;
     let config = aws::load_config().await;
+    let locks = DynamoLockAdapter::new(aws_sdk_dynamodb::Client::new(&config), scope.lock_table());
+    let executions = StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&config));
     let lambda = LambdaAdapter::connect(&config).await;
-    runtime::serve(ShiftWeight::new(lambda, ReadyWait::default())).await
+    let handler = ShiftWeight::new(lambda, executions, locks, scope, ReadyWait::default());
+    runtime::serve(handler).await
 }

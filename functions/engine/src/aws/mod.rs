@@ -3,10 +3,12 @@
 //! operation's modeled errors first, then throttling and everything unclassified here.
 
 mod cloudwatch;
+mod dynamodb;
 mod lambda;
 mod sfn;
 
 pub use cloudwatch::CloudWatchAdapter;
+pub use dynamodb::DynamoLockAdapter;
 pub use lambda::LambdaAdapter;
 pub use sfn::StepFunctionsAdapter;
 

@@ -1,11 +1,11 @@
-//! Step Functions: what the reconciler reads of a finished execution.
+//! Step Functions: what the engine reads of an execution — is it running, whose is it, what did it record.
 
 use safeshift_core::Error;
+use safeshift_core::error::Resource;
 
 use super::classify;
 use crate::ports::{ExecutionRecord, ReadExecution};
 
-/// Step Functions: what the reconciler reads of a finished execution.
 #[derive(Debug, Clone)]
 pub struct StepFunctionsAdapter {
     client: aws_sdk_sfn::Client,
@@ -31,15 +31,19 @@ impl ReadExecution for StepFunctionsAdapter {
             .await
             .map_err(|e| {
                 classify("DescribeExecution", e, |e| {
-                    e.is_execution_does_not_exist().then(|| Error::AwsError {
-                        operation: "DescribeExecution".into(),
-                        message: format!("execution {arn} does not exist"),
-                    })
+                    e.is_execution_does_not_exist()
+                        .then(|| Error::ResourceNotFound {
+                            resource: Resource::Execution,
+                            name: arn.to_owned(),
+                        })
                 })
             })?;
         Ok(ExecutionRecord {
+            name: out.name().unwrap_or_default().to_owned(),
+            state_machine_arn: out.state_machine_arn().to_owned(),
             status: out.status().as_str().to_owned(),
             input: out.input().map(str::to_owned),
+            stopped_at: out.stop_date().and_then(|d| u64::try_from(d.secs()).ok()),
         })
     }
 

@@ -3,6 +3,8 @@
 //! (retries, throttling, pagination, request shapes, error classification) is in `tests/adapters.rs`.
 
 mod check_alarms;
+mod guard;
+mod lock;
 mod rollback;
 mod run_hook;
 mod shift_weight;

@@ -38,7 +38,7 @@ async fn a_hook_that_raises_fails_with_its_own_message() {
     // WHEN the preTraffic phase runs
     let err = invoke(
         run_hook(&fake),
-        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake)}),
+        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake), "executionArn": EXECUTION}),
     )
     .await
     .unwrap_err();
@@ -65,7 +65,7 @@ async fn a_hook_that_succeeds_passes_and_an_unconfigured_one_is_skipped() {
     let rollout = rollout_with_hooks(&fake);
     let pre = invoke(
         run_hook(&fake),
-        json!({"phase": "preTraffic", "rollout": rollout.clone()}),
+        json!({"phase": "preTraffic", "rollout": rollout.clone(), "executionArn": EXECUTION}),
     )
     .await
     .unwrap();
@@ -75,7 +75,7 @@ async fn a_hook_that_succeeds_passes_and_an_unconfigured_one_is_skipped() {
     );
     let post = invoke(
         run_hook(&fake),
-        json!({"phase": "postTraffic", "rollout": rollout}),
+        json!({"phase": "postTraffic", "rollout": rollout, "executionArn": EXECUTION}),
     )
     .await
     .unwrap();
@@ -96,7 +96,7 @@ async fn a_hook_that_reports_failed_fails_with_its_message() {
     );
     let err = invoke(
         run_hook(&fake),
-        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake)}),
+        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake), "executionArn": EXECUTION}),
     )
     .await
     .unwrap_err();
@@ -113,7 +113,7 @@ async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
     fake.hook("orders-smoke");
     let out = invoke(
         run_hook(&fake),
-        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake), "taskToken": "tok-1"}),
+        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake), "taskToken": "tok-1", "executionArn": EXECUTION}),
     )
     .await
     .unwrap();
@@ -133,7 +133,7 @@ async fn the_approval_phase_invokes_nothing_and_waits() {
     let fake = orders();
     let out = invoke(
         run_hook(&fake),
-        json!({"phase": "approval", "rollout": rollout_with_hooks(&fake), "taskToken": "tok-2"}),
+        json!({"phase": "approval", "rollout": rollout_with_hooks(&fake), "taskToken": "tok-2", "executionArn": EXECUTION}),
     )
     .await
     .unwrap();
@@ -141,7 +141,8 @@ async fn the_approval_phase_invokes_nothing_and_waits() {
         out,
         json!({"phase": "approval", "hook": null, "verdict": "pending"})
     );
-    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    // Only the guard's read of the execution: no hook.
+    assert_eq!(operations(&fake), ["DescribeExecution"]);
 }
 
 #[tokio::test]
@@ -149,7 +150,7 @@ async fn a_hook_that_does_not_exist_is_named() {
     let fake = orders();
     let err = invoke(
         run_hook(&fake),
-        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake)}),
+        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake), "executionArn": EXECUTION}),
     )
     .await
     .unwrap_err();

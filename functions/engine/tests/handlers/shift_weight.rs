@@ -41,7 +41,7 @@ async fn prepare_records_stable_version_and_revision_and_writes_nothing() {
     let fake = orders();
     let revision = live(&fake).revision_id;
     // WHEN a canary to 7 is prepared
-    let rollout = invoke(shift_weight(&fake), prepare_event(canary()))
+    let rollout = invoke(shift_weight(&fake), prepare_event(&fake, canary()))
         .await
         .unwrap();
     // THEN the rollout nests the alias with the stable version and the revision read, and nothing was written
@@ -66,7 +66,10 @@ async fn bad_input_is_rejected_before_any_call() {
     let fake = orders();
     let mut bad = canary();
     bad["targetVersion"] = json!("$LATEST");
-    let err = shift_weight(&fake).handle(prepare(bad)).await.unwrap_err();
+    let err = shift_weight(&fake)
+        .handle(prepare(&fake, bad))
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type(), ErrorType::InvalidInput);
     assert!(err.to_string().contains("`targetVersion`"), "{err}");
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
@@ -81,7 +84,8 @@ async fn an_event_of_neither_shape_is_invalid_input() {
     assert_eq!(err.error_type, "InvalidInput");
     assert!(
         err.error_message.starts_with(
-            "invalid deployment input: `event`: expected {\"prepare\": …} or {\"shift\": <rollout>}"
+            "invalid deployment input: `event`: expected {\"prepare\": …}, {\"shift\": {\"state\": \
+             <rollout>, …}} or {\"release\": …}"
         ),
         "{}",
         err.error_message
@@ -96,7 +100,7 @@ async fn missing_alias_and_missing_function_are_named() {
     fake.function("orders", &["6", "7"]);
     let err = invoke(
         shift_weight(&fake),
-        prepare_event(input(json!("AllAtOnce"))),
+        prepare_event(&fake, input(json!("AllAtOnce"))),
     )
     .await
     .unwrap_err();
@@ -108,7 +112,7 @@ async fn missing_alias_and_missing_function_are_named() {
     let fake = FakeAws::new();
     let err = invoke(
         shift_weight(&fake),
-        prepare_event(input(json!("AllAtOnce"))),
+        prepare_event(&fake, input(json!("AllAtOnce"))),
     )
     .await
     .unwrap_err();
@@ -123,7 +127,7 @@ async fn missing_target_version_is_named() {
     fake.function("orders", &["6"]);
     fake.set_alias("orders", "live", "6", &[]);
     let err = shift_weight(&fake)
-        .handle(prepare(input(json!("AllAtOnce"))))
+        .handle(prepare(&fake, input(json!("AllAtOnce"))))
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), ErrorType::ResourceNotFound);
@@ -136,7 +140,7 @@ async fn a_split_alias_is_a_deployment_in_progress() {
     let fake = orders();
     fake.set_alias("orders", "live", "5", &[("6", 0.1)]);
     let err = shift_weight(&fake)
-        .handle(prepare(input(json!("AllAtOnce"))))
+        .handle(prepare(&fake, input(json!("AllAtOnce"))))
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), ErrorType::AliasConflict);
@@ -149,7 +153,7 @@ async fn target_equal_to_stable_is_rejected() {
     let fake = orders();
     fake.set_alias("orders", "live", "7", &[]);
     let err = shift_weight(&fake)
-        .handle(prepare(input(json!("AllAtOnce"))))
+        .handle(prepare(&fake, input(json!("AllAtOnce"))))
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), ErrorType::InvalidInput);
@@ -165,7 +169,7 @@ async fn versions_with_different_roles_are_rejected_up_front() {
         active_version("7", "arn:aws:iam::123456789012:role/other"),
     );
     let err = shift_weight(&fake)
-        .handle(prepare(input(json!("AllAtOnce"))))
+        .handle(prepare(&fake, input(json!("AllAtOnce"))))
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), ErrorType::IncompatibleVersions);
@@ -182,7 +186,10 @@ async fn a_pending_target_is_waited_for_then_used() {
         vec![pending("7"), pending("7"), active_version("7", ROLE)],
     );
     // WHEN prepared
-    let rollout = shift_weight(&fake).handle(prepare(canary())).await.unwrap();
+    let rollout = shift_weight(&fake)
+        .handle(prepare(&fake, canary()))
+        .await
+        .unwrap();
     // THEN it looked three times and went on
     assert_eq!(rollout.alias.stable_version.to_string(), "6");
     assert_eq!(reads_of(&fake, "7"), 3);
@@ -194,7 +201,7 @@ async fn a_target_pending_too_long_fails_without_shifting() {
     let fake = orders();
     fake.version("orders", pending("7"));
     let err = shift_weight(&fake)
-        .handle(prepare(input(json!("AllAtOnce"))))
+        .handle(prepare(&fake, input(json!("AllAtOnce"))))
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), ErrorType::TargetNotReady);
@@ -212,7 +219,7 @@ async fn a_target_whose_last_update_failed_is_not_ready() {
     failed.state_reason = Some("image pull failed".into());
     fake.version("orders", failed);
     let err = shift_weight(&fake)
-        .handle(prepare(input(json!("AllAtOnce"))))
+        .handle(prepare(&fake, input(json!("AllAtOnce"))))
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), ErrorType::TargetNotReady);
@@ -335,7 +342,7 @@ async fn the_rollout_keeps_each_passed_steps_verdict() {
          "evidence": {"alarms": [{"name": "orders-errors", "kind": "metric", "state": "OK", "reason": "fine",
                                   "updatedAt": null}]}}]});
     // WHEN the next step is shifted
-    let next = invoke(shift_weight(&fake), json!({ "shift": state }))
+    let next = invoke(shift_weight(&fake), shift_event(state))
         .await
         .unwrap();
     // THEN the promoted rollout records the passed step's verdict
@@ -359,14 +366,30 @@ async fn a_failed_read_writes_nothing() {
         },
     );
     // WHEN shifted
-    let err = invoke(
-        shift_weight(&fake),
-        json!({ "shift": prepared(&fake, canary()) }),
-    )
-    .await
-    .unwrap_err();
+    let err = invoke(shift_weight(&fake), shift_event(prepared(&fake, canary())))
+        .await
+        .unwrap_err();
     // THEN the error leaves with its name for the state machine's Retry, and nothing was written
     assert_eq!(err.error_type, "Throttled");
     assert_eq!(err.error_message, "GetAlias is being throttled by AWS");
     assert!(fake.writes().is_empty());
+}
+
+#[tokio::test]
+async fn a_shift_whose_retry_finds_its_write_landed_succeeds() {
+    // GIVEN a prepared canary, and a write that lands but whose answer is lost: the SDK's retry finds the revision
+    // the write itself produced and fails its precondition
+    let fake = orders();
+    let rollout = prepared(&fake, canary());
+    fake.lose_next_write_answer(safeshift_core::Error::AliasConflict {
+        alias: "live".into(),
+        reason: "its revision is no longer the one read: someone else updated it".into(),
+    });
+    // WHEN the first step is shifted
+    let shifted = shift_weight(&fake).handle(shift(rollout)).await.unwrap();
+    // THEN the step succeeded with one write, and the rollout keeps the revision that write produced
+    assert_eq!(fake.writes().len(), 1);
+    assert_eq!(live(&fake), routes(&fake, "6", &[("7", 0.1)]));
+    assert_eq!((shifted.step, shifted.percent), (Some(0), 10.0));
+    assert_eq!(shifted.alias.revision_id, live(&fake).revision_id);
 }

@@ -11,18 +11,26 @@ use safeshift_core::names::Version;
 use safeshift_core::prepare::VersionConfig;
 use safeshift_core::rollout::Rollout;
 use safeshift_engine::check_alarms::{CheckAlarms, CheckEvent};
-use safeshift_engine::fake::{Call, FakeAws, active_version};
+use safeshift_engine::fake::{Call, FakeAws, STATE_MACHINE, active_version};
+use safeshift_engine::guard::{LONGEST_WRITE, Scope};
+use safeshift_engine::ports::LockHolder;
 use safeshift_engine::rollback::Rollback;
 use safeshift_engine::run_hook::RunHook;
 use safeshift_engine::runtime::{self, Handler};
 use safeshift_engine::shift_weight::{
-    PrepareEvent, ReadyWait, ShiftEvent, ShiftWeight, ShiftWeightEvent,
+    PrepareEvent, ReadyWait, ShiftEvent, ShiftWeight, ShiftWeightEvent, StepState,
 };
 use serde_json::{Value, json};
 
 /// The role `FakeAws::function` gives every version.
 pub const ROLE: &str = "arn:aws:iam::123456789012:role/app";
-pub const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:safeshift:d-1";
+/// Execution d-1 of the engine's state machine (`fake::STATE_MACHINE`): its name is the deployment id.
+pub const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:d-1";
+/// Another execution of the engine's state machine, d-0: another deployment of the same alias.
+pub const OTHER_EXECUTION: &str =
+    "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:d-0";
+/// The key of `orders:live`'s lock.
+pub const KEY: &str = "orders:live";
 
 /// Function `orders` with versions 6 and 7 published and Active under one role, and alias `live` on 6 alone.
 pub fn orders() -> FakeAws {
@@ -30,6 +38,11 @@ pub fn orders() -> FakeAws {
     fake.function("orders", &["6", "7"]);
     fake.set_alias("orders", "live", "6", &[]);
     fake
+}
+
+/// Execution d-1 runs, started with `input`: what the guard reads back before a handler acts.
+pub fn running(fake: &FakeAws, input: &Value) {
+    fake.execution(EXECUTION, "RUNNING", Some(&input.to_string()), vec![]);
 }
 
 /// Alias `orders:live` as it is now.
@@ -60,22 +73,41 @@ pub fn canary() -> Value {
     input(json!("Canary10Percent5Minutes"))
 }
 
-pub fn prepare_event(input: Value) -> Value {
-    json!({"prepare": {"deploymentId": "d-1", "input": input}})
+/// Prepare of `input` as the state machine sends it, for execution d-1, which runs with that input.
+pub fn prepare_event(fake: &FakeAws, input: Value) -> Value {
+    running(fake, &input);
+    json!({"prepare": {"deploymentId": "d-1", "executionArn": EXECUTION, "input": input}})
 }
 
-pub fn prepare(input: Value) -> ShiftWeightEvent {
+/// Prepare of `input` for execution d-1, which runs with that input.
+pub fn prepare(fake: &FakeAws, input: Value) -> ShiftWeightEvent {
+    running(fake, &input);
     ShiftWeightEvent::Prepare(PrepareEvent {
         deployment_id: "d-1".into(),
+        execution_arn: Some(EXECUTION.into()),
         input,
     })
 }
 
+/// The next shift of `rollout`, for execution d-1.
 pub fn shift(rollout: Rollout) -> ShiftWeightEvent {
     ShiftWeightEvent::Shift(Box::new(ShiftEvent {
-        rollout,
-        gates: None,
+        state: StepState {
+            rollout,
+            gates: None,
+        },
+        execution_arn: Some(EXECUTION.into()),
     }))
+}
+
+/// The next shift as the state machine sends it: the state (a rollout, maybe with gates) and execution d-1.
+pub fn shift_event(state: impl serde::Serialize) -> Value {
+    json!({"shift": {"state": state, "executionArn": EXECUTION}})
+}
+
+/// The Catch's rollback as the state machine sends it, for execution d-1.
+pub fn catch_event(state: impl serde::Serialize) -> Value {
+    json!({"rollback": state, "executionArn": EXECUTION})
 }
 
 /// A bounded wait for a Pending target: a handful of looks, never a real minute.
@@ -86,20 +118,33 @@ pub fn no_wait() -> ReadyWait {
     }
 }
 
-pub fn shift_weight(fake: &FakeAws) -> ShiftWeight<FakeAws> {
-    ShiftWeight::new(fake.clone(), no_wait())
+pub fn shift_weight(fake: &FakeAws) -> ShiftWeight<FakeAws, FakeAws, FakeAws> {
+    ShiftWeight::new(
+        fake.clone(),
+        fake.clone(),
+        fake.clone(),
+        Scope::new(STATE_MACHINE),
+        no_wait(),
+    )
 }
 
 pub fn check_alarms(fake: &FakeAws) -> CheckAlarms<FakeAws> {
     CheckAlarms::new(fake.clone())
 }
 
-pub fn run_hook(fake: &FakeAws) -> RunHook<FakeAws> {
-    RunHook::new(fake.clone())
+pub fn run_hook(fake: &FakeAws) -> RunHook<FakeAws, FakeAws> {
+    RunHook::new(fake.clone(), fake.clone(), Scope::new(STATE_MACHINE))
 }
 
-pub fn rollback(fake: &FakeAws) -> Rollback<FakeAws, FakeAws> {
-    Rollback::new(fake.clone(), fake.clone())
+/// The rollback function; after a stop it waits `guard::LONGEST_WRITE` for a late write.
+pub fn rollback(fake: &FakeAws) -> Rollback<FakeAws, FakeAws, FakeAws> {
+    Rollback::new(
+        fake.clone(),
+        fake.clone(),
+        fake.clone(),
+        Scope::new(STATE_MACHINE),
+        LONGEST_WRITE,
+    )
 }
 
 /// One invocation as Lambda makes it: a JSON event in, a JSON output or a diagnostic out.
@@ -109,7 +154,14 @@ pub async fn invoke<H: Handler>(handler: H, event: Value) -> Result<Value, Diagn
 
 /// The rollout prepare returns for `input` against the fake's alias as it is now (stable version 6), without
 /// calling anything: `prepare_records_stable_version_and_revision_and_writes_nothing` checks the two agree.
+/// Execution d-1 runs with `input`.
 pub fn prepared(fake: &FakeAws, input: Value) -> Rollout {
+    running(fake, &input);
+    rollout_of(fake, input)
+}
+
+/// The rollout prepare returns for `input` against the fake's alias as it is now; no execution is arranged.
+pub fn rollout_of(fake: &FakeAws, input: Value) -> Rollout {
     Rollout::prepared(
         "d-1".into(),
         Deployment::from_value(input).unwrap(),
@@ -118,7 +170,7 @@ pub fn prepared(fake: &FakeAws, input: Value) -> Rollout {
     )
 }
 
-/// The canary rollout after its first shift (10% on 7), done through the handler.
+/// The canary rollout after its first shift (10% on 7), done through the handler for running execution d-1.
 pub async fn at_first_step(fake: &FakeAws) -> Rollout {
     shift_weight(fake)
         .handle(shift(prepared(fake, canary())))
@@ -184,23 +236,57 @@ pub fn operations(fake: &FakeAws) -> Vec<&'static str> {
 
 /// EventBridge's "Step Functions Execution Status Change" event for execution d-1.
 pub fn status_change(status: &str) -> Value {
+    status_change_of(EXECUTION, status)
+}
+
+/// EventBridge's "Step Functions Execution Status Change" event for execution `arn`.
+pub fn status_change_of(arn: &str, status: &str) -> Value {
     json!({
         "version": "0", "id": "e-1", "detail-type": "Step Functions Execution Status Change",
         "source": "aws.states", "account": "123456789012", "time": "2026-11-28T12:00:00Z", "region": "us-east-1",
-        "resources": [EXECUTION],
-        "detail": {"executionArn": EXECUTION,
-                   "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:safeshift",
-                   "name": "d-1", "status": status}
+        "resources": [arn],
+        "detail": {"executionArn": arn, "stateMachineArn": STATE_MACHINE,
+                   "name": arn.rsplit(':').next().unwrap(), "status": status}
     })
 }
 
-/// Execution d-1 of the canary input, ended with `status`, whose successful tasks returned `outputs`.
+/// Execution d-1 of the canary input, ended with `status` (long ago), whose successful tasks returned `outputs`,
+/// oldest first.
 pub fn execution(fake: &FakeAws, status: &str, outputs: Vec<String>) {
     fake.execution(EXECUTION, status, Some(&canary().to_string()), outputs);
 }
 
 /// Execution d-1, whose Prepare recorded a rollout from version 6 to 7.
 pub fn prepared_execution(fake: &FakeAws, status: &str) {
-    let rollout = serde_json::to_string(&prepared(fake, canary())).unwrap();
+    let rollout = serde_json::to_string(&rollout_of(fake, canary())).unwrap();
     execution(fake, status, vec![rollout]);
+}
+
+/// Runs `event` through shift-weight for execution d-1 and records its output in the execution's history, as
+/// Step Functions records a task's output.
+pub async fn recorded(fake: &FakeAws, event: ShiftWeightEvent) -> Rollout {
+    let rollout = shift_weight(fake).handle(event).await.unwrap();
+    fake.record_output(EXECUTION, serde_json::to_string(&rollout).unwrap());
+    rollout
+}
+
+/// The canary run by execution d-1 through the handlers up to its first step (10% on 7), each output recorded in
+/// its history; then the execution ends with `status`, long ago (nothing left to settle). Its lock is still
+/// held, as when no Catch ran.
+pub async fn stopped_at_first_step(fake: &FakeAws, status: &str) -> Rollout {
+    let prepared = recorded(fake, prepare(fake, canary())).await;
+    let first = recorded(fake, shift(prepared)).await;
+    fake.end_execution(EXECUTION, status, 1_000);
+    first
+}
+
+/// Execution `arn` (deployment `deployment_id`) holds `orders:live`'s lock, for a day from now.
+pub fn held_by(fake: &FakeAws, arn: &str, deployment_id: &str) -> LockHolder {
+    let holder = LockHolder {
+        execution_arn: arn.into(),
+        deployment_id: deployment_id.into(),
+        acquired_at: 1_800_000_000,
+    };
+    fake.hold_lock(KEY, holder.clone(), safeshift_engine::unix_now() + 86_400);
+    holder
 }

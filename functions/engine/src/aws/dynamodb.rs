@@ -1,0 +1,163 @@
+//! DynamoDB: the per-alias deployment lock, one item per alias in the stack's lock table, written with
+//! conditional expressions so that two Prepares racing for one alias cannot both win.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::get_item::GetItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use safeshift_core::Error;
+
+use super::{classify, throttled};
+use crate::ports::{AliasLock, LockHolder};
+
+/// The lock table's item: its key, and the holder's fields.
+const KEY: &str = "aliasKey";
+const EXECUTION: &str = "executionArn";
+const DEPLOYMENT: &str = "deploymentId";
+const ACQUIRED: &str = "acquiredAt";
+/// The table's TTL attribute: DynamoDB deletes lapsed locks itself (eventually; the condition does not wait).
+const EXPIRES: &str = "expiresAt";
+
+#[derive(Debug, Clone)]
+pub struct DynamoLockAdapter {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoLockAdapter {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+/// What DynamoDB's operations can answer beside their own errors, asked with the SDK's typed predicates.
+trait DynamoOperationError: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static {
+    fn is_throttled(&self) -> bool;
+}
+
+macro_rules! dynamo_operation_errors {
+    ($($error:ty),+) => {$(
+        impl DynamoOperationError for $error {
+            fn is_throttled(&self) -> bool {
+                self.is_provisioned_throughput_exceeded_exception()
+                    || self.is_request_limit_exceeded()
+            }
+        }
+    )+};
+}
+
+dynamo_operation_errors!(PutItemError, GetItemError, DeleteItemError);
+
+fn dynamo_error<E: DynamoOperationError>(operation: &str, err: SdkError<E, HttpResponse>) -> Error {
+    classify(operation, err, |e| {
+        e.is_throttled().then(|| throttled(operation))
+    })
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn holder_of(item: &HashMap<String, AttributeValue>) -> Option<(LockHolder, u64)> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let number = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+    };
+    Some((
+        LockHolder {
+            execution_arn: text(EXECUTION)?,
+            deployment_id: text(DEPLOYMENT).unwrap_or_default(),
+            acquired_at: number(ACQUIRED).unwrap_or_default(),
+        },
+        number(EXPIRES).unwrap_or_default(),
+    ))
+}
+
+impl AliasLock for DynamoLockAdapter {
+    async fn acquire(
+        &self,
+        key: &str,
+        holder: &LockHolder,
+        expires_at: u64,
+        replacing: Option<&str>,
+    ) -> Result<bool, Error> {
+        // Free, already ours (a retried Prepare), lapsed, or held by an execution found to have ended.
+        let mut condition =
+            format!("attribute_not_exists({KEY}) OR {EXECUTION} = :me OR {EXPIRES} < :now");
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, s(key))
+            .item(EXECUTION, s(&holder.execution_arn))
+            .item(DEPLOYMENT, s(&holder.deployment_id))
+            .item(ACQUIRED, n(holder.acquired_at))
+            .item(EXPIRES, n(expires_at))
+            .expression_attribute_values(":me", s(&holder.execution_arn))
+            .expression_attribute_values(":now", n(holder.acquired_at));
+        if let Some(previous) = replacing {
+            condition.push_str(&format!(" OR {EXECUTION} = :previous"));
+            request = request.expression_attribute_values(":previous", s(previous));
+        }
+        match request.condition_expression(condition).send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(dynamo_error("PutItem", e)),
+        }
+    }
+
+    async fn holder(&self, key: &str) -> Result<Option<(LockHolder, u64)>, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("GetItem", e))?;
+        Ok(out.item().and_then(holder_of))
+    }
+
+    async fn release(&self, key: &str, execution_arn: &str) -> Result<(), Error> {
+        let released = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, s(key))
+            .condition_expression(format!("{EXECUTION} = :me"))
+            .expression_attribute_values(":me", s(execution_arn))
+            .send()
+            .await;
+        match released {
+            Ok(_) => Ok(()),
+            // Someone else's lock, or none: nothing of ours to release.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(DeleteItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(dynamo_error("DeleteItem", e)),
+        }
+    }
+}
