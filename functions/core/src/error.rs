@@ -132,6 +132,10 @@ pub enum Error {
     /// Someone rejected the deployment at its manual approval gate.
     #[error("the deployment was rejected at its approval gate: {reason}")]
     ApprovalRejected { reason: String },
+    /// AWS refused the call (HTTP 403): the engine's role may not do it, e.g. invoke a hook outside the allowed
+    /// prefix or update an alias of a function it was not granted. Not retried: only a policy change fixes it.
+    #[error("{operation} was denied: {message}")]
+    AccessDenied { operation: String, message: String },
     /// AWS kept throttling the engine after its own retries; the state machine retries with backoff.
     #[error("{operation} is being throttled by AWS")]
     Throttled { operation: String },
@@ -178,6 +182,7 @@ mod tests {
             "AnalysisInconclusive",
             "HookFailed",
             "ApprovalRejected",
+            "AccessDenied",
             "Throttled",
             "AwsError",
             "Internal",
@@ -216,6 +221,14 @@ mod tests {
                 },
                 ErrorType::AliasConflict,
                 "alias `live`: deployment in progress",
+            ),
+            (
+                Error::AccessDenied {
+                    operation: "Invoke".into(),
+                    message: "not authorized to perform lambda:InvokeFunction".into(),
+                },
+                ErrorType::AccessDenied,
+                "Invoke was denied: not authorized to perform lambda:InvokeFunction",
             ),
         ];
         for (error, ty, message) in cases {

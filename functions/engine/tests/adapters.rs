@@ -172,6 +172,23 @@ fn throttle_response() -> HttpResponse {
     r
 }
 
+/// What AWS answers a call the role may not make: an HTTP 403, which the SDK models for no Lambda operation.
+fn access_denied_response(action: &str, resource: &str) -> HttpResponse {
+    let body = json!({
+        "Message": format!(
+            "User: arn:aws:sts::123456789012:assumed-role/safeshift/engine is not authorized to perform: {action} \
+             on resource: {resource} because no identity-based policy allows the {action} action"
+        )
+    });
+    let mut r = HttpResponse::new(
+        StatusCode::try_from(403).unwrap(),
+        SdkBody::from(body.to_string()),
+    );
+    r.headers_mut()
+        .insert("x-amzn-errortype", "AccessDeniedException");
+    r
+}
+
 fn prepare_event(input: Value) -> ShiftWeightEvent {
     ShiftWeightEvent::Prepare(PrepareEvent {
         deployment_id: "d-1".into(),
@@ -322,6 +339,35 @@ async fn a_revision_mismatch_on_write_is_an_alias_conflict() {
         "{err}"
     );
     assert_eq!(conflict.num_calls(), 1, "a conflict is not retried");
+}
+
+#[tokio::test]
+async fn a_denied_alias_write_is_access_denied_after_one_call() {
+    let rollout = prepared().await;
+    let alias = get_alias("6", &[], "r0");
+    // Denied every time: were a 403 retried, the mock would count the retries.
+    let denied = mock!(aws_sdk_lambda::Client::update_alias)
+        .sequence()
+        .http_response(|| {
+            access_denied_response(
+                "lambda:UpdateAlias",
+                "arn:aws:lambda:us-east-1:123456789012:function:orders:live",
+            )
+        })
+        .repeatedly()
+        .build();
+    let err = ShiftWeight::new(lambda(&[&alias, &denied]), no_wait())
+        .handle(shift(rollout))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AccessDenied);
+    let message = err.to_string();
+    assert!(message.starts_with("UpdateAlias was denied: "), "{message}");
+    assert!(
+        message.contains("is not authorized to perform: lambda:UpdateAlias"),
+        "{message}"
+    );
+    assert_eq!(denied.num_calls(), 1, "access denied is not retried");
 }
 
 #[tokio::test]
@@ -476,6 +522,28 @@ async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
         .unwrap();
     assert_eq!(invoke.num_calls(), 1);
     assert_eq!(out.verdict, HookVerdict::Pending);
+}
+
+#[tokio::test]
+async fn a_hook_outside_the_allowed_prefix_is_access_denied_after_one_call() {
+    // The role may invoke only SafeshiftHook_*: Lambda refuses `orders-smoke` with a 403.
+    let denied = mock!(aws_sdk_lambda::Client::invoke)
+        .sequence()
+        .http_response(|| {
+            access_denied_response(
+                "lambda:InvokeFunction",
+                "arn:aws:lambda:us-east-1:123456789012:function:orders-smoke",
+            )
+        })
+        .repeatedly()
+        .build();
+    let err = RunHook::new(lambda(&[&denied]))
+        .handle(hook_request(rollout_with_hooks(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AccessDenied);
+    assert!(err.to_string().starts_with("Invoke was denied: "), "{err}");
+    assert_eq!(denied.num_calls(), 1, "access denied is not retried");
 }
 
 // ---- Timeouts ----------------------------------------------------------------------------------------------

@@ -99,9 +99,11 @@ pub(crate) async fn warm_up<T, E: std::error::Error>(
     );
 }
 
-/// A failed SDK call in the core taxonomy. `classify` maps the operation's modeled errors; throttling and
-/// everything unclassified are handled here. Throttling is an HTTP 429 (Lambda) or an unmodeled error whose code
-/// is one the SDK's own retry classifier treats as throttling (CloudWatch's `Throttling` answers with a 400).
+/// A failed SDK call in the core taxonomy. `classify` maps the operation's modeled errors; access denied,
+/// throttling and everything unclassified are handled here. Access denied is an HTTP 403 (an IAM policy, a hook
+/// outside the allowed prefix, an SCP): no retry can grant it, so it is `AccessDenied`, which the state machine
+/// does not retry. Throttling is an HTTP 429 (Lambda) or an unmodeled error whose code is one the SDK's own retry
+/// classifier treats as throttling (CloudWatch's `Throttling` answers with a 400).
 pub(crate) fn classify<E>(
     operation: &str,
     err: SdkError<E, HttpResponse>,
@@ -112,6 +114,15 @@ where
 {
     if let Some(e) = err.as_service_error().and_then(classify) {
         return e;
+    }
+    if err
+        .raw_response()
+        .is_some_and(|r| r.status().as_u16() == 403)
+    {
+        return Error::AccessDenied {
+            operation: operation.to_owned(),
+            message: DisplayErrorContext(&err).to_string(),
+        };
     }
     let throttling_code = err
         .as_service_error()
