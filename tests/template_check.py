@@ -1,6 +1,7 @@
 """Checks what template.yaml promises, on the CloudFormation that SAM turns it into (offline, with samtranslator):
 the state machine's substitutions match the ASL's placeholders, every permission is scoped, every trust policy is
-conditioned, and the reconciler is wired to the right executions. Prints 'N passed, N failed'; exits 1 on a failure.
+conditioned, the reconciler is wired to the right executions, and the timeouts nest (SDK call < function < state).
+Prints 'N passed, N failed'; exits 1 on a failure.
 """
 import json
 import os
@@ -16,6 +17,21 @@ RAW = yaml_parse((ROOT / "template.yaml").read_text())
 ASL_TEXT = (ROOT / "statemachine" / "rollout.asl.json").read_text()
 FUNCTIONS = {"ShiftWeightFunction": "shift-weight", "CheckAlarmsFunction": "check-alarms",
              "RunHookFunction": "run-hook", "RollbackFunction": "rollback"}
+ENGINE = ROOT / "functions" / "engine" / "src"
+
+# The engine's timeouts in seconds, mirrored here so the ordering below reads as numbers; the_timeouts_mirror_
+# the_engine checks each against the Rust source, so the mirror cannot drift.
+# functions/engine/src/aws/mod.rs: every SDK call, one attempt of it, and a synchronous hook invocation.
+OPERATION_TIMEOUT = 10
+OPERATION_ATTEMPT_TIMEOUT = 3
+HOOK_INVOKE_TIMEOUT = 870
+# functions/engine/src/shift_weight.rs, ReadyWait::default(): how long prepare waits for a Pending target.
+READY_WAIT = 60
+# functions/engine/src/guard.rs: how long after a stop a write may still land; the reconciler waits that long.
+LONGEST_WRITE = 150
+# Lambda's init phase (up to 10 s on a cold start) runs outside a function's Timeout but inside its state's
+# TimeoutSeconds, so a state must outlast its function's Timeout by more than this.
+INIT_ALLOWANCE = 10
 
 
 class NoManagedPolicies:
@@ -165,6 +181,87 @@ def every_log_group_has_a_retention():
     assert len(groups) == 5, sorted(groups)
     for name, g in groups.items():
         assert g["Properties"].get("RetentionInDays"), name
+
+
+def function_timeouts():
+    """Each engine function's Timeout as deployed (SAM has merged the Globals into each function)."""
+    return {name: RESOURCES[name]["Properties"]["Timeout"] for name in FUNCTIONS}
+
+
+def invocations():
+    """(state, TimeoutSeconds, function) for every Task of the ASL, by the substitution its Resource (or, for a
+    .waitForTaskToken integration, its FunctionName) names."""
+    subs = RAW["Resources"]["RolloutStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    found = []
+    for state, s in json.loads(ASL_TEXT)["States"].items():
+        if s["Type"] != "Task":
+            continue
+        ref = s["Resource"] if s["Resource"].startswith("${") else s.get("Parameters", {}).get("FunctionName", "")
+        placeholder = re.fullmatch(r"\$\{(\w+)\}", ref)
+        assert placeholder, f"{state} invokes {s['Resource']!r}, which is none of the engine's functions"
+        found.append((state, s["TimeoutSeconds"], subs[placeholder[1]]["Fn::GetAtt"][0]))
+    return found
+
+
+@check
+def every_function_times_out_before_every_state_that_invokes_it():
+    # A function still running when its state times out can write after the rollback has read the alias.
+    timeouts = function_timeouts()
+    late = [f"{function}'s Timeout {timeouts[function]} s (+ {INIT_ALLOWANCE} s of init) does not end before "
+            f"{state}'s TimeoutSeconds {state_timeout} s"
+            for state, state_timeout, function in invocations()
+            if timeouts[function] + INIT_ALLOWANCE >= state_timeout]
+    assert not late, "; ".join(late)
+    seen = {function for _, _, function in invocations()}
+    assert seen == set(FUNCTIONS), f"no state invokes {set(FUNCTIONS) - seen}"
+
+
+@check
+def every_sdk_call_ends_before_its_function():
+    timeouts = function_timeouts()
+    assert OPERATION_ATTEMPT_TIMEOUT <= OPERATION_TIMEOUT, (OPERATION_ATTEMPT_TIMEOUT, OPERATION_TIMEOUT)
+    shortest = min(timeouts, key=timeouts.get)
+    assert OPERATION_TIMEOUT < timeouts[shortest], (
+        f"an SDK call may take {OPERATION_TIMEOUT} s, {shortest}'s Timeout is {timeouts[shortest]} s")
+    assert HOOK_INVOKE_TIMEOUT < timeouts["RunHookFunction"], (
+        f"a hook invocation may take {HOOK_INVOKE_TIMEOUT} s, run-hook's Timeout is {timeouts['RunHookFunction']} s")
+
+
+@check
+def prepare_waits_for_a_pending_target_within_its_function():
+    # The execution's read-back, GetAlias, the wait, the last poll (which may start at the deadline), the stable
+    # version's read, and the lock: the conditional put, the holder's read, its execution's, the take-over.
+    worst = READY_WAIT + 7 * OPERATION_TIMEOUT
+    timeout = function_timeouts()["ShiftWeightFunction"]
+    assert worst < timeout, f"prepare may take {worst} s, shift-weight's Timeout is {timeout} s"
+
+
+@check
+def the_timeouts_mirror_the_engine():
+    source = (ENGINE / "aws" / "mod.rs").read_text()
+    consts = {name: int(secs) for name, secs in
+              re.findall(r"pub const (\w+): Duration = Duration::from_secs\((\d+)\);", source)}
+    mirror = {"OPERATION_TIMEOUT": OPERATION_TIMEOUT, "OPERATION_ATTEMPT_TIMEOUT": OPERATION_ATTEMPT_TIMEOUT,
+              "HOOK_INVOKE_TIMEOUT": HOOK_INVOKE_TIMEOUT}
+    assert consts == mirror, f"aws/mod.rs has {consts}, this check mirrors {mirror}"
+    longest = re.search(r"pub const LONGEST_WRITE: Duration = Duration::from_secs\((\d+)\);",
+                        (ENGINE / "guard.rs").read_text())
+    assert longest and int(longest[1]) == LONGEST_WRITE, f"guard.rs waits {longest and longest[1]} s for late writes"
+    wait = re.search(r"impl Default for ReadyWait \{.*?timeout: Duration::from_secs\((\d+)\)",
+                     (ENGINE / "shift_weight.rs").read_text(), re.DOTALL)
+    assert wait and int(wait[1]) == READY_WAIT, f"ReadyWait::default() waits {wait and wait[1]} s, not {READY_WAIT}"
+
+
+@check
+def the_reconciler_outlasts_the_longest_write():
+    # A write started before a stop lands at the latest when shift-weight times out; the reconciler waits that
+    # long after the stop, then reads the alias, may revert it, and releases and marks (four more calls).
+    timeouts = function_timeouts()
+    assert LONGEST_WRITE == timeouts["ShiftWeightFunction"], (
+        f"guard::LONGEST_WRITE is {LONGEST_WRITE} s, shift-weight's Timeout {timeouts['ShiftWeightFunction']} s")
+    needed = LONGEST_WRITE + 4 * OPERATION_TIMEOUT
+    assert needed < timeouts["RollbackFunction"], (
+        f"the reconciler may need {needed} s, rollback's Timeout is {timeouts['RollbackFunction']} s")
 
 
 @check

@@ -41,8 +41,9 @@ enum Command {
         #[arg(long, short)]
         input: PathBuf,
     },
-    /// Start a deployment. The execution is named after the function, alias and target version, so starting the
-    /// same input again is the same execution.
+    /// Start a deployment. The execution is named after the function, alias and target version (with a digest of
+    /// the function and alias, so no two deployments share a name), so starting the same input again is the same
+    /// execution.
     Start {
         /// The deployment input (JSON); `-` reads standard input.
         #[arg(long, short)]

@@ -74,7 +74,7 @@ async fn start_and_wait_follows_a_rollout_to_promotion() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(stdout.contains(
-        "execution: arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:orders-live-2"
+        "execution: arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:orders-live-2-47987c5f"
     ));
     assert!(stdout.contains("step 1/2: 20.0% on version 2"), "{stdout}");
     assert!(
@@ -89,7 +89,7 @@ async fn start_and_wait_follows_a_rollout_to_promotion() {
 
     let list = e.run(&["list", "--output", "json"]).await;
     let rows: Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(rows[0]["name"], "orders-live-2");
+    assert_eq!(rows[0]["name"], "orders-live-2-47987c5f");
     assert_eq!(rows[0]["status"], "SUCCEEDED");
 }
 
@@ -187,7 +187,7 @@ async fn a_retried_start_is_the_same_execution_and_a_different_one_is_refused() 
         .await;
     assert!(!busy.status.success());
     assert!(
-        text(&busy.stderr).contains("deployment in progress: orders-live-2"),
+        text(&busy.stderr).contains("deployment in progress: orders-live-2-47987c5f"),
         "{}",
         text(&busy.stderr)
     );
@@ -420,7 +420,7 @@ async fn the_state_machine_is_found_from_the_stack_output_and_status_defaults_to
         status["executionArn"]
             .as_str()
             .unwrap()
-            .ends_with(":orders-live-2"),
+            .ends_with(":orders-live-2-47987c5f"),
         "{status}"
     );
 

@@ -265,22 +265,31 @@ impl Deployment {
     /// always give the same name, so a retried start is the same execution, and a different input for the same
     /// rollout is refused by Step Functions instead of running twice. `attempt` > 1 names a deliberate re-run
     /// after a finished attempt (execution names stay taken for 90 days).
+    ///
+    /// `{function}-{alias}-{target}-{digest}[-attempt-{n}]`, e.g. `orders-api-live-7-6793970e`. The readable part
+    /// alone is ambiguous (`a-b` + alias `c` and `a` + alias `b-c` both read `a-b-c`), so the digest (the first 4
+    /// bytes of a SHA-256, in hex) covers the `functionName` as written (an ARN's account and region included) and
+    /// the alias. Past Step Functions' 80 characters only the readable function and alias are cut: the target, the
+    /// digest and the attempt always stay.
     pub fn execution_name(&self, attempt: u32) -> String {
-        let mut name = format!(
-            "{}-{}-{}",
-            self.function_name.name, self.alias, self.target_version
-        );
-        if attempt > 1 {
-            name.push_str(&format!("-attempt-{attempt}"));
-        }
-        if name.len() <= MAX_EXECUTION_NAME {
-            return name;
-        }
-        // Too long for Step Functions: keep a readable prefix and make it unique with a digest of the whole.
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(name.as_bytes());
-        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("{}-{hex}", &name[..MAX_EXECUTION_NAME - 17])
+        let mut hash = sha2::Sha256::new();
+        hash.update(self.function_name.as_str());
+        // A byte neither a function reference nor an alias can contain, so the boundary between them is hashed too.
+        hash.update([0]);
+        hash.update(&self.alias);
+        let digest: String = hash.finalize()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut tail = format!("-{}-{digest}", self.target_version);
+        if attempt > 1 {
+            tail.push_str(&format!("-attempt-{attempt}"));
+        }
+        let readable = format!("{}-{}", self.function_name.name, self.alias);
+        // Names and aliases are ASCII, so any byte index is a character boundary.
+        let keep = readable.len().min(MAX_EXECUTION_NAME - tail.len());
+        format!("{}{tail}", &readable[..keep])
     }
 }
 

@@ -137,6 +137,10 @@ pub enum Error {
     /// machine — a direct invocation, or a rollout that is not its execution's own. Nothing was written.
     #[error("refused: {reason}")]
     ExecutionMismatch { reason: String },
+    /// AWS refused the call (HTTP 403): the engine's role may not do it, e.g. invoke a hook outside the allowed
+    /// prefix or update an alias of a function it was not granted. Not retried: only a policy change fixes it.
+    #[error("{operation} was denied: {message}")]
+    AccessDenied { operation: String, message: String },
     /// AWS kept throttling the engine after its own retries; the state machine retries with backoff.
     #[error("{operation} is being throttled by AWS")]
     Throttled { operation: String },
@@ -184,6 +188,7 @@ mod tests {
             "HookFailed",
             "ApprovalRejected",
             "ExecutionMismatch",
+            "AccessDenied",
             "Throttled",
             "AwsError",
             "Internal",
@@ -222,6 +227,14 @@ mod tests {
                 },
                 ErrorType::AliasConflict,
                 "alias `live`: deployment in progress",
+            ),
+            (
+                Error::AccessDenied {
+                    operation: "Invoke".into(),
+                    message: "not authorized to perform lambda:InvokeFunction".into(),
+                },
+                ErrorType::AccessDenied,
+                "Invoke was denied: not authorized to perform lambda:InvokeFunction",
             ),
         ];
         for (error, ty, message) in cases {

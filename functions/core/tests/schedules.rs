@@ -158,20 +158,25 @@ fn target_version_may_be_a_number() {
     assert_eq!(d.function_name.name, "orders-api");
 }
 
+fn named(function: &str, alias: &str, target: &str) -> Deployment {
+    Deployment::from_value(
+        json!({"functionName": function, "alias": alias, "targetVersion": target,
+                                  "strategy": "AllAtOnce"}),
+    )
+    .unwrap()
+}
+
 #[test]
 fn execution_names_are_deterministic_valid_and_bounded() {
-    let d = |function: &str, alias: &str, target: &str| {
-        Deployment::from_value(
-            json!({"functionName": function, "alias": alias, "targetVersion": target,
-                                      "strategy": "AllAtOnce"}),
-        )
-        .unwrap()
-    };
-    let arn = "arn:aws:lambda:us-east-1:123456789012:function:orders-api";
-    assert_eq!(d(arn, "live", "7").execution_name(1), "orders-api-live-7");
+    let d = named;
+    // Pinned: a name that changed between releases would start a second execution for a retried deployment.
+    assert_eq!(
+        d("orders-api", "live", "7").execution_name(1),
+        "orders-api-live-7-6793970e"
+    );
     assert_eq!(
         d("orders-api", "live", "7").execution_name(2),
-        "orders-api-live-7-attempt-2"
+        "orders-api-live-7-6793970e-attempt-2"
     );
     assert_ne!(
         d("orders-api", "live", "7").execution_name(1),
@@ -190,5 +195,39 @@ fn execution_names_are_deterministic_valid_and_bounded() {
     assert_ne!(
         one,
         d(&"f".repeat(64), &"a".repeat(128), "8").execution_name(1)
+    );
+    // Only the readable function and alias are cut: the target, the digest and the attempt stay.
+    let tail: Vec<&str> = one.rsplitn(3, '-').collect();
+    assert_eq!(tail[1], "7", "{one}");
+    assert!(
+        tail[0].len() == 8 && tail[0].chars().all(|c| c.is_ascii_hexdigit()),
+        "{one}"
+    );
+    let retry = long.execution_name(12);
+    assert_eq!(retry.len(), 80);
+    assert!(retry.ends_with("-attempt-12"), "{retry}");
+    assert_ne!(retry, long.execution_name(13));
+}
+
+#[test]
+fn execution_names_tell_apart_function_and_alias_that_read_the_same() {
+    // `a-b` + alias `c` and `a` + alias `b-c` both read `a-b-c`; the digest of the function and alias differs.
+    let (one, other) = (
+        named("a-b", "c", "7").execution_name(1),
+        named("a", "b-c", "7").execution_name(1),
+    );
+    assert_eq!(one, "a-b-c-7-695274f6");
+    assert_eq!(other, "a-b-c-7-02654a5c");
+    // The functionName as written counts: the same name in another account or region is another function.
+    let arn = |region: &str, account: &str| {
+        format!("arn:aws:lambda:{region}:{account}:function:orders-api")
+    };
+    assert_eq!(
+        named(&arn("us-east-1", "123456789012"), "live", "7").execution_name(1),
+        "orders-api-live-7-4e85436f"
+    );
+    assert_eq!(
+        named(&arn("eu-west-1", "210987654321"), "live", "7").execution_name(1),
+        "orders-api-live-7-ffbd32fd"
     );
 }

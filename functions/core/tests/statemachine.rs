@@ -143,6 +143,24 @@ fn every_task_repeats_the_one_retry_and_catch() {
     }
 }
 
+/// A denied call fails the same way every time: retrying only delays the rollback. AccessDenied must reach the
+/// Catch at once, so no Retry may name it, nor a wildcard that would match it.
+#[test]
+fn access_denied_is_caught_never_retried() {
+    assert!("AccessDenied".parse::<ErrorType>().is_ok());
+    for (name, s) in tasks() {
+        for r in s["Retry"].as_array().unwrap() {
+            for e in r["ErrorEquals"].as_array().unwrap() {
+                assert!(
+                    !["AccessDenied", "States.ALL", "States.TaskFailed"]
+                        .contains(&e.as_str().unwrap()),
+                    "{name} retries {e}, so an AccessDenied would be retried"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn the_rollback_path_always_ends_in_fail() {
     // Every state reachable from RollBack, by any transition, is Fail or leads only to Fail: a rolled-back

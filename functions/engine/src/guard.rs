@@ -50,7 +50,7 @@ pub const LOCK_SECONDS: u64 = 270_000;
 
 /// How long after an execution stopped a write it started may still land: the shift-weight function's timeout
 /// (template.yaml; a test keeps the two equal). The reconciler looks at the alias again once it has passed.
-pub const LONGEST_WRITE: Duration = Duration::from_secs(60);
+pub const LONGEST_WRITE: Duration = Duration::from_secs(150);
 
 /// How long the reconciler remembers an execution it handled: past EventBridge's retries of one event (the
 /// template's rule gives up after an hour).

@@ -47,7 +47,9 @@ pub struct ReadyWait {
 }
 
 impl Default for ReadyWait {
-    /// Well inside the task's timeout; a version still Pending after a minute is stuck, not slow.
+    /// A version still Pending after a minute is stuck, not slow. The wait and prepare's other calls (GetAlias,
+    /// the last poll, the stable version: three [`crate::aws::OPERATION_TIMEOUT`]s) stay under shift-weight's
+    /// `Timeout` (template.yaml), so prepare ends before its function does; tests/template_check.py checks it.
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(60),

@@ -2,6 +2,7 @@
 //! throttling, typed error classification, pagination, and the requests' wire shape. The handlers' decisions
 //! are tested over the in-memory fake in `tests/handlers/`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
@@ -33,9 +34,15 @@ use aws_sdk_sfn::types::{
     TaskSucceededEventDetails,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::timeout::TimeoutConfig;
 use safeshift_core::gates::Verdict;
 use safeshift_core::names::Version;
 use safeshift_core::prepare::VersionConfig;
@@ -253,6 +260,23 @@ fn throttle_response() -> HttpResponse {
     r
 }
 
+/// What AWS answers a call the role may not make: an HTTP 403, which the SDK models for no Lambda operation.
+fn access_denied_response(action: &str, resource: &str) -> HttpResponse {
+    let body = json!({
+        "Message": format!(
+            "User: arn:aws:sts::123456789012:assumed-role/safeshift/engine is not authorized to perform: {action} \
+             on resource: {resource} because no identity-based policy allows the {action} action"
+        )
+    });
+    let mut r = HttpResponse::new(
+        StatusCode::try_from(403).unwrap(),
+        SdkBody::from(body.to_string()),
+    );
+    r.headers_mut()
+        .insert("x-amzn-errortype", "AccessDeniedException");
+    r
+}
+
 fn prepare_event(input: Value) -> ShiftWeightEvent {
     ShiftWeightEvent::Prepare(PrepareEvent {
         deployment_id: "d-1".into(),
@@ -420,6 +444,35 @@ async fn a_revision_mismatch_on_write_is_an_alias_conflict() {
         "{err}"
     );
     assert_eq!(conflict.num_calls(), 1, "a conflict is not retried");
+}
+
+#[tokio::test]
+async fn a_denied_alias_write_is_access_denied_after_one_call() {
+    let rollout = prepared().await;
+    let alias = get_alias("6", &[], "r0");
+    // Denied every time: were a 403 retried, the mock would count the retries.
+    let denied = mock!(aws_sdk_lambda::Client::update_alias)
+        .sequence()
+        .http_response(|| {
+            access_denied_response(
+                "lambda:UpdateAlias",
+                "arn:aws:lambda:us-east-1:123456789012:function:orders:live",
+            )
+        })
+        .repeatedly()
+        .build();
+    let err = shift_weight(&[&alias, &denied], &[&running()])
+        .handle(shift(rollout))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AccessDenied);
+    let message = err.to_string();
+    assert!(message.starts_with("UpdateAlias was denied: "), "{message}");
+    assert!(
+        message.contains("is not authorized to perform: lambda:UpdateAlias"),
+        "{message}"
+    );
+    assert_eq!(denied.num_calls(), 1, "access denied is not retried");
 }
 
 #[tokio::test]
@@ -593,6 +646,146 @@ async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
     .unwrap();
     assert_eq!(invoke.num_calls(), 1);
     assert_eq!(out.verdict, HookVerdict::Pending);
+}
+
+#[tokio::test]
+async fn a_hook_outside_the_allowed_prefix_is_access_denied_after_one_call() {
+    // The role may invoke only SafeshiftHook_*: Lambda refuses `orders-smoke` with a 403.
+    let denied = mock!(aws_sdk_lambda::Client::invoke)
+        .sequence()
+        .http_response(|| {
+            access_denied_response(
+                "lambda:InvokeFunction",
+                "arn:aws:lambda:us-east-1:123456789012:function:orders-smoke",
+            )
+        })
+        .repeatedly()
+        .build();
+    let err = RunHook::new(
+        lambda(&[&denied]),
+        sfn(&[&describe_execution_of(
+            ExecutionStatus::Running,
+            hooked_input(),
+        )]),
+        scope(),
+    )
+    .handle(hook_request(rollout_with_hooks(), None))
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AccessDenied);
+    assert!(err.to_string().starts_with("Invoke was denied: "), "{err}");
+    assert_eq!(denied.num_calls(), 1, "access denied is not retried");
+}
+
+// ---- Timeouts ----------------------------------------------------------------------------------------------
+
+/// Records the timeouts each call runs with, by operation: what the orchestrator will enforce.
+#[derive(Debug, Clone, Default)]
+struct SeenTimeouts(Arc<Mutex<Vec<(String, TimeoutConfig)>>>);
+
+impl Intercept for SeenTimeouts {
+    fn name(&self) -> &'static str {
+        "SeenTimeouts"
+    }
+
+    // Not read_before_execution: a client's interceptor runs that before the operation's own configuration
+    // (its name, a config override) is applied.
+    fn read_before_serialization(
+        &self,
+        _: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg.load::<Metadata>().map(|m| m.name().to_owned());
+        let timeouts = cfg.load::<TimeoutConfig>().cloned();
+        self.0.lock().unwrap().push((
+            operation.unwrap_or_default(),
+            timeouts.unwrap_or_else(TimeoutConfig::disabled),
+        ));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_client_is_loaded_with_the_operation_and_attempt_timeouts() {
+    // The region is set so that loading resolves nothing from the machine; the timeouts are load_config's own.
+    let config = aws::config_loader()
+        .region(aws_config::Region::from_static("us-east-1"))
+        .load()
+        .await;
+    let t = config.timeout_config().unwrap();
+    assert_eq!(t.operation_timeout(), Some(aws::OPERATION_TIMEOUT));
+    assert_eq!(
+        t.operation_attempt_timeout(),
+        Some(aws::OPERATION_ATTEMPT_TIMEOUT)
+    );
+    assert!(
+        t.connect_timeout().is_some(),
+        "the SDK's connect timeout is kept"
+    );
+}
+
+#[tokio::test]
+async fn a_synchronous_hook_gets_its_own_timeout_and_every_other_call_the_engines() {
+    let seen = SeenTimeouts::default();
+    let connect = Duration::from_secs(1);
+    let mut client_timeouts = aws::timeout_config();
+    client_timeouts.take_defaults_from(&TimeoutConfig::builder().connect_timeout(connect).build());
+    let alias = get_alias("6", &[], "r0");
+    let invoke = mock!(aws_sdk_lambda::Client::invoke)
+        .then_output(|| InvokeOutput::builder().status_code(200).build());
+    let lambda = LambdaAdapter::new(mock_client!(
+        aws_sdk_lambda,
+        RuleMode::MatchAny,
+        &[&alias, &invoke],
+        |c| c
+            .retry_config(fast_retries())
+            .timeout_config(client_timeouts.clone())
+            .interceptor(seen.clone())
+    ));
+    lambda.get_alias("orders", "live").await.unwrap();
+    lambda
+        .invoke("orders-smoke", b"{}".to_vec(), InvokeMode::Async)
+        .await
+        .unwrap();
+    lambda
+        .invoke("orders-smoke", b"{}".to_vec(), InvokeMode::Sync)
+        .await
+        .unwrap();
+    let seen: Vec<_> = seen
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(op, t)| {
+            (
+                op.clone(),
+                t.operation_timeout(),
+                t.operation_attempt_timeout(),
+                t.connect_timeout(),
+            )
+        })
+        .collect();
+    let engine = (
+        Some(aws::OPERATION_TIMEOUT),
+        Some(aws::OPERATION_ATTEMPT_TIMEOUT),
+        Some(connect),
+    );
+    // One attempt as long as the operation: a hook that ran out of time is not started again.
+    let hook = (
+        Some(aws::HOOK_INVOKE_TIMEOUT),
+        Some(aws::HOOK_INVOKE_TIMEOUT),
+        Some(connect),
+    );
+    let row = |op: &str, (o, a, c)| (op.to_owned(), o, a, c);
+    assert_eq!(
+        seen,
+        [
+            row("GetAlias", engine),
+            row("Invoke", engine),
+            row("Invoke", hook)
+        ]
+    );
 }
 
 // ---- CloudWatch: alarms ------------------------------------------------------------------------------------

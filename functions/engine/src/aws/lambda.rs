@@ -11,13 +11,14 @@ use aws_sdk_lambda::types::{AliasRoutingConfiguration, InvocationType};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::timeout::TimeoutConfig;
 use safeshift_core::Error;
 use safeshift_core::alias::{AliasState, AliasUpdate};
 use safeshift_core::error::Resource;
 use safeshift_core::hooks::HookResponse;
 use safeshift_core::prepare::VersionConfig;
 
-use super::{classify, throttled, warm_up};
+use super::{HOOK_INVOKE_TIMEOUT, classify, throttled, warm_up};
 use crate::ports::{InvokeHook, InvokeMode, ReadAlias, ReadVersion, WriteAlias};
 
 /// What every Lambda operation the engine calls can answer beside its own errors, asked with the SDK's typed
@@ -89,6 +90,18 @@ impl LambdaAdapter {
     /// Opens the connection to Lambda during init, with GetAccountSettings (read-only, on no resource).
     pub async fn warm_up(&self) {
         warm_up("lambda", self.client.get_account_settings().send()).await;
+    }
+
+    /// The override a synchronous hook invocation runs with: [`HOOK_INVOKE_TIMEOUT`] for the operation and its
+    /// one attempt (equal, so a hook that ran out of time is not started again). The SDK merges it field by
+    /// field over the client's timeouts, so the connect timeout stays the client's.
+    fn hook_invoke_config() -> aws_sdk_lambda::config::Builder {
+        aws_sdk_lambda::config::Builder::default().timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(HOOK_INVOKE_TIMEOUT)
+                .operation_attempt_timeout(HOOK_INVOKE_TIMEOUT)
+                .build(),
+        )
     }
 }
 
@@ -222,17 +235,22 @@ impl InvokeHook for LambdaAdapter {
             InvokeMode::Sync => InvocationType::RequestResponse,
             InvokeMode::Async => InvocationType::Event,
         };
-        let out = self
+        let request = self
             .client
             .invoke()
             .function_name(function)
             .invocation_type(invocation_type)
             .payload(Blob::new(payload))
-            .send()
-            .await
-            .map_err(|e| {
-                lambda_error("Invoke", e, (Resource::Hook, function.to_owned()), |_| None)
-            })?;
+            .customize();
+        let request = match mode {
+            // A synchronous invocation lasts as long as the hook runs: it gets its own, longer bound.
+            InvokeMode::Sync => request.config_override(Self::hook_invoke_config()),
+            // An asynchronous one is queued at once, like any other call.
+            InvokeMode::Async => request,
+        };
+        let out = request.send().await.map_err(|e| {
+            lambda_error("Invoke", e, (Resource::Hook, function.to_owned()), |_| None)
+        })?;
         Ok(HookResponse {
             function_error: out.function_error().map(str::to_owned),
             payload: out

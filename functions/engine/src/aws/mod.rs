@@ -20,6 +20,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
 use safeshift_core::Error;
 
 /// The SDK's standard retry mode: three attempts with exponential backoff and jitter for throttling and
@@ -31,14 +32,44 @@ pub fn retry_config() -> RetryConfig {
         .with_initial_backoff(Duration::from_millis(200))
 }
 
+/// The longest one SDK call may take, all its attempts and backoffs included. The bounds nest, so that a write
+/// can never land after its state has given up on it (and the rollback has read the alias):
+///
+///   this < every function's `Timeout` (`template.yaml`) < the `TimeoutSeconds` of every state invoking it.
+///
+/// `tests/template_check.py` mirrors these constants, checks the mirror against this file, and fails if the
+/// order breaks. Three attempts of [`OPERATION_ATTEMPT_TIMEOUT`] and their backoffs fit inside it.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest one attempt of an SDK call may take. The engine's calls are small control-plane requests that
+/// answer in well under a second; an attempt that hangs is cut short and retried within [`OPERATION_TIMEOUT`].
+pub const OPERATION_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The one exception to [`OPERATION_TIMEOUT`]: a synchronous hook invocation lasts as long as the team's hook
+/// runs, so it gets nearly all of `run-hook`'s `Timeout` (880 s), leaving 10 s to judge the answer and return.
+/// One attempt: a hook that ran out of time is not started again.
+pub const HOOK_INVOKE_TIMEOUT: Duration = Duration::from_secs(870);
+
+/// The operation and attempt timeouts every client gets (the connect timeout stays the SDK's default).
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .operation_timeout(OPERATION_TIMEOUT)
+        .operation_attempt_timeout(OPERATION_ATTEMPT_TIMEOUT)
+        .build()
+}
+
 /// Loads the shared AWS configuration once, at cold start: region and credentials from the Lambda environment,
 /// endpoints from `AWS_ENDPOINT_URL*` (which is how the local stack and the tests point the real clients at a
-/// local AWS).
+/// local AWS), the retry policy and the timeouts above.
 pub async fn load_config() -> aws_config::SdkConfig {
+    config_loader().load().await
+}
+
+/// What [`load_config`] loads, before it resolves anything from the environment (a test sets the region here).
+pub fn config_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .retry_config(retry_config())
-        .load()
-        .await
+        .timeout_config(timeout_config())
 }
 
 /// Whether the functions open their AWS connections during init (`SAFESHIFT_WARM_UP`; on unless `0`, `false` or
@@ -70,9 +101,11 @@ pub(crate) async fn warm_up<T, E: std::error::Error>(
     );
 }
 
-/// A failed SDK call in the core taxonomy. `classify` maps the operation's modeled errors; throttling and
-/// everything unclassified are handled here. Throttling is an HTTP 429 (Lambda) or an unmodeled error whose code
-/// is one the SDK's own retry classifier treats as throttling (CloudWatch's `Throttling` answers with a 400).
+/// A failed SDK call in the core taxonomy. `classify` maps the operation's modeled errors; access denied,
+/// throttling and everything unclassified are handled here. Access denied is an HTTP 403 (an IAM policy, a hook
+/// outside the allowed prefix, an SCP): no retry can grant it, so it is `AccessDenied`, which the state machine
+/// does not retry. Throttling is an HTTP 429 (Lambda) or an unmodeled error whose code is one the SDK's own retry
+/// classifier treats as throttling (CloudWatch's `Throttling` answers with a 400).
 pub(crate) fn classify<E>(
     operation: &str,
     err: SdkError<E, HttpResponse>,
@@ -83,6 +116,15 @@ where
 {
     if let Some(e) = err.as_service_error().and_then(classify) {
         return e;
+    }
+    if err
+        .raw_response()
+        .is_some_and(|r| r.status().as_u16() == 403)
+    {
+        return Error::AccessDenied {
+            operation: operation.to_owned(),
+            message: DisplayErrorContext(&err).to_string(),
+        };
     }
     let throttling_code = err
         .as_service_error()
