@@ -1,13 +1,13 @@
 //! How much a gate's answer may carry. The state machine carries every report in its state, and Step Functions
 //! ends an execution whose state passes 256 KB with `States.DataLimitExceeded`, which no Catch can take: the
 //! deployment would then stop without its rollback. So the state carries a summary, never unbounded evidence,
-//! and every cut says what it left out; the full story is in the logs' inputs (CloudWatch keeps every alarm).
+//! and every cut says what it left out (CloudWatch keeps every alarm's state and history).
 //!
 //! The budget, at its worst legal input: the rollout itself — the deployment (up to 100 alarm names of 255
 //! bytes and 100 custom steps, ~30 KB) and a record per passed step (101 × ~300 bytes, ~30 KB) — plus
 //! this step's report (at most ~12.5 KB per gate that ran, and a failing alarm gate ends the list) and, after
 //! `GateFailed`, the same report again as the failure's cause (a Fail state's cause holds at most 32,768
-//! characters). That is under 100 KB, far from 256 KB.
+//! characters). That is ~110 KB at the very worst, far from 256 KB.
 //!
 //! The caps (bytes of UTF-8, cut at a character boundary, before JSON escaping):
 //! - each finding: [`MAX_FINDING_BYTES`], ended with `…[+N bytes]` when cut;
