@@ -221,4 +221,42 @@ mod tests {
             "  gates: pass (no gates configured)"
         );
     }
+
+    #[test]
+    fn a_truncated_report_reads_as_one_line_with_its_count() {
+        use safeshift_core::gates::alarms::{self, AlarmEvidence};
+        use safeshift_core::gates::{Extensions, analysis::OnInconclusive, decide};
+        // The report check-alarms writes for 100 alarms in ALARM: the evidence and the finding are cut.
+        let listed: Vec<String> = (0..100).map(|i| format!("orders-errors-{i:03}")).collect();
+        let found = listed
+            .iter()
+            .map(|name| AlarmEvidence {
+                name: name.clone(),
+                kind: "metric".into(),
+                state: "ALARM".into(),
+                reason: "r".repeat(1_023),
+                updated_at: None,
+            })
+            .collect();
+        let result = alarms::judge(&listed, found).unwrap();
+        let once = Extensions {
+            max: 0,
+            seconds: 60,
+            then: OnInconclusive::Fail,
+        };
+        let report = decide(Some(0), vec![result], once, None);
+        let state = json!({"gates": report});
+        assert_eq!(
+            state["gates"]["results"][0]["evidence"]["truncated"]["alarms"],
+            90
+        );
+        let line = exited("CheckGates", &state).unwrap();
+        // The names that fit in a finding, then the count of the rest; never the evidence.
+        assert!(
+            line.starts_with("  gates: fail (in ALARM: orders-errors-000, orders-errors-001, "),
+            "{line}"
+        );
+        assert!(line.ends_with(" more (not shown))"), "{line}");
+        assert!(line.len() < 600 && !line.contains("rrrr"), "{line}");
+    }
 }

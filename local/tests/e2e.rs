@@ -695,3 +695,101 @@ async fn a_direct_invocation_of_an_engine_function_is_refused() {
     // The finished deployment promoted version 2; nothing since moved it.
     assert_eq!(e.fx.routing("orders").await.unwrap(), stable("2"));
 }
+
+// ---- bounded state ----------------------------------------------------------------------------------
+
+/// A deployment's worst legal alarm list: 100 alarms (its limit) with 255-byte names (CloudWatch's), in OK.
+async fn maximal_alarms(e: &Env) -> Vec<String> {
+    let names: Vec<String> = (0..100)
+        .map(|i| format!("orders-errors-{i:03}-{}", "x".repeat(237)))
+        .collect();
+    assert!(names.iter().all(|n| n.len() == 255));
+    // Concurrently: a hundred alarms one by one would make the test slow.
+    let mut created = tokio::task::JoinSet::new();
+    for name in names.clone() {
+        let fx = e.fx.clone();
+        created.spawn(async move { fx.alarm(&name).await });
+    }
+    while let Some(r) = created.join_next().await {
+        r.unwrap().unwrap();
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_long_alarms_in_alarm_roll_back_within_the_state_limit() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    let alarms = maximal_alarms(&e).await;
+    let mut input = deployment(
+        json!({"steps": [{"percent": 10, "bakeSeconds": 1}, {"percent": 50, "bakeSeconds": 1}]}),
+    );
+    input["alarms"] = json!(alarms);
+    let arn = e.start("orders-live-2", &input).await;
+    wait_for_split(&e, "orders").await;
+    // Every alarm fires with CloudWatch's longest reason (1,023 characters), all at once.
+    let mut fired = tokio::task::JoinSet::new();
+    for name in alarms {
+        let fx = e.fx.clone();
+        fired.spawn(async move {
+            let reason = format!("{name} crossed its threshold: {}", "d".repeat(1_023));
+            fx.set_alarm(
+                &name,
+                aws_sdk_cloudwatch::types::StateValue::Alarm,
+                &reason[..1_023],
+            )
+            .await
+        });
+    }
+    while let Some(r) = fired.join_next().await {
+        r.unwrap().unwrap();
+    }
+    let done = e.finish(&arn).await;
+    assert_eq!(*done.status(), ExecutionStatus::Failed);
+    assert_eq!(done.error(), Some("AlarmFired"), "{:?}", done.cause());
+
+    // The rollback ran, and put the alias back.
+    let entered = states_entered(&e, &arn).await;
+    assert!(entered.iter().any(|s| s == "RollBack"), "{entered:?}");
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
+
+    // No state came near Step Functions' 256 KB: unbounded, the report alone was ~160 KB, twice after GateFailed.
+    for event in executions::history(&e.sfn, &arn).await.unwrap() {
+        let (state, data) = if let Some(d) = event.state_entered_event_details() {
+            (d.name(), d.input())
+        } else if let Some(d) = event.state_exited_event_details() {
+            (d.name(), d.output())
+        } else {
+            continue;
+        };
+        let size = data.map_or(0, str::len);
+        assert!(
+            size < 64 * 1024,
+            "{state} ({:?}) carries {size} bytes",
+            event.r#type()
+        );
+    }
+
+    // The cause is the bounded report, and it says what it left out.
+    let cause: Value = serde_json::from_str(done.cause().unwrap()).unwrap();
+    let alarms = gate(&cause, "alarms");
+    assert_eq!(
+        alarms["evidence"]["truncated"],
+        json!({"alarms": 90}),
+        "{cause:#}"
+    );
+    let shown = alarms["evidence"]["alarms"].as_array().unwrap();
+    assert_eq!(shown.len(), 10);
+    // Those in ALARM come first; each reason is cut, and says by how much.
+    assert_eq!(shown[0]["state"], "ALARM", "{cause:#}");
+    for a in shown.iter().filter(|a| a["state"] == "ALARM") {
+        let reason = a["reason"].as_str().unwrap();
+        assert!(
+            reason.len() <= 256 && reason.ends_with("bytes]"),
+            "{reason}"
+        );
+    }
+    let finding = alarms["findings"][0].as_str().unwrap();
+    assert!(finding.starts_with("in ALARM: orders-errors-"), "{finding}");
+    assert!(finding.len() <= 512, "{finding}");
+}

@@ -8,6 +8,7 @@ use crate::alias::{AliasState, AliasTarget, AliasUpdate};
 use crate::deployment::Deployment;
 use crate::error::Error;
 use crate::gates::analysis::{self, OnInconclusive};
+use crate::gates::bounds::{self, MAX_RECORD_SUMMARY_BYTES};
 use crate::gates::{Extensions, GateReport, Verdict};
 use crate::names::Version;
 
@@ -102,7 +103,8 @@ impl TryFrom<RolloutWire> for Rollout {
     }
 }
 
-/// One step's gate verdict, as the rollout keeps it (the full evidence is in that CheckGates task's output).
+/// One step's gate verdict, as the rollout keeps it (the full evidence is in that CheckGates task's output):
+/// `summary` is at most [`MAX_RECORD_SUMMARY_BYTES`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GateRecord {
@@ -144,7 +146,8 @@ impl Rollout {
         }
     }
 
-    /// Keeps the gates' verdict on the current step, once however often it is offered.
+    /// Keeps the gates' verdict on the current step, once however often it is offered. The rollout carries every
+    /// record to its end, so each summary is cut to [`MAX_RECORD_SUMMARY_BYTES`], ending `…[+N bytes]` when cut.
     pub fn record(&mut self, gates: &GateReport) {
         let Some(step) = self.step.filter(|s| gates.step == Some(*s)) else {
             return;
@@ -156,7 +159,7 @@ impl Rollout {
             step: step + 1,
             percent: self.percent,
             verdict: gates.verdict,
-            summary: gates.summary(),
+            summary: bounds::cut(&gates.summary(), MAX_RECORD_SUMMARY_BYTES),
         });
     }
 
@@ -510,6 +513,70 @@ mod tests {
         assert!(r.is_analysed_now(), "the canary step is");
         let promoted = r.advanced(1, "r2".into(), 2_000);
         assert!(promoted.promoted && !promoted.is_analysed_now());
+    }
+
+    #[test]
+    fn a_longest_rollout_with_the_most_alarms_stays_small_after_every_record() {
+        // The worst legal input: 100 alarms with 255-byte names, 100 traffic steps (101 with the promotion).
+        let alarms: Vec<String> = (0..100)
+            .map(|i| format!("{i:03}-{}", "n".repeat(251)))
+            .collect();
+        let steps: Vec<String> = (1..=100)
+            .map(|p| format!(r#"{{"percent":{},"bakeSeconds":60}}"#, f64::from(p) * 0.99))
+            .collect();
+        let d = Deployment::parse(&format!(
+            r#"{{"functionName":"orders","alias":"live","targetVersion":"7","strategy":{{"steps":[{}]}},
+                "alarms":{},"analysis":{{"maxErrorRate":0.01,"maxP99LatencyIncrease":0.2}}}}"#,
+            steps.join(","),
+            serde_json::to_string(&alarms).unwrap()
+        ))
+        .unwrap();
+        let mut r = Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into());
+        assert_eq!(r.step_count, 101);
+        // Each step passes with the longest findings both gates write.
+        let findings = vec![
+            "no alarm in ALARM (100 checked)".to_owned(),
+            "error rate 0.50% (1/200) is within maxErrorRate 1.00%".to_owned(),
+            format!(
+                "error rate 0.50% vs stable 0.50% (9/1800): two-proportion z-test, one-sided p = 0.5000 — not significantly worse at 95% confidence; {}",
+                "x".repeat(500)
+            ),
+        ];
+        let mut full = 0;
+        for step in 0..r.step_count {
+            r = r.advanced(step, format!("r{step}"), 1_000);
+            let report = decide(
+                r.step,
+                vec![GateResult {
+                    gate: "analysis".into(),
+                    verdict: Verdict::Pass,
+                    error: None,
+                    findings: findings.clone(),
+                    evidence: serde_json::Value::Null,
+                }],
+                r.extensions(),
+                None,
+            );
+            full = report.summary().len();
+            r.record(&report);
+        }
+        assert_eq!(r.passed_gates.len(), 101);
+        for g in &r.passed_gates {
+            assert!(g.summary.len() <= MAX_RECORD_SUMMARY_BYTES, "{}", g.summary);
+            assert!(
+                g.summary
+                    .starts_with("pass: no alarm in ALARM (100 checked); error rate")
+            );
+        }
+        // The cut says how much it left out.
+        let summary = &r.passed_gates[0].summary;
+        let kept = summary.split('…').next().unwrap().len();
+        assert!(
+            summary.ends_with(&format!("…[+{} bytes]", full - kept)),
+            "{summary}"
+        );
+        let size = serde_json::to_string(&r).unwrap().len();
+        assert!(size < 64 * 1024, "the rollout is {size} bytes");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! bake was extended (other fields the state machine adds are ignored).
 //! Output: a [`GateReport`]: `verdict` `pass`, `fail` (with `error` `AlarmFired`, `AnalysisFailed` or
 //! `AnalysisInconclusive`) or `inconclusive` (with `extendSeconds`), and `results`, one per gate that ran, each
-//! with its findings and evidence: each alarm's state and reason, each version's counts, rates, p-value and p99s.
+//! with its findings and evidence: each alarm's state and reason, each version's counts, rates, p-value and p99s,
+//! bounded to fit the state machine's state (`safeshift_core::gates::bounds`: at most 10 alarms, those in ALARM
+//! first, reasons cut, every cut marked).
 //! With no alarms and no analysis it passes without calling AWS.
 //! Errors: `ResourceNotFound` when a listed alarm does not exist (fail closed: a missing alarm is never
 //! "healthy"), `InvalidInput`, `Throttled`, `AwsError`.

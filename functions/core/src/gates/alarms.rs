@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::bounds::{self, MAX_ALARM_REASON_BYTES, MAX_ALARMS_SHOWN, MAX_FINDING_BYTES};
 use super::{GateResult, Verdict};
 use crate::error::{Error, ErrorType, Resource};
 
@@ -23,22 +24,85 @@ pub struct AlarmEvidence {
     pub updated_at: Option<String>,
 }
 
-/// What the alarm gate read: every listed alarm's state.
+/// What the alarm gate read: the listed alarms' states, bounded because the report travels in the state
+/// machine's state (see [`super::bounds`]). Up to [`MAX_ALARMS_SHOWN`] alarms, every one in the order read;
+/// beyond that, the first [`MAX_ALARMS_SHOWN`] after putting those in ALARM first, then INSUFFICIENT_DATA, then
+/// the rest (read order within each), with `"truncated": {"alarms": N}` counting the ones left out. Each reason
+/// is cut to [`MAX_ALARM_REASON_BYTES`], ending `…[+N bytes]` when cut. The finding counts every alarm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlarmsEvidence {
     pub alarms: Vec<AlarmEvidence>,
+    /// What was left out, when anything was; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<AlarmsTruncated>,
+}
+
+/// How much of the alarm evidence is not shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmsTruncated {
+    /// Alarms read but not listed in `alarms`.
+    pub alarms: usize,
 }
 
 impl AlarmsEvidence {
-    /// The alarms in ALARM, by name.
-    pub fn failing(&self) -> Vec<&str> {
-        self.alarms
-            .iter()
-            .filter(|a| a.state == "ALARM")
-            .map(|a| a.name.as_str())
-            .collect()
+    /// The evidence of `alarms` (all of them read), within the caps.
+    fn shown(mut alarms: Vec<AlarmEvidence>) -> Self {
+        let read = alarms.len();
+        if read > MAX_ALARMS_SHOWN {
+            // A stable sort: what failed the step first, then what could not be judged, each in read order.
+            alarms.sort_by_key(|a| match a.state.as_str() {
+                "ALARM" => 0,
+                "INSUFFICIENT_DATA" => 1,
+                _ => 2,
+            });
+            alarms.truncate(MAX_ALARMS_SHOWN);
+        }
+        for a in &mut alarms {
+            if a.reason.len() > MAX_ALARM_REASON_BYTES {
+                a.reason = bounds::cut(&a.reason, MAX_ALARM_REASON_BYTES);
+            }
+        }
+        let truncated = (read > alarms.len()).then(|| AlarmsTruncated {
+            alarms: read - alarms.len(),
+        });
+        Self { alarms, truncated }
     }
+
+    /// The alarms in ALARM among those shown, by name.
+    pub fn failing(&self) -> Vec<&str> {
+        failing(&self.alarms)
+    }
+}
+
+fn failing(alarms: &[AlarmEvidence]) -> Vec<&str> {
+    alarms
+        .iter()
+        .filter(|a| a.state == "ALARM")
+        .map(|a| a.name.as_str())
+        .collect()
+}
+
+/// The failing finding: `in ALARM: a, b`, naming as many as fit in [`MAX_FINDING_BYTES`] and ending
+/// ` and N more (not shown)` when some do not (the first always fits: names are at most 255 bytes).
+fn in_alarm(names: &[&str]) -> String {
+    let more = |n: usize| format!(" and {n} more (not shown)");
+    let mut finding = String::from("in ALARM: ");
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            // Room for this name and, if any follow, for the count of those.
+            let after = names.len() - i - 1;
+            let tail = if after > 0 { more(after).len() } else { 0 };
+            if finding.len() + ", ".len() + name.len() + tail > MAX_FINDING_BYTES {
+                finding.push_str(&more(names.len() - i));
+                break;
+            }
+            finding.push_str(", ");
+        }
+        finding.push_str(name);
+    }
+    finding
 }
 
 /// Judges the alarms. Every listed alarm must be found: a missing one is an error, never "healthy". Only ALARM
@@ -53,17 +117,16 @@ pub fn judge(listed: &[String], found: Vec<AlarmEvidence>) -> Result<GateResult,
             name: missing.clone(),
         });
     }
-    let evidence = AlarmsEvidence {
-        alarms: found
-            .into_iter()
-            .filter(|a| listed.contains(&a.name))
-            .collect(),
-    };
-    let failing = evidence.failing();
+    let read: Vec<AlarmEvidence> = found
+        .into_iter()
+        .filter(|a| listed.contains(&a.name))
+        .collect();
+    // Judged on every alarm read; only what the report shows is bounded.
+    let failing = failing(&read);
     // A passing step's finding stays one short line however many alarms there are: it is kept in the rollout's
     // record of every step, while the names and states are in the evidence.
     let (verdict, error, finding) = if failing.is_empty() {
-        let n = evidence.alarms.len();
+        let n = read.len();
         (
             Verdict::Pass,
             None,
@@ -73,10 +136,11 @@ pub fn judge(listed: &[String], found: Vec<AlarmEvidence>) -> Result<GateResult,
         (
             Verdict::Fail,
             Some(ErrorType::AlarmFired),
-            format!("in ALARM: {}", failing.join(", ")),
+            in_alarm(&failing),
         )
     };
     let findings = vec![finding];
+    let evidence = AlarmsEvidence::shown(read);
     Ok(GateResult {
         gate: GATE.into(),
         verdict,
@@ -137,5 +201,123 @@ mod tests {
         assert_eq!(evidence.failing(), ["a"]);
         assert_eq!(evidence.alarms.len(), 2, "unlisted alarms are not evidence");
         assert_eq!(judge(&[], vec![]).unwrap().verdict, Verdict::Pass);
+    }
+
+    /// The worst a deployment can list: 100 alarms (its limit), each name 255 bytes (CloudWatch's), each reason
+    /// 1,023 characters (CloudWatch's).
+    fn worst(state: &str) -> (Vec<String>, Vec<AlarmEvidence>) {
+        let listed: Vec<String> = (0..100)
+            .map(|i| format!("{i:03}-{}", "n".repeat(251)))
+            .collect();
+        let found = listed
+            .iter()
+            .map(|name| AlarmEvidence {
+                reason: "r".repeat(1_023),
+                updated_at: Some("2026-01-01T00:00:00.000Z".into()),
+                ..alarm(name, state)
+            })
+            .collect();
+        (listed, found)
+    }
+
+    #[test]
+    fn the_worst_legal_alarm_report_is_small_and_says_what_it_left_out() {
+        let (listed, found) = worst("ALARM");
+        assert!(listed.iter().all(|n| n.len() == 255));
+        let result = judge(&listed, found).unwrap();
+        assert_eq!(
+            (result.verdict, result.error),
+            (Verdict::Fail, Some(ErrorType::AlarmFired))
+        );
+        let report = crate::gates::decide(
+            Some(0),
+            vec![result],
+            crate::gates::Extensions {
+                max: 0,
+                seconds: 60,
+                then: crate::gates::analysis::OnInconclusive::Fail,
+            },
+            None,
+        );
+        let size = serde_json::to_string(&report).unwrap().len();
+        // Unbounded, this was ~160 KB, and twice that in the state after GateFailed: past 256 KB.
+        assert!(size < 16 * 1024, "the report is {size} bytes");
+
+        let result = &report.results[0];
+        let evidence = evidence(result).unwrap();
+        assert_eq!(evidence.alarms.len(), MAX_ALARMS_SHOWN);
+        assert_eq!(
+            evidence.truncated,
+            Some(AlarmsTruncated {
+                alarms: 100 - MAX_ALARMS_SHOWN
+            })
+        );
+        assert_eq!(
+            serde_json::to_value(&evidence).unwrap()["truncated"],
+            serde_json::json!({"alarms": 90})
+        );
+        for a in &evidence.alarms {
+            assert!(a.reason.len() <= MAX_ALARM_REASON_BYTES, "{}", a.reason);
+            let kept = a.reason.split('…').next().unwrap().len();
+            assert!(
+                a.reason.ends_with(&format!("…[+{} bytes]", 1_023 - kept)),
+                "{}",
+                a.reason
+            );
+        }
+        // The finding names the first alarm and counts the rest.
+        let finding = &result.findings[0];
+        assert!(finding.len() <= MAX_FINDING_BYTES, "{finding}");
+        assert!(finding.starts_with("in ALARM: 000-nnn"), "{finding}");
+        let named = finding.matches("-nnn").count();
+        assert!(
+            finding.ends_with(&format!(" and {} more (not shown)", 100 - named)),
+            "{finding}"
+        );
+    }
+
+    #[test]
+    fn alarms_in_alarm_are_shown_first_when_not_all_fit() {
+        let (listed, mut found) = worst("OK");
+        found[97].state = "ALARM".into();
+        found[42].state = "INSUFFICIENT_DATA".into();
+        found[3].state = "ALARM".into();
+        let result = judge(&listed, found).unwrap();
+        assert_eq!(result.verdict, Verdict::Fail);
+        let e = evidence(&result).unwrap();
+        let names: Vec<&str> = e.alarms.iter().map(|a| &a.name[..3]).collect();
+        assert_eq!(
+            names,
+            [
+                "003", "097", "042", "000", "001", "002", "004", "005", "006", "007"
+            ]
+        );
+        assert_eq!(e.failing().len(), 2);
+        // Two 255-byte names do not fit in one finding: it names the first and counts the other.
+        assert_eq!(
+            result.findings,
+            [format!("in ALARM: {} and 1 more (not shown)", listed[3])]
+        );
+        let short = vec!["a".to_string(), "b".to_string()];
+        let both = judge(&short, vec![alarm("a", "ALARM"), alarm("b", "ALARM")]).unwrap();
+        assert_eq!(both.findings, ["in ALARM: a, b"]);
+        // A passing step's finding counts all 100.
+        let (listed, found) = worst("OK");
+        let healthy = judge(&listed, found).unwrap();
+        assert_eq!(healthy.findings, ["no alarm in ALARM (100 checked)"]);
+        assert_eq!(
+            evidence(&healthy).unwrap().truncated,
+            Some(AlarmsTruncated { alarms: 90 })
+        );
+    }
+
+    #[test]
+    fn few_alarms_are_shown_whole_in_the_order_read() {
+        let listed = vec!["b".to_string(), "a".to_string()];
+        let result = judge(&listed, vec![alarm("b", "OK"), alarm("a", "ALARM")]).unwrap();
+        let value = &result.evidence;
+        assert!(value.get("truncated").is_none(), "{value}");
+        assert_eq!(value["alarms"][0]["name"], "b");
+        assert_eq!(value["alarms"][1]["reason"], "a is ALARM");
     }
 }

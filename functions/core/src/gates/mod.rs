@@ -1,10 +1,12 @@
 //! Gates: anything that can stop a step. Every gate answers in one shape, a [`GateResult`] (its verdict, the
 //! error name a failure rolls back with, one finding per check, and its evidence), and [`decide`] combines the
 //! list into the step's [`GateReport`]. A gate is a module here with its pure judgement (`alarms.rs`,
-//! `analysis.rs`) plus its entry in the engine's list of gates; nothing else needs to know it exists.
+//! `analysis.rs`) plus its entry in the engine's list of gates; nothing else needs to know it exists. What a
+//! result may carry is capped (`bounds.rs`): the report travels in the state machine's state.
 
 pub mod alarms;
 pub mod analysis;
+pub mod bounds;
 
 use std::fmt;
 
@@ -49,6 +51,20 @@ pub struct GateResult {
     /// What the gate read (alarm states, metric counts, test statistics), in the gate's own shape.
     #[serde(default)]
     pub evidence: serde_json::Value,
+}
+
+impl GateResult {
+    /// This result as a report carries it: findings and evidence within [`bounds`]' caps, each cut marked
+    /// (a finding ending `…[+N bytes]`, a last finding `… and N more findings (not shown)`, evidence replaced by
+    /// `{"truncated": {"evidenceBytes": N}}`). `gate`, `verdict` and `error`, which the state machine and the
+    /// rollback read, are never touched.
+    pub fn bounded(self) -> Self {
+        Self {
+            findings: bounds::findings(self.findings),
+            evidence: bounds::evidence(self.evidence),
+            ..self
+        }
+    }
 }
 
 /// Everything `CheckGates` decided for a step. The state machine's Verdict reads `verdict`, ExtendBake reads
@@ -109,7 +125,8 @@ pub struct Extensions {
 
 /// Combines the gates' results into the step's report. Any failing gate fails the step with its own error name;
 /// otherwise an inconclusive gate extends the bake while extensions remain (the previous report, when it is for
-/// this same step, says how many were used), then takes the configured outcome.
+/// this same step, says how many were used), then takes the configured outcome. Every result leaves
+/// [`GateResult::bounded`]: the report is the one place all gates' answers pass, so none can outgrow the state.
 pub fn decide(
     step: Option<usize>,
     mut results: Vec<GateResult>,
@@ -119,13 +136,13 @@ pub fn decide(
     let used = previous
         .filter(|p| p.step == step && p.verdict == Verdict::Inconclusive)
         .map_or(0, |p| p.extensions + 1);
-    let report = |verdict, error, extend_seconds, results| GateReport {
+    let report = |verdict, error, extend_seconds, results: Vec<GateResult>| GateReport {
         verdict,
         error,
         step,
         extensions: used,
         extend_seconds,
-        results,
+        results: results.into_iter().map(GateResult::bounded).collect(),
     };
     if let Some(failed) = results.iter().find(|r| r.verdict == Verdict::Fail) {
         // The state machine records `error` as the rollout's failure: a gate that fails without naming one is a
@@ -276,6 +293,48 @@ mod tests {
         let passed = decide(Some(0), waiting(), lenient, Some(&second));
         assert_eq!((passed.verdict, passed.error), (Verdict::Pass, None));
         assert!(passed.summary().contains("the rollout goes on"));
+    }
+
+    #[test]
+    fn every_gate_s_result_is_bounded_in_the_report_and_marked() {
+        // A careless gate: 50 long findings and a megabyte of evidence.
+        let careless = GateResult {
+            findings: (0..50)
+                .map(|i| format!("{i} {}", "f".repeat(5_000)))
+                .collect(),
+            evidence: serde_json::json!({"dump": "e".repeat(1 << 20)}),
+            ..result("careless", Verdict::Fail, Some(ErrorType::AnalysisFailed))
+        };
+        let report = decide(Some(0), vec![careless], TWICE_THEN_FAIL, None);
+        // What the state machine reads is untouched.
+        assert_eq!(
+            (report.verdict, report.error, &report.results[0].gate),
+            (
+                Verdict::Fail,
+                Some(ErrorType::AnalysisFailed),
+                &"careless".to_owned()
+            )
+        );
+        let r = &report.results[0];
+        assert_eq!(r.findings.len(), bounds::MAX_FINDINGS);
+        assert!(
+            r.findings
+                .iter()
+                .all(|f| f.len() <= bounds::MAX_FINDING_BYTES)
+        );
+        assert!(r.findings[0].ends_with(" bytes]"), "{}", r.findings[0]);
+        assert_eq!(
+            r.findings.last().unwrap(),
+            "… and 43 more findings (not shown)"
+        );
+        assert!(
+            r.evidence["truncated"]["evidenceBytes"].as_u64() > Some(1 << 20),
+            "{}",
+            r.evidence
+        );
+        // Under the 32,768 characters of the cause GateFailed copies the report into.
+        let size = serde_json::to_string(&report).unwrap().len();
+        assert!(size < 16 * 1024, "the report is {size} bytes");
     }
 
     #[test]
