@@ -21,10 +21,15 @@ pub enum RollbackDecision {
 
 /// Decides a rollback from the alias as just read. The alias is this execution's to revert only while it carries
 /// the revision its last write produced with the routing that write set, or — for a write whose answer was lost,
-/// so whose revision was never read — exactly the routing of the step it was writing. Lambda gives every write a
-/// new revision, so a person's change, even one that restores the same routing, and a newer deployment's are
-/// never taken for ours.
-pub fn decide_rollback(rollout: &Rollout, alias: &AliasState) -> RollbackDecision {
+/// so whose revision was never read — exactly the routing of the step it was writing, and only while such a write
+/// may still be in play (`lost_write_may_land`: the execution's own failure, or shortly after it stopped; long
+/// after, the same routing is someone else's). Lambda gives every write a new revision, so a person's change, even
+/// one that restores the same routing, and a newer deployment's are never taken for ours.
+pub fn decide_rollback(
+    rollout: &Rollout,
+    alias: &AliasState,
+    lost_write_may_land: bool,
+) -> RollbackDecision {
     let target = &rollout.alias;
     let stable = target.stable_only();
     if alias.shows(&stable) {
@@ -33,7 +38,8 @@ pub fn decide_rollback(rollout: &Rollout, alias: &AliasState) -> RollbackDecisio
     let last_write_stands = rollout
         .last_written()
         .is_some_and(|written| alias.revision_id == target.revision_id && alias.shows(&written));
-    let lost_write_landed = rollout.next_write().is_some_and(|next| alias.shows(&next));
+    let lost_write_landed =
+        lost_write_may_land && rollout.next_write().is_some_and(|next| alias.shows(&next));
     if last_write_stands || lost_write_landed {
         RollbackDecision::Revert { update: stable }
     } else {
@@ -86,7 +92,7 @@ mod tests {
     fn the_stable_alias_needs_nothing() {
         let r = linear().advanced(1, "r2".into(), 0);
         assert_eq!(
-            decide_rollback(&r, &alias("6", &[], "r9")),
+            decide_rollback(&r, &alias("6", &[], "r9"), true),
             RollbackDecision::AlreadyStable
         );
     }
@@ -96,10 +102,15 @@ mod tests {
         let r = linear().advanced(1, "r2".into(), 0);
         assert!(reverts(decide_rollback(
             &r,
-            &alias("6", &[("7", 0.2)], "r2")
+            &alias("6", &[("7", 0.2)], "r2"),
+            true
         )));
         let promoted = linear().advanced(9, "r10".into(), 0);
-        assert!(reverts(decide_rollback(&promoted, &alias("7", &[], "r10"))));
+        assert!(reverts(decide_rollback(
+            &promoted,
+            &alias("7", &[], "r10"),
+            true
+        )));
     }
 
     #[test]
@@ -108,12 +119,31 @@ mod tests {
         let r = linear().advanced(1, "r2".into(), 0);
         assert!(reverts(decide_rollback(
             &r,
-            &alias("6", &[("7", 0.3)], "r3")
+            &alias("6", &[("7", 0.3)], "r3"),
+            true
         )));
         // Prepared, never shifted: the first write landed unseen.
         assert!(reverts(decide_rollback(
             &linear(),
-            &alias("6", &[("7", 0.1)], "r1")
+            &alias("6", &[("7", 0.1)], "r1"),
+            true
+        )));
+    }
+
+    #[test]
+    fn long_after_a_stop_the_next_steps_routing_is_someone_elses() {
+        // The reconciler, hours after the stop: 30% is what step 3 would have written, but no write of this
+        // execution can land any more, so whoever set it owns it.
+        let r = linear().advanced(1, "r2".into(), 0);
+        assert!(matches!(
+            decide_rollback(&r, &alias("6", &[("7", 0.3)], "r3"), false),
+            RollbackDecision::LeaveAlone { .. }
+        ));
+        // Its own last write still stands, and is still its to revert.
+        assert!(reverts(decide_rollback(
+            &r,
+            &alias("6", &[("7", 0.2)], "r2"),
+            false
         )));
     }
 
@@ -131,7 +161,7 @@ mod tests {
             // A newer deployment promoted this same target.
             alias("7", &[], "r-newer"),
         ] {
-            let decision = decide_rollback(&r, &theirs);
+            let decision = decide_rollback(&r, &theirs, true);
             let RollbackDecision::LeaveAlone { reason } = &decision else {
                 panic!("{theirs:?}: {decision:?}")
             };
@@ -139,7 +169,7 @@ mod tests {
         }
         // Before any shift, only the first step's routing can be ours.
         assert!(matches!(
-            decide_rollback(&linear(), &alias("7", &[], "r0")),
+            decide_rollback(&linear(), &alias("7", &[], "r0"), true),
             RollbackDecision::LeaveAlone { .. }
         ));
     }

@@ -87,6 +87,22 @@ impl TryFrom<RolloutWire> for Rollout {
             },
             _ => return Err("missing field `alias`".into()),
         };
+        // The alias a rollout moves is its deployment's: a state naming another is not this deployment's.
+        let d = &w.deployment;
+        if alias.function_name != d.function_name.to_string()
+            || alias.name != d.alias
+            || alias.target_version != d.target_version
+        {
+            return Err(format!(
+                "the rollout's alias ({}:{} to version {}) is not its deployment's ({}:{} to version {})",
+                alias.function_name,
+                alias.name,
+                alias.target_version,
+                d.function_name,
+                d.alias,
+                d.target_version
+            ));
+        }
         Ok(Self {
             deployment_id: w.deployment_id,
             deployment: w.deployment,
@@ -505,6 +521,24 @@ mod tests {
         old.as_object_mut().unwrap().remove("revisionId");
         let err = serde_json::from_value::<Rollout>(old).unwrap_err();
         assert!(err.to_string().contains("missing field `alias`"), "{err}");
+    }
+
+    #[test]
+    fn a_rollout_whose_alias_is_not_its_deployments_does_not_read() {
+        let r = prepared(r#""Canary10Percent5Minutes""#);
+        for (field, value) in [
+            ("functionName", "payments"),
+            ("name", "beta"),
+            ("targetVersion", "9"),
+        ] {
+            let mut forged = serde_json::to_value(&r).unwrap();
+            forged["alias"][field] = serde_json::json!(value);
+            let err = serde_json::from_value::<Rollout>(forged).unwrap_err();
+            assert!(
+                err.to_string().contains("is not its deployment's"),
+                "{field}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -336,6 +336,11 @@ impl FakeAws {
         self.world().locks.get(key).map(|(h, _)| h.clone())
     }
 
+    /// The lock on `key` goes away, without logging a call (as another process's release would).
+    pub fn release_lock_quietly(&self, key: &str) {
+        self.world().locks.remove(key);
+    }
+
     /// Someone holds the lock on `key` until `expires_at`.
     pub fn hold_lock(&self, key: &str, holder: LockHolder, expires_at: u64) {
         self.world().locks.insert(key.into(), (holder, expires_at));

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use safeshift_core::{Deployment, Error};
 
-use crate::ports::{ExecutionRecord, ReadExecution};
+use safeshift_core::rollout::Rollout;
+
+use crate::ports::{AliasLock, ExecutionRecord, ReadExecution};
 
 /// The state machine whose executions the engine serves (`SAFESHIFT_STATE_MACHINE_ARN`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,9 @@ pub const LOCK_SECONDS: u64 = 270_000;
 /// How long after an execution stopped a write it started may still land: the shift-weight function's timeout
 /// (template.yaml; a test keeps the two equal). The reconciler looks at the alias again once it has passed.
 pub const LONGEST_WRITE: Duration = Duration::from_secs(150);
+
+/// How late after an execution's stop its status-change event may still arrive with a write of it in play.
+pub const EVENT_DELAY_SECONDS: u64 = 300;
 
 /// How long the reconciler remembers an execution it handled: past EventBridge's retries of one event (the
 /// template's rule gives up after an hour).
@@ -107,4 +112,39 @@ pub async fn own_execution<E: ReadExecution>(
         )));
     }
     Ok(record)
+}
+
+/// Checks that `execution_arn` still holds the rollout's alias, taken by a Prepare that found the rollout's stable
+/// version. A rollout is state the caller hands in: without this, a forged one could name another stable version
+/// and have it restored, and a redriven execution whose lock was released could write again. `released_ok`: a
+/// rollback may also run once the lock is gone (its own earlier attempt released it; rolling back twice is a
+/// no-op) — it still reverts only what the alias shows of this execution's writes.
+pub async fn holds_the_alias<L: AliasLock>(
+    locks: &L,
+    rollout: &Rollout,
+    execution_arn: &str,
+    released_ok: bool,
+) -> Result<(), Error> {
+    let key = rollout.deployment.lock_key();
+    let stable = rollout.alias.stable_version.to_string();
+    match locks.holder(&key).await? {
+        Some((holder, _))
+            if holder.execution_arn == execution_arn
+                && holder.stable_version.as_deref() == Some(stable.as_str()) =>
+        {
+            Ok(())
+        }
+        Some((holder, _)) if holder.execution_arn == execution_arn => Err(refused(format!(
+            "the rollout claims stable version {stable}, but execution {execution_arn}'s Prepare found {}",
+            holder.stable_version.as_deref().unwrap_or("none")
+        ))),
+        Some((holder, _)) => Err(refused(format!(
+            "execution {execution_arn} no longer holds alias `{key}`: {} does",
+            holder.execution_arn
+        ))),
+        None if released_ok => Ok(()),
+        None => Err(refused(format!(
+            "execution {execution_arn} no longer holds alias `{key}`: its lock was released"
+        ))),
+    }
 }

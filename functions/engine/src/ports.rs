@@ -125,6 +125,9 @@ pub struct LockHolder {
     pub deployment_id: String,
     /// When it was taken, in Unix seconds.
     pub acquired_at: u64,
+    /// The stable version the holder's Prepare found: what every later step of that execution must still
+    /// claim, so a forged rollout cannot name another.
+    pub stable_version: Option<String>,
 }
 
 /// The per-alias deployment lock: one deployment per alias, taken atomically in Prepare.

@@ -189,6 +189,13 @@ where
                 &rollout.deployment,
             )
             .await?;
+            guard::holds_the_alias(
+                &self.locks,
+                &rollout,
+                execution_arn.as_deref().unwrap_or_default(),
+                true,
+            )
+            .await?;
             let report = self.revert(&rollout).await?;
             self.locks
                 .release(
@@ -205,13 +212,19 @@ where
     async fn revert(&self, rollout: &Rollout) -> Result<Report, Error> {
         let a = &rollout.alias;
         let alias = self.aliases.get_alias(&a.function_name, &a.name).await?;
-        self.apply(rollout, alias).await
+        // The execution is failing right now: the write its last attempt made may have landed unseen.
+        self.apply(rollout, alias, true).await
     }
 
-    /// Reverts the alias as just read, if it still carries what this execution wrote.
-    async fn apply(&self, rollout: &Rollout, alias: AliasState) -> Result<Report, Error> {
+    /// Reverts the alias as just read, if it still carries what this execution wrote (see [`decide_rollback`]).
+    async fn apply(
+        &self,
+        rollout: &Rollout,
+        alias: AliasState,
+        lost_write_may_land: bool,
+    ) -> Result<Report, Error> {
         let a = &rollout.alias;
-        match decide_rollback(rollout, &alias) {
+        match decide_rollback(rollout, &alias, lost_write_may_land) {
             RollbackDecision::AlreadyStable => Ok(Report::new(
                 Outcome::AlreadyStable,
                 format!("the alias already routes only {}", alias.describe()),
@@ -308,10 +321,17 @@ where
             .await?;
         // Whatever was decided, this execution holds the alias no longer.
         self.locks.release(&key, arn).await?;
+        // Marked only once no write of the execution can land any more: a reconciler that did not wait (the CLI's
+        // abort) leaves the event EventBridge delivers to the one that does.
+        let now = crate::unix_now();
+        if now < execution.stopped_at.unwrap_or_default() + guard::LONGEST_WRITE.as_secs() {
+            return Ok(report);
+        }
         let handled = LockHolder {
             execution_arn: arn.clone(),
             deployment_id: execution.name.clone(),
             acquired_at: now,
+            stable_version: None,
         };
         self.locks
             .acquire(&mark, &handled, now + guard::RECONCILED_SECONDS, None)
@@ -370,7 +390,14 @@ where
             }
             other => other?,
         };
-        let report = self.apply(&rollout, alias).await?;
+        // A write the stopped execution started can land only until shift-weight's timeout has passed (and the
+        // event can arrive a little after that); past that, the routing its next step would have set is someone
+        // else's.
+        let lost_write_may_land = crate::unix_now()
+            <= stopped_at.unwrap_or_default()
+                + guard::LONGEST_WRITE.as_secs()
+                + guard::EVENT_DELAY_SECONDS;
+        let report = self.apply(&rollout, alias, lost_write_may_land).await?;
         self.settle(arn, &rollout, stopped_at, report).await
     }
 
@@ -398,12 +425,12 @@ where
         let a = &rollout.alias;
         let alias = self.aliases.get_alias(&a.function_name, &a.name).await?;
         if !matches!(
-            decide_rollback(rollout, &alias),
+            decide_rollback(rollout, &alias, true),
             RollbackDecision::Revert { .. }
         ) {
             return Ok(report);
         }
-        let late = self.apply(rollout, alias).await?;
+        let late = self.apply(rollout, alias, true).await?;
         Ok(Report::new(
             late.outcome,
             format!(

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use safeshift_core::error::Resource;
 use safeshift_core::gates::GateReport;
+use safeshift_core::names::Version;
 use safeshift_core::prepare::{self, Readiness, VersionConfig};
 use safeshift_core::rollout::{self, Rollout, ShiftDecision};
 use safeshift_core::{Deployment, Error};
@@ -202,20 +203,29 @@ where
         }
     }
 
-    /// The rollout must be its running execution's own.
+    /// The rollout must be its running execution's own, and that execution must still hold the alias with the
+    /// stable version its Prepare found.
     async fn own(
         &self,
         rollout: &Rollout,
         execution_arn: Option<&str>,
     ) -> Result<ExecutionRecord, Error> {
-        guard::own_execution(
+        let record = guard::own_execution(
             &self.executions,
             &self.scope,
             execution_arn,
             &rollout.deployment_id,
             &rollout.deployment,
         )
-        .await
+        .await?;
+        guard::holds_the_alias(
+            &self.locks,
+            rollout,
+            execution_arn.unwrap_or_default(),
+            false,
+        )
+        .await?;
+        Ok(record)
     }
 
     async fn prepare(
@@ -254,6 +264,7 @@ where
             &deployment,
             &deployment_id,
             execution_arn.unwrap_or_default(),
+            stable,
         )
         .await?;
         info!(stable = %stable, revision = %alias.revision_id, "prepared");
@@ -272,6 +283,7 @@ where
         deployment: &Deployment,
         deployment_id: &str,
         execution_arn: String,
+        stable: Version,
     ) -> Result<(), Error> {
         let key = deployment.lock_key();
         let now = crate::unix_now();
@@ -279,6 +291,7 @@ where
             execution_arn,
             deployment_id: deployment_id.to_owned(),
             acquired_at: now,
+            stable_version: Some(stable.to_string()),
         };
         let expires_at = now + guard::LOCK_SECONDS;
         if self.locks.acquire(&key, &holder, expires_at, None).await? {

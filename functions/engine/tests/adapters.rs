@@ -110,9 +110,20 @@ fn locks(rules: &[&Rule]) -> DynamoLockAdapter {
     )
 }
 
-/// A lock table that must not be called: any call finds no rule and fails.
-fn no_locks() -> DynamoLockAdapter {
-    locks(&[])
+/// GetItem of `orders:live`'s lock: d-1 holds it, its Prepare found stable version 6.
+fn held_by_d1() -> Rule {
+    mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| r.key().and_then(|k| k.get("aliasKey")) == Some(&s("orders:live")))
+        .then_output(|| {
+            GetItemOutput::builder()
+                .item("aliasKey", s("orders:live"))
+                .item("executionArn", s(EXECUTION))
+                .item("deploymentId", s("d-1"))
+                .item("acquiredAt", n(1_800_000_000))
+                .item("stableVersion", s("6"))
+                .item("expiresAt", n(1_800_270_000))
+                .build()
+        })
 }
 
 /// DescribeExecution of execution d-1 of the engine's state machine, started with the canary input; stopped long
@@ -152,7 +163,7 @@ fn shift_weight(
     ShiftWeight::new(
         lambda(lambda_rules),
         sfn(sfn_rules),
-        no_locks(),
+        locks(&[&held_by_d1()]),
         scope(),
         no_wait(),
     )
@@ -1074,7 +1085,7 @@ async fn rollback_reverts_a_split_alias_with_the_revision_just_read() {
                 .build()
         });
     let (running, release) = (running(), release());
-    let out = rollback(&[&split, &revert], &[&running], &[&release])
+    let out = rollback(&[&split, &revert], &[&running], &[&held_by_d1(), &release])
         .handle(RollbackEvent::Catch {
             rollback: serde_json::to_value(rollout).unwrap(),
             execution_arn: Some(EXECUTION.into()),
@@ -1106,13 +1117,17 @@ async fn rollback_rides_out_throttling() {
                 .build()
         })
         .build();
-    let out = rollback(&[&split, &revert], &[&running()], &[&release()])
-        .handle(RollbackEvent::Catch {
-            rollback: serde_json::to_value(rollout).unwrap(),
-            execution_arn: Some(EXECUTION.into()),
-        })
-        .await
-        .unwrap();
+    let out = rollback(
+        &[&split, &revert],
+        &[&running()],
+        &[&held_by_d1(), &release()],
+    )
+    .handle(RollbackEvent::Catch {
+        rollback: serde_json::to_value(rollout).unwrap(),
+        execution_arn: Some(EXECUTION.into()),
+    })
+    .await
+    .unwrap();
     assert_eq!(out.outcome, Outcome::Reverted);
     assert_eq!(revert.num_calls(), 3);
 }
@@ -1202,7 +1217,20 @@ async fn the_reconciler_finds_the_stable_version_of_a_promoted_alias_in_the_hist
 async fn the_history_is_read_across_pages_and_lambda_events() {
     // Prepare's rollout is on the second page, as a LambdaFunctionSucceeded event (a direct Lambda task).
     let rollout = serde_json::to_string(&prepared().await).unwrap();
-    let describe = describe_execution(ExecutionStatus::Aborted);
+    // Stopped just now: the write whose answer was lost may still be in play.
+    let stopped_now = safeshift_engine::unix_now();
+    let describe = mock!(aws_sdk_sfn::Client::describe_execution).then_output(move || {
+        DescribeExecutionOutput::builder()
+            .execution_arn(EXECUTION)
+            .name("d-1")
+            .state_machine_arn(STATE_MACHINE)
+            .status(ExecutionStatus::Aborted)
+            .start_date(aws_smithy_types::DateTime::from_secs(0))
+            .stop_date(aws_smithy_types::DateTime::from_secs(stopped_now as i64))
+            .input(input(json!("Canary10Percent5Minutes")).to_string())
+            .build()
+            .unwrap()
+    });
     let history = mock!(aws_sdk_sfn::Client::get_execution_history)
         .sequence()
         .output(|| {
@@ -1241,10 +1269,14 @@ async fn the_history_is_read_across_pages_and_lambda_events() {
                 .revision_id("r4")
                 .build()
         });
-    let out = rollback(
-        &[&split, &revert],
-        &[&describe, &history],
-        &[&no_holder(), &release(), &mark_reconciled()],
+    // No wait for later writes here (that is the fake tests'): the read, the revert, the release.
+    let (holder, release) = (no_holder(), release());
+    let out = Rollback::new(
+        lambda(&[&split, &revert]),
+        sfn(&[&describe, &history]),
+        locks(&[&holder, &release]),
+        scope(),
+        Duration::ZERO,
     )
     .handle(status_change("ABORTED"))
     .await
@@ -1252,6 +1284,8 @@ async fn the_history_is_read_across_pages_and_lambda_events() {
     assert_eq!(out.outcome, Outcome::Reverted, "{out:?}");
     assert_eq!(history.num_calls(), 2);
     assert_eq!(revert.num_calls(), 1);
+    // Not marked reconciled yet: a write may still land, so the event EventBridge delivers must not be ignored.
+    assert_eq!((holder.num_calls(), release.num_calls()), (2, 1));
 }
 
 #[tokio::test]
@@ -1288,6 +1322,7 @@ fn holder() -> LockHolder {
         execution_arn: EXECUTION.into(),
         deployment_id: "d-1".into(),
         acquired_at: 1_800_000_000,
+        stable_version: Some("6".into()),
     }
 }
 
@@ -1443,6 +1478,7 @@ async fn holder_reads_the_lock_back() {
                 .item("executionArn", s(EXECUTION))
                 .item("deploymentId", s("d-1"))
                 .item("acquiredAt", n(1_800_000_000))
+                .item("stableVersion", s("6"))
                 .item("expiresAt", n(1_800_270_000))
                 .build()
         });

@@ -20,6 +20,7 @@ const KEY: &str = "aliasKey";
 const EXECUTION: &str = "executionArn";
 const DEPLOYMENT: &str = "deploymentId";
 const ACQUIRED: &str = "acquiredAt";
+const STABLE: &str = "stableVersion";
 /// The table's TTL attribute: DynamoDB deletes lapsed locks itself (eventually; the condition does not wait).
 const EXPIRES: &str = "expiresAt";
 
@@ -82,6 +83,7 @@ fn holder_of(item: &HashMap<String, AttributeValue>) -> Option<(LockHolder, u64)
             execution_arn: text(EXECUTION)?,
             deployment_id: text(DEPLOYMENT).unwrap_or_default(),
             acquired_at: number(ACQUIRED).unwrap_or_default(),
+            stable_version: text(STABLE),
         },
         number(EXPIRES).unwrap_or_default(),
     ))
@@ -109,6 +111,9 @@ impl AliasLock for DynamoLockAdapter {
             .item(EXPIRES, n(expires_at))
             .expression_attribute_values(":me", s(&holder.execution_arn))
             .expression_attribute_values(":now", n(holder.acquired_at));
+        if let Some(stable) = &holder.stable_version {
+            request = request.item(STABLE, s(stable));
+        }
         if let Some(previous) = replacing {
             condition.push_str(&format!(" OR {EXECUTION} = :previous"));
             request = request.expression_attribute_values(":previous", s(previous));

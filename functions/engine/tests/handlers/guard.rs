@@ -235,3 +235,48 @@ fn a_lock_outlives_the_longest_execution() {
         "LOCK_SECONDS {LOCK_SECONDS} <= TimeoutSeconds {timeout}"
     );
 }
+
+// ---- the rollout handed in must be the one its execution's Prepare locked --------------------------------
+
+#[tokio::test]
+async fn a_rollout_claiming_another_stable_version_is_refused_by_shift_and_rollback() {
+    // GIVEN d-1 runs, holding the alias its Prepare found on stable version 6, and split at 10%
+    let fake = orders();
+    let mut rollout = at_first_step(&fake).await;
+    let before = live(&fake);
+    // WHEN someone hands its functions the same rollout claiming stable version 5
+    rollout.alias.stable_version = safeshift_core::names::Version::new(5).unwrap();
+    let shifted = invoke(shift_weight(&fake), shift_event(&rollout)).await;
+    let rolled_back = invoke(rollback(&fake), catch_event(&rollout)).await;
+    // THEN both refuse, and the alias is as it was
+    for refused in [shifted.unwrap_err(), rolled_back.unwrap_err()] {
+        assert_eq!(refused.error_type, "ExecutionMismatch");
+        assert!(
+            refused.error_message.contains("claims stable version 5"),
+            "{}",
+            refused.error_message
+        );
+    }
+    assert_eq!(live(&fake), before);
+}
+
+#[tokio::test]
+async fn an_execution_whose_lock_was_released_cannot_shift_again() {
+    // GIVEN d-1 at 10%, and its lock released (the reconciler handled it; then it was redriven)
+    let fake = orders();
+    let rollout = at_first_step(&fake).await;
+    fake.release_lock_quietly(KEY);
+    let before = live(&fake);
+    // WHEN its next shift runs
+    let err = invoke(shift_weight(&fake), shift_event(&rollout))
+        .await
+        .unwrap_err();
+    // THEN it is refused, and nothing was written
+    assert_eq!(err.error_type, "ExecutionMismatch");
+    assert!(
+        err.error_message.contains("its lock was released"),
+        "{}",
+        err.error_message
+    );
+    assert_eq!(live(&fake), before);
+}

@@ -171,10 +171,11 @@ async fn release_leaves_another_executions_lock_alone() {
     let rollout = prepared(&fake, canary());
     let holder = held_by(&fake, OTHER_EXECUTION, "d-0");
     // WHEN d-1 releases
-    invoke(shift_weight(&fake), release_event(&rollout))
+    let err = invoke(shift_weight(&fake), release_event(&rollout))
         .await
-        .unwrap();
-    // THEN d-0 still holds it
+        .unwrap_err();
+    // THEN d-1 is refused (the alias is not its), and d-0 still holds it
+    assert_eq!(err.error_type, "ExecutionMismatch", "{}", err.error_message);
     assert_eq!(fake.lock(KEY), Some(holder));
 }
 

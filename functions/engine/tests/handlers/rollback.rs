@@ -86,12 +86,13 @@ async fn rollback_after_a_failed_prepare_touches_nothing() {
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_reconciler_reverts_a_split_left_by_an_aborted_execution() {
-    // GIVEN an aborted execution that prepared, and the alias at its first step's split: a write that landed
-    // although its answer was lost (the history has no record of it)
+    // GIVEN an execution that prepared and was aborted just now, and the alias at its first step's split: a write
+    // that landed although its answer was lost (the history has no record of it)
     let fake = orders();
     prepared_execution(&fake, "ABORTED");
+    fake.end_execution(EXECUTION, "ABORTED", safeshift_engine::unix_now());
     fake.set_alias("orders", "live", "6", &[("7", 0.1)]);
     let read = live(&fake).revision_id;
     // WHEN its status change arrives

@@ -157,6 +157,8 @@ pub async fn invoke<H: Handler>(handler: H, event: Value) -> Result<Value, Diagn
 /// Execution d-1 runs with `input`.
 pub fn prepared(fake: &FakeAws, input: Value) -> Rollout {
     running(fake, &input);
+    // As Prepare leaves it: d-1 holds the alias, found on stable version 6.
+    held_by(fake, EXECUTION, "d-1");
     rollout_of(fake, input)
 }
 
@@ -286,6 +288,7 @@ pub fn held_by(fake: &FakeAws, arn: &str, deployment_id: &str) -> LockHolder {
         execution_arn: arn.into(),
         deployment_id: deployment_id.into(),
         acquired_at: 1_800_000_000,
+        stable_version: Some("6".into()),
     };
     fake.hold_lock(KEY, holder.clone(), safeshift_engine::unix_now() + 86_400);
     holder
