@@ -58,6 +58,11 @@ pub async fn measure(
             // rustls-native-certs reads the trust store from here: our CA only.
             ("SSL_CERT_FILE".into(), ca.to_string_lossy().into_owned()),
             ("SAFESHIFT_WARM_UP".into(), warm_up.into()),
+            // As every function is deployed; check-alarms reads no execution, so no state machine need exist.
+            (
+                "SAFESHIFT_STATE_MACHINE_ARN".into(),
+                safeshift_local::stack::state_machine_arn(),
+            ),
         ],
     };
     eprintln!("connection at init: warm-up 0 ({runs} cold starts)");

@@ -228,7 +228,8 @@ fn rollback(r: &Rollback) -> String {
         "## Rollback latency\n\n{} deployments whose first step's alarm is in ALARM, on the local stack: from the \
          failing CheckGates task's end to the RollBack task's end, whose function has restored the alias (checked \
          after each run), by the execution history's timestamps. It includes moto's executor scheduling two \
-         states (GateFailed, RollBack) and the rollback function's GetAlias and UpdateAlias.\n\n\
+         states (GateFailed, RollBack) and the rollback function's DescribeExecution, GetItem (its lock), GetAlias, \
+         UpdateAlias and DeleteItem (releasing the alias's lock).\n\n\
          | runs | median | p90 | max |\n|---:|---:|---:|---:|\n| {} | {} ms | {} ms | {} ms |\n\n",
         r.runs,
         r.runs,
