@@ -109,6 +109,8 @@ fn describe(event: &HistoryEvent) -> Option<String> {
 fn exited(state: &str, o: &Value) -> Option<String> {
     let target = o["deployment"]["targetVersion"].as_str().unwrap_or("?");
     match state {
+        // A Prepare that failed exits with the input and its error, not a rollout: the failure is the end's to say.
+        "Prepare" if o.get("deploymentId").is_none() => None,
         "Prepare" => Some(format!(
             "prepared: {}:{} on version {} -> version {target}, {} steps",
             o["deployment"]["functionName"].as_str().unwrap_or("?"),
@@ -181,7 +183,7 @@ mod tests {
 
     #[test]
     fn steps_gates_and_rollbacks_read_as_sentences() {
-        let rollout = json!({"deployment": {"functionName": "orders", "alias": "live", "targetVersion": "7"},
+        let rollout = json!({"deploymentId": "d-1", "deployment": {"functionName": "orders", "alias": "live", "targetVersion": "7"},
             "alias": {"stableVersion": "6"}, "step": 0, "stepCount": 3, "percent": 10.0, "bakeSeconds": 5, "promoted": false,
             "gates": {"verdict": "fail", "step": 0, "error": "AlarmFired", "results": [{"gate": "alarms", "verdict": "fail",
                 "error": "AlarmFired", "findings": ["in ALARM: errors"], "evidence": {"alarms": [{"name": "errors", "state": "ALARM"}]}}]},
@@ -203,6 +205,8 @@ mod tests {
             "rollback: reverted (back on 6)"
         );
         assert_eq!(exited("Bake", &rollout), None);
+        let refused = json!({"functionName": "orders", "alias": "live", "error": {"Error": "AlarmFiringAtStart"}});
+        assert_eq!(exited("Prepare", &refused), None);
     }
 
     #[test]

@@ -98,21 +98,24 @@ async fn a_rollback_exits_non_zero_with_the_reason() {
     let e = env("rollback").await;
     e.fx.function("orders", 2).await.unwrap();
     e.fx.alarm("orders-errors").await.unwrap();
-    e.fx.set_alarm(
-        "orders-errors",
-        aws_sdk_cloudwatch::types::StateValue::Alarm,
-        "errors",
-    )
-    .await
-    .unwrap();
     let mut d = deployment(
         "2",
-        json!({"canary": {"percent": 10, "intervalSeconds": 1}}),
+        json!({"canary": {"percent": 10, "intervalSeconds": 5}}),
     );
     d["alarms"] = json!(["orders-errors"]);
-    let out = e
-        .run(&["start", "--input", &e.input("d.json", &d), "--wait"])
-        .await;
+    let input = e.input("d.json", &d);
+    // The alarm fires once the canary takes traffic (one already firing at start refuses the deployment).
+    let args = ["start", "--input", &input, "--wait"];
+    let (out, ()) = tokio::join!(e.run(&args), async {
+        wait_for_split(&e).await;
+        e.fx.set_alarm(
+            "orders-errors",
+            aws_sdk_cloudwatch::types::StateValue::Alarm,
+            "errors",
+        )
+        .await
+        .unwrap();
+    });
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stdout).contains("rollback: reverted"),

@@ -84,7 +84,8 @@ impl EngineFunction {
 
 /// The engine's handlers, built once with clients pointed at the gateway.
 pub struct Engine {
-    shift_weight: Arc<ShiftWeight<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter>>,
+    shift_weight:
+        Arc<ShiftWeight<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter, CloudWatchAdapter>>,
     check_alarms: Arc<CheckAlarms<CloudWatchAdapter>>,
     run_hook: Arc<RunHook<LambdaAdapter, StepFunctionsAdapter>>,
     rollback: Arc<Rollback<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter>>,
@@ -99,6 +100,7 @@ impl Engine {
     pub fn new(config: &aws_config::SdkConfig, scope: &Scope) -> Self {
         let lambda = LambdaAdapter::new(aws_sdk_lambda::Client::new(config));
         let executions = StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(config));
+        let cloudwatch = CloudWatchAdapter::new(aws_sdk_cloudwatch::Client::new(config));
         let locks =
             DynamoLockAdapter::new(aws_sdk_dynamodb::Client::new(config), scope.lock_table());
         Self {
@@ -106,12 +108,11 @@ impl Engine {
                 lambda.clone(),
                 executions.clone(),
                 locks.clone(),
+                cloudwatch.clone(),
                 scope.clone(),
                 ReadyWait::default(),
             )),
-            check_alarms: Arc::new(CheckAlarms::new(CloudWatchAdapter::new(
-                aws_sdk_cloudwatch::Client::new(config),
-            ))),
+            check_alarms: Arc::new(CheckAlarms::new(cloudwatch)),
             run_hook: Arc::new(RunHook::new(
                 lambda.clone(),
                 executions.clone(),

@@ -793,3 +793,42 @@ async fn a_hundred_long_alarms_in_alarm_roll_back_within_the_state_limit() {
     assert!(finding.starts_with("in ALARM: orders-errors-"), "{finding}");
     assert!(finding.len() <= 512, "{finding}");
 }
+
+// ---- every gate is checked before traffic moves ------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_already_firing_or_missing_at_start_refuses_the_deployment_before_any_write() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    e.fx.alarm("orders-errors").await.unwrap();
+    e.fx.set_alarm(
+        "orders-errors",
+        aws_sdk_cloudwatch::types::StateValue::Alarm,
+        "errors",
+    )
+    .await
+    .unwrap();
+    let mut firing = canary(2);
+    firing["alarms"] = json!(["orders-errors"]);
+    let mut missing = canary(2);
+    missing["alarms"] = json!(["orders-erors"]);
+    for (name, input, error, names) in [
+        ("firing", firing, "AlarmFiringAtStart", "orders-errors"),
+        ("missing", missing, "ResourceNotFound", "orders-erors"),
+    ] {
+        let arn = e.start(name, &input).await;
+        let done = e.finish(&arn).await;
+        assert_eq!(done.error(), Some(error), "{name}: {:?}", done.cause());
+        assert!(
+            done.cause().unwrap_or_default().contains(names),
+            "{name}: {:?}",
+            done.cause()
+        );
+        let entered = states_entered(&e, &arn).await;
+        assert!(
+            !entered.contains(&"ShiftWeight".to_owned()),
+            "{name}: {entered:?}"
+        );
+        assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"), "{name}");
+    }
+}

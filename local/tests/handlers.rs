@@ -126,11 +126,15 @@ impl World {
         DynamoLockAdapter::new(self.dynamodb.clone(), self.scope.lock_table())
     }
 
-    fn shift_weight(&self) -> ShiftWeight<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter> {
+    fn shift_weight(
+        &self,
+    ) -> ShiftWeight<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter, CloudWatchAdapter>
+    {
         ShiftWeight::new(
             LambdaAdapter::new(self.lambda.clone()),
             self.executions(),
             self.locks(),
+            CloudWatchAdapter::new(self.cloudwatch.clone()),
             self.scope.clone(),
             ReadyWait::default(),
         )
@@ -339,7 +343,16 @@ async fn a_missing_alarm_fails_closed() {
     w.alarm("orders-errors").await;
     let mut input = deployment(json!("AllAtOnce"));
     input["alarms"] = json!(["orders-errors", "orders-latency"]);
-    let rollout = w.prepare(input).await.unwrap();
+    // Prepare finds it, before any traffic moves...
+    let err = w.prepare(input.clone()).await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::ResourceNotFound);
+    assert_eq!(err.to_string(), "alarm `orders-latency` does not exist");
+    assert_eq!(w.routing("orders").await, stable("1"));
+    // ... and the gate still fails closed should it vanish later.
+    let mut known = input;
+    known["alarms"] = json!(["orders-errors"]);
+    let mut rollout = w.prepare(known).await.unwrap();
+    rollout["deployment"]["alarms"] = json!(["orders-errors", "orders-latency"]);
     let err = handle_json(&w.check_alarms(), rollout).await.unwrap_err();
     assert_eq!(err.error_type(), ErrorType::ResourceNotFound);
     assert_eq!(err.to_string(), "alarm `orders-latency` does not exist");

@@ -117,6 +117,10 @@ pub enum Error {
     /// A CloudWatch alarm gating the deployment is in ALARM.
     #[error("alarm{} in ALARM: {}", if .alarms.len() == 1 { "" } else { "s" }, .alarms.join(", "))]
     AlarmFired { alarms: Vec<String> },
+    /// A listed alarm was already in ALARM when the deployment started: it would roll back at its first step, so
+    /// nothing moves until it is resolved.
+    #[error("alarm{} already in ALARM at start: {}; resolve {} before deploying", if .alarms.len() == 1 { "" } else { "s" }, .alarms.join(", "), if .alarms.len() == 1 { "it" } else { "them" })]
+    AlarmFiringAtStart { alarms: Vec<String> },
     /// The target version's own metrics failed the analysis: error rate, comparison with stable, p99, throttles.
     #[error("the target version's metrics failed the analysis: {}", .findings.join("; "))]
     AnalysisFailed { findings: Vec<String> },
@@ -183,6 +187,7 @@ mod tests {
             "IncompatibleVersions",
             "AliasConflict",
             "AlarmFired",
+            "AlarmFiringAtStart",
             "AnalysisFailed",
             "AnalysisInconclusive",
             "HookFailed",

@@ -8,7 +8,8 @@
 //! Input, one of:
 //! - `{"prepare": {"deploymentId": "<execution name>", "executionArn": …, "input": <deployment input>}}` —
 //!   validates the input, then checks before any write: the function and alias exist; the alias is not split
-//!   (`AliasConflict`, "deployment in progress"); the target version exists, differs from the stable one and is
+//!   (`AliasConflict`, "deployment in progress"); every listed alarm exists (`ResourceNotFound`) and none is
+//!   already in ALARM (`AlarmFiringAtStart`); the target version exists, differs from the stable one and is
 //!   Active with a successful last update (waiting a bounded time while it is Pending); stable and target share
 //!   role and dead-letter config. Last, it takes the alias's lock (one deployment per alias): a running holder
 //!   is `AliasConflict` naming it. Returns the [`Rollout`] with the stable version and the alias's revision.
@@ -25,7 +26,7 @@
 use std::time::Duration;
 
 use safeshift_core::error::Resource;
-use safeshift_core::gates::GateReport;
+use safeshift_core::gates::{GateReport, alarms};
 use safeshift_core::names::Version;
 use safeshift_core::prepare::{self, Readiness, VersionConfig};
 use safeshift_core::rollout::{self, Rollout, ShiftDecision};
@@ -36,7 +37,8 @@ use tracing::{Span, info, info_span};
 
 use crate::guard::{self, Scope};
 use crate::ports::{
-    AliasLock, ExecutionRecord, LockHolder, ReadAlias, ReadExecution, ReadVersion, WriteAlias,
+    AliasLock, ExecutionRecord, LockHolder, ReadAlarms, ReadAlias, ReadExecution, ReadVersion,
+    WriteAlias,
 };
 use crate::runtime::Handler;
 
@@ -109,19 +111,22 @@ pub struct ReleaseEvent {
 }
 
 #[derive(Debug, Clone)]
-pub struct ShiftWeight<A, E, L> {
+pub struct ShiftWeight<A, E, L, W> {
     aliases: A,
     executions: E,
     locks: L,
+    /// The deployment's alarms, read once before any traffic moves.
+    alarms: W,
     scope: Scope,
     wait: ReadyWait,
 }
 
-impl<A, E, L> Handler for ShiftWeight<A, E, L>
+impl<A, E, L, W> Handler for ShiftWeight<A, E, L, W>
 where
     A: ReadAlias + WriteAlias + ReadVersion + 'static,
     E: ReadExecution + 'static,
     L: AliasLock + 'static,
+    W: ReadAlarms + 'static,
 {
     type Event = ShiftWeightEvent;
     type Output = Rollout;
@@ -187,17 +192,26 @@ where
     }
 }
 
-impl<A, E, L> ShiftWeight<A, E, L>
+impl<A, E, L, W> ShiftWeight<A, E, L, W>
 where
     A: ReadAlias + WriteAlias + ReadVersion,
     E: ReadExecution,
     L: AliasLock,
+    W: ReadAlarms,
 {
-    pub fn new(aliases: A, executions: E, locks: L, scope: Scope, wait: ReadyWait) -> Self {
+    pub fn new(
+        aliases: A,
+        executions: E,
+        locks: L,
+        alarms: W,
+        scope: Scope,
+        wait: ReadyWait,
+    ) -> Self {
         Self {
             aliases,
             executions,
             locks,
+            alarms,
             scope,
             wait,
         }
@@ -251,6 +265,10 @@ where
             Err(e) => return Err(e),
         };
         let stable = prepare::check_alias_before_start(&deployment, &alias)?;
+        if !deployment.alarms.is_empty() {
+            let found = self.alarms.describe_alarms(&deployment.alarms).await?;
+            alarms::check_before_start(&deployment.alarms, found)?;
+        }
         let target = self
             .wait_until_ready(function, &deployment.target_version.to_string())
             .await?;

@@ -88,6 +88,16 @@ fn lambda(rules: &[&Rule]) -> LambdaAdapter {
     ))
 }
 
+/// CloudWatch where the deployment's alarm, `orders-errors`, is OK: what Prepare reads before traffic moves.
+fn alarm_ok() -> CloudWatchAdapter {
+    let ok = mock!(aws_sdk_cloudwatch::Client::describe_alarms).then_output(|| {
+        DescribeAlarmsOutput::builder()
+            .metric_alarms(metric_alarm("orders-errors", StateValue::Ok))
+            .build()
+    });
+    cloudwatch(&[&ok])
+}
+
 fn cloudwatch(rules: &[&Rule]) -> CloudWatchAdapter {
     CloudWatchAdapter::new(mock_client!(
         aws_sdk_cloudwatch,
@@ -159,11 +169,12 @@ fn running() -> Rule {
 fn shift_weight(
     lambda_rules: &[&Rule],
     sfn_rules: &[&Rule],
-) -> ShiftWeight<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter> {
+) -> ShiftWeight<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter, CloudWatchAdapter> {
     ShiftWeight::new(
         lambda(lambda_rules),
         sfn(sfn_rules),
         locks(&[&held_by_d1()]),
+        alarm_ok(),
         scope(),
         no_wait(),
     )
@@ -319,6 +330,7 @@ async fn prepared() -> Rollout {
         lambda(&[&alias, &versions]),
         sfn(&[&running]),
         locks(&[&lock]),
+        alarm_ok(),
         scope(),
         no_wait(),
     )

@@ -5,7 +5,9 @@
 
 use safeshift_engine::guard::Scope;
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
-use safeshift_engine::{DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter, aws, runtime};
+use safeshift_engine::{
+    CloudWatchAdapter, DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter, aws, runtime,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -15,7 +17,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = aws::load_config().await;
     let locks = DynamoLockAdapter::new(aws_sdk_dynamodb::Client::new(&config), scope.lock_table());
     let executions = StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&config));
+    // Prepare reads the deployment's alarms once, before any traffic moves.
+    let alarms = CloudWatchAdapter::new(aws_sdk_cloudwatch::Client::new(&config));
     let lambda = LambdaAdapter::connect(&config).await;
-    let handler = ShiftWeight::new(lambda, executions, locks, scope, ReadyWait::default());
+    let handler = ShiftWeight::new(
+        lambda,
+        executions,
+        locks,
+        alarms,
+        scope,
+        ReadyWait::default(),
+    );
     runtime::serve(handler).await
 }

@@ -150,6 +150,20 @@ pub fn judge(listed: &[String], found: Vec<AlarmEvidence>) -> Result<GateResult,
     })
 }
 
+/// Prepare's check of the alarms, before any traffic moves: every listed alarm must exist (a typo is found now,
+/// not after the first step has baked), and none may already be in ALARM (the deployment would roll back at its
+/// first step: `AlarmFiringAtStart`, naming them).
+pub fn check_before_start(listed: &[String], found: Vec<AlarmEvidence>) -> Result<(), Error> {
+    let result = judge(listed, found)?;
+    if result.verdict == Verdict::Fail {
+        let alarms = evidence(&result)
+            .map(|e| e.failing().into_iter().map(str::to_owned).collect())
+            .unwrap_or_default();
+        return Err(Error::AlarmFiringAtStart { alarms });
+    }
+    Ok(())
+}
+
 /// The alarm evidence of a report's alarm result, for displays.
 pub fn evidence(result: &GateResult) -> Option<AlarmsEvidence> {
     serde_json::from_value(result.evidence.clone()).ok()
@@ -201,6 +215,27 @@ mod tests {
         assert_eq!(evidence.failing(), ["a"]);
         assert_eq!(evidence.alarms.len(), 2, "unlisted alarms are not evidence");
         assert_eq!(judge(&[], vec![]).unwrap().verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn before_start_a_missing_or_firing_alarm_refuses_the_deployment() {
+        let listed = vec!["a".to_string(), "b".to_string()];
+        let missing = check_before_start(&listed, vec![alarm("a", "OK")]).unwrap_err();
+        assert_eq!(missing.to_string(), "alarm `b` does not exist");
+        let firing =
+            check_before_start(&listed, vec![alarm("a", "ALARM"), alarm("b", "OK")]).unwrap_err();
+        assert_eq!(firing.error_type(), ErrorType::AlarmFiringAtStart);
+        assert_eq!(
+            firing.to_string(),
+            "alarm already in ALARM at start: a; resolve it before deploying"
+        );
+        assert!(
+            check_before_start(
+                &listed,
+                vec![alarm("a", "OK"), alarm("b", "INSUFFICIENT_DATA")]
+            )
+            .is_ok()
+        );
     }
 
     /// The worst a deployment can list: 100 alarms (its limit), each name 255 bytes (CloudWatch's), each reason

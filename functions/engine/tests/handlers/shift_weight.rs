@@ -126,6 +126,7 @@ async fn missing_target_version_is_named() {
     let fake = FakeAws::new();
     fake.function("orders", &["6"]);
     fake.set_alias("orders", "live", "6", &[]);
+    fake.alarm("orders-errors", "OK", "no errors");
     let err = shift_weight(&fake)
         .handle(prepare(&fake, input(json!("AllAtOnce"))))
         .await
@@ -392,4 +393,41 @@ async fn a_shift_whose_retry_finds_its_write_landed_succeeds() {
     assert_eq!(live(&fake), routes(&fake, "6", &[("7", 0.1)]));
     assert_eq!((shifted.step, shifted.percent), (Some(0), 10.0));
     assert_eq!(shifted.alias.revision_id, live(&fake).revision_id);
+}
+
+// ---- every gate is checked before traffic moves ----------------------------------------------------------
+
+#[tokio::test]
+async fn a_listed_alarm_that_does_not_exist_refuses_the_deployment_before_any_write() {
+    // GIVEN a deployment listing `orders-errors` and a typo, `orders-erors`
+    let fake = orders();
+    let mut i = input(json!("Canary10Percent5Minutes"));
+    i["alarms"] = json!(["orders-errors", "orders-erors"]);
+    // WHEN it is prepared
+    let err = shift_weight(&fake)
+        .handle(prepare(&fake, i))
+        .await
+        .unwrap_err();
+    // THEN the typo is named now, not after the first step's bake; nothing was written, no lock was taken
+    assert_eq!(err.error_type(), ErrorType::ResourceNotFound);
+    assert_eq!(err.to_string(), "alarm `orders-erors` does not exist");
+    assert!(fake.writes().is_empty());
+    assert_eq!(fake.lock(KEY), None);
+}
+
+#[tokio::test]
+async fn an_alarm_already_firing_at_start_refuses_the_deployment_naming_it() {
+    // GIVEN the deployment's alarm is already in ALARM
+    let fake = orders();
+    fake.alarm("orders-errors", "ALARM", "12 errors in 1 minute");
+    // WHEN it is prepared
+    let err = shift_weight(&fake)
+        .handle(prepare(&fake, canary()))
+        .await
+        .unwrap_err();
+    // THEN it is refused with its own name, naming the alarm, before any write or lock
+    assert_eq!(err.error_type(), ErrorType::AlarmFiringAtStart);
+    assert!(err.to_string().contains("orders-errors"), "{err}");
+    assert!(fake.writes().is_empty());
+    assert_eq!(fake.lock(KEY), None);
 }

@@ -32,11 +32,13 @@ pub const OTHER_EXECUTION: &str =
 /// The key of `orders:live`'s lock.
 pub const KEY: &str = "orders:live";
 
-/// Function `orders` with versions 6 and 7 published and Active under one role, and alias `live` on 6 alone.
+/// Function `orders` with versions 6 and 7 published and Active under one role, alias `live` on 6 alone, and the
+/// deployment's alarm `orders-errors` OK.
 pub fn orders() -> FakeAws {
     let fake = FakeAws::new();
     fake.function("orders", &["6", "7"]);
     fake.set_alias("orders", "live", "6", &[]);
+    fake.alarm("orders-errors", "OK", "no errors");
     fake
 }
 
@@ -118,8 +120,9 @@ pub fn no_wait() -> ReadyWait {
     }
 }
 
-pub fn shift_weight(fake: &FakeAws) -> ShiftWeight<FakeAws, FakeAws, FakeAws> {
+pub fn shift_weight(fake: &FakeAws) -> ShiftWeight<FakeAws, FakeAws, FakeAws, FakeAws> {
     ShiftWeight::new(
+        fake.clone(),
         fake.clone(),
         fake.clone(),
         fake.clone(),
