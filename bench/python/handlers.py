@@ -46,6 +46,7 @@ def shift_weight(event, _context):
     d = p["input"]
     own_execution(p["executionArn"], p["deploymentId"])
     alias = lambda_client.get_alias(FunctionName=d["functionName"], Name=d["alias"])
+    cloudwatch.describe_alarms(AlarmNames=d["alarms"], AlarmTypes=["MetricAlarm", "CompositeAlarm"])
     for version in (d["targetVersion"], alias["FunctionVersion"]):
         lambda_client.get_function_configuration(FunctionName=d["functionName"], Qualifier=version)
     now = int(time.time())

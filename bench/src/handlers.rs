@@ -250,17 +250,10 @@ impl Aws {
                         .send()
                         .await?;
                 }
+                self.describe_alarms().await?;
                 self.take_lock().await?;
             }
-            "check-alarms" => {
-                self.cloudwatch
-                    .describe_alarms()
-                    .alarm_names("orders-errors")
-                    .alarm_types(aws_sdk_cloudwatch::types::AlarmType::MetricAlarm)
-                    .alarm_types(aws_sdk_cloudwatch::types::AlarmType::CompositeAlarm)
-                    .send()
-                    .await?;
-            }
+            "check-alarms" => self.describe_alarms().await?,
             "run-hook" => {
                 self.describe_execution().await?;
                 self.lambda
@@ -278,6 +271,18 @@ impl Aws {
             }
             other => bail!("no bare call for {other}"),
         }
+        Ok(())
+    }
+
+    /// The deployment's alarms, metric and composite: the gate's read, and Prepare's before traffic moves.
+    async fn describe_alarms(&self) -> anyhow::Result<()> {
+        self.cloudwatch
+            .describe_alarms()
+            .alarm_names("orders-errors")
+            .alarm_types(aws_sdk_cloudwatch::types::AlarmType::MetricAlarm)
+            .alarm_types(aws_sdk_cloudwatch::types::AlarmType::CompositeAlarm)
+            .send()
+            .await?;
         Ok(())
     }
 
@@ -378,7 +383,7 @@ impl Aws {
 fn calls(function: &str) -> &'static str {
     match function {
         "shift-weight" => {
-            "DescribeExecution, GetAlias, 2 × GetFunctionConfiguration, PutItem (lock)"
+            "DescribeExecution, GetAlias, DescribeAlarms, 2 × GetFunctionConfiguration, PutItem (lock)"
         }
         "check-alarms" => "DescribeAlarms",
         "run-hook" => "DescribeExecution, Invoke",

@@ -20,28 +20,31 @@ pub struct Rollback {
     pub max: Duration,
 }
 
-/// `runs` deployments whose first step's alarm is in ALARM: from the failing CheckGates task's end to the
-/// RollBack task's end, by the execution history's timestamps.
+/// `runs` deployments whose alarm goes to ALARM once the first step takes traffic (one already in ALARM at start
+/// is refused before any write): from the failing CheckGates task's end to the RollBack task's end, by the
+/// execution history's timestamps.
 pub async fn measure(stack: &LocalStack, runs: usize) -> anyhow::Result<Rollback> {
     let fx = Fixtures::new(stack);
     let sfn = aws_sdk_sfn::Client::new(&stack.config);
     eprintln!("rollback latency: {runs} rolled-back deployments");
     fx.alarm("bench-errors").await?;
-    fx.set_alarm(
-        "bench-errors",
-        aws_sdk_cloudwatch::types::StateValue::Alarm,
-        "the benchmark's failing gate",
-    )
-    .await?;
+    let set = |state, reason| fx.set_alarm("bench-errors", state, reason);
     let mut latencies = Vec::new();
     for i in 0..runs {
         let function = format!("rollback{i}");
         fx.function(&function, 2).await?;
         let input = json!({"functionName": function, "alias": "live", "targetVersion": "2",
-            "strategy": {"steps": [{"percent": 10, "bakeSeconds": 1}]}, "alarms": ["bench-errors"]});
+            "strategy": {"steps": [{"percent": 10, "bakeSeconds": 3}]}, "alarms": ["bench-errors"]});
+        set(aws_sdk_cloudwatch::types::StateValue::Ok, "quiet").await?;
         let arn = stack
             .start_execution(&format!("{function}-live-2"), &input)
             .await?;
+        fx.wait_for_split(&function).await?;
+        set(
+            aws_sdk_cloudwatch::types::StateValue::Alarm,
+            "the benchmark's failing gate",
+        )
+        .await?;
         ensure!(
             finish(&sfn, &arn).await? == ExecutionStatus::Failed,
             "{function} was not rolled back"
