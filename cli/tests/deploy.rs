@@ -369,6 +369,85 @@ async fn approve_lets_a_gated_rollout_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_approval_given_while_an_alarm_fires_moves_no_traffic() {
+    let e = env("approve-alarm").await;
+    e.fx.function("orders", 2).await.unwrap();
+    e.fx.alarm("orders-errors").await.unwrap();
+    let mut d = deployment(
+        "2",
+        json!({"canary": {"percent": 10, "intervalSeconds": 1}}),
+    );
+    d["approval"] = json!("beforePromotion");
+    d["alarms"] = json!(["orders-errors"]);
+    let started = e
+        .run(&[
+            "start",
+            "--input",
+            &e.input("d.json", &d),
+            "--output",
+            "json",
+        ])
+        .await;
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    let arn = serde_json::from_slice::<Value>(&started.stdout).unwrap()["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // GIVEN the canary passed its gates and waits for approval
+    let sfn = aws_sdk_sfn::Client::new(&e.stack.config);
+    let entered = |events: &[aws_sdk_sfn::types::HistoryEvent], state: &str| {
+        events
+            .iter()
+            .filter_map(|ev| ev.state_entered_event_details())
+            .filter(|d| d.name() == state)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while entered(
+        &safeshift_local::executions::history(&sfn, &arn)
+            .await
+            .unwrap(),
+        "Approval",
+    ) == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the rollout never reached its approval gate"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // WHEN its alarm fires, and someone approves anyway
+    e.fx.set_alarm(
+        "orders-errors",
+        aws_sdk_cloudwatch::types::StateValue::Alarm,
+        "errors",
+    )
+    .await
+    .unwrap();
+    answer_gate(&e, "approve", &arn).await;
+    // THEN the gates are judged again before the promotion: rolled back, never promoted
+    let watched = e.run(&["watch", &arn]).await;
+    assert_eq!(watched.status.code(), Some(1));
+    assert!(
+        text(&watched.stderr).contains("AlarmFired"),
+        "{}",
+        text(&watched.stderr)
+    );
+    let events = safeshift_local::executions::history(&sfn, &arn)
+        .await
+        .unwrap();
+    assert_eq!(
+        entered(&events, "ShiftWeight"),
+        1,
+        "the promotion never ran"
+    );
+    assert_eq!(
+        e.fx.routing("orders").await.unwrap(),
+        ("1".to_owned(), vec![])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reject_rolls_a_gated_rollout_back() {
     let e = env("reject").await;
     let arn = gated(&e).await;

@@ -225,7 +225,12 @@ fn the_approval_gate_waits_for_a_token_and_a_rejection_rolls_back() {
         approval["Parameters"]["Payload"]["taskToken.$"],
         "$$.Task.Token"
     );
-    assert_eq!(approval["Next"], "ShiftWeight");
+    // Approved, the gates are judged again before the next shift.
+    assert_eq!(approval["Next"], "Approved");
+    let approved = rollout().state("Approved").unwrap();
+    assert_eq!(approved["ResultPath"], "$.approvalRequired");
+    assert_eq!(approved["Result"], false);
+    assert_eq!(approved["Next"], "CheckGates");
     let verdict = rollout().state("Verdict").unwrap();
     assert!(
         verdict["Choices"]
@@ -271,7 +276,8 @@ fn at_most_four_transitions_per_step() {
             per_step: 4,
             // Prepare, PreTrafficHook, PostTrafficHook, ReleaseLock, Deployed.
             fixed: 5,
-            approval: 1,
+            // Approval, Approved, then CheckGates and Verdict again.
+            approval: 4,
             extension: 3
         }
     );
