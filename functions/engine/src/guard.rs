@@ -148,3 +148,31 @@ pub async fn holds_the_alias<L: AliasLock>(
         ))),
     }
 }
+
+/// Both checks a step of a rollout passes before it reads or writes anything: its execution runs this very
+/// deployment ([`own_execution`]), and still holds the alias as its Prepare took it ([`holds_the_alias`]).
+pub async fn own_rollout<E: ReadExecution, L: AliasLock>(
+    executions: &E,
+    locks: &L,
+    scope: &Scope,
+    rollout: &Rollout,
+    execution_arn: Option<&str>,
+    released_ok: bool,
+) -> Result<ExecutionRecord, Error> {
+    let record = own_execution(
+        executions,
+        scope,
+        execution_arn,
+        &rollout.deployment_id,
+        &rollout.deployment,
+    )
+    .await?;
+    holds_the_alias(
+        locks,
+        rollout,
+        execution_arn.unwrap_or_default(),
+        released_ok,
+    )
+    .await?;
+    Ok(record)
+}

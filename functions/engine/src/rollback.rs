@@ -63,7 +63,7 @@ pub struct StatusDetail {
     pub status: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Outcome {
     Reverted,
@@ -181,18 +181,12 @@ where
             weight = rollout.percent / 100.0
         );
         async {
-            guard::own_execution(
+            guard::own_rollout(
                 &self.executions,
-                &self.scope,
-                execution_arn.as_deref(),
-                &rollout.deployment_id,
-                &rollout.deployment,
-            )
-            .await?;
-            guard::holds_the_alias(
                 &self.locks,
+                &self.scope,
                 &rollout,
-                execution_arn.as_deref().unwrap_or_default(),
+                execution_arn.as_deref(),
                 true,
             )
             .await?;
@@ -444,10 +438,9 @@ where
 
 /// Whether a task output is a rollback's report: the execution's own RollBack ran to the end.
 fn is_rollback_report(output: &str) -> bool {
-    serde_json::from_str::<Value>(output)
-        .ok()
-        .and_then(|v| v.get("outcome").and_then(Value::as_str).map(str::to_owned))
-        .is_some_and(|o| {
-            ["reverted", "alreadyStable", "leftAlone", "nothingShifted"].contains(&o.as_str())
-        })
+    #[derive(Deserialize)]
+    struct Decided {
+        outcome: Outcome,
+    }
+    serde_json::from_str::<Decided>(output).is_ok_and(|d| d.outcome != Outcome::Ignored)
 }

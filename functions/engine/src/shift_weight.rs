@@ -224,22 +224,15 @@ where
         rollout: &Rollout,
         execution_arn: Option<&str>,
     ) -> Result<ExecutionRecord, Error> {
-        let record = guard::own_execution(
+        guard::own_rollout(
             &self.executions,
-            &self.scope,
-            execution_arn,
-            &rollout.deployment_id,
-            &rollout.deployment,
-        )
-        .await?;
-        guard::holds_the_alias(
             &self.locks,
+            &self.scope,
             rollout,
-            execution_arn.unwrap_or_default(),
+            execution_arn,
             false,
         )
-        .await?;
-        Ok(record)
+        .await
     }
 
     async fn prepare(
