@@ -17,7 +17,7 @@ TOOLS_BIN := $(CURDIR)/$(TOOLS)/venv/bin
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 LAMBDA_STAMP := $(TOOLS)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 LINT_STAMP := $(TOOLS)/.lint-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)-$(ASL_VALIDATOR_VERSION)
-FUNCTIONS := shift-weight check-alarms run-hook rollback
+FUNCTIONS := shift-weight check-alarms run-hook rollback watch-gates
 # sam validate and the template check need a region, never credentials or a network.
 export AWS_DEFAULT_REGION ?= us-east-1
 # No telemetry from the SAM CLI: CI has no network beyond the package registries anyway.

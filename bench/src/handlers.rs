@@ -152,7 +152,7 @@ impl World {
     /// run), named [`DEPLOYMENT_ID`] and started with the deployment's input, as the state machine's own would be.
     async fn build(fx: &Fixtures) -> anyhow::Result<Self> {
         fx.function("orders", 2).await?;
-        fx.function("orders-smoke", 1).await?;
+        fx.function("SafeshiftHook_orders-smoke", 1).await?;
         fx.alarm("orders-errors").await?;
         let state_machine_arn = fx.parked_rollout().await?;
         // The lock table's name follows from the state machine's (`<stack>-locks`): the bare calls use the one
@@ -164,7 +164,7 @@ impl World {
         let input = json!({
             "functionName": "orders", "alias": "live", "targetVersion": "2",
             "strategy": "Canary10Percent5Minutes", "alarms": ["orders-errors"],
-            "hooks": {"preTraffic": "orders-smoke"}
+            "hooks": {"preTraffic": "SafeshiftHook_orders-smoke"}
         });
         let execution_arn = fx
             .start_execution(&state_machine_arn, DEPLOYMENT_ID, &input)
@@ -258,7 +258,7 @@ impl Aws {
                 self.describe_execution().await?;
                 self.lambda
                     .invoke()
-                    .function_name("orders-smoke")
+                    .function_name("SafeshiftHook_orders-smoke")
                     .payload(Blob::new("{}"))
                     .send()
                     .await?;

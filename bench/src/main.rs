@@ -2,7 +2,7 @@
 //! written to BENCHMARKS.md. Cold starts and warm latency of the release binaries through a local Lambda Runtime
 //! API, next to a Python 3 + boto3 handler making the same AWS calls and next to the bare SDK calls; the arm64
 //! zips' sizes; state transitions counted from real execution histories on the local stack and checked against
-//! `safeshift plan`; rollback latency; and what opening the HTTP/TLS connection during init buys. Goals are
+//! `safeshift plan`; rollback latency and the time to revert after an alarm; and what opening the HTTP/TLS connection during init buys. Goals are
 //! reported, never asserted.
 //!
 //! The measurement modules return numbers; `report` alone turns them into Markdown.
@@ -43,7 +43,7 @@ struct Args {
     /// Warm invocations per function.
     #[arg(long, default_value_t = 200)]
     warm: usize,
-    /// Rolled-back deployments to time.
+    /// Rolled-back deployments to time, for each of the two rollback tables.
     #[arg(long, default_value_t = 10)]
     rollbacks: usize,
     /// Where to write the report (it is printed too).
@@ -61,12 +61,13 @@ async fn main() -> anyhow::Result<()> {
     let handlers =
         handlers::measure(&args.bins, &args.venv, args.runs, args.warm, &scratch).await?;
     // The stack is dropped before the TLS measurements, so its moto and executor do not share the CPU with them.
-    let (transitions, rollback) = {
+    let (transitions, rollback, revert) = {
         let stack =
             LocalStack::start(0, &args.venv, Some(&scratch.join("local-stack.log"))).await?;
         (
             transitions::measure(&stack).await?,
             rollback::measure(&stack, args.rollbacks).await?,
+            rollback::time_to_revert(&stack, args.rollbacks).await?,
         )
     };
     let connection = connection::measure(&args.bins, &args.venv, args.runs, &scratch).await?;
@@ -77,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         handlers,
         transitions,
         rollback,
+        revert,
         connection,
     });
     print!("{out}");

@@ -8,8 +8,8 @@ use safeshift_core::plan::cost_usd;
 use crate::connection::Connection;
 use crate::handlers::{Handler, Handlers};
 use crate::machine::Machine;
-use crate::measure::Medians;
-use crate::rollback::Rollback;
+use crate::measure::{Medians, median, quantile};
+use crate::rollback::{ALARM_AFTER, REVERT_BAKE, Revert, Rollback};
 use crate::sizes::FunctionSize;
 use crate::transitions::{StrategyRun, Transitions};
 
@@ -27,6 +27,7 @@ pub struct Results {
     pub handlers: Handlers,
     pub transitions: Transitions,
     pub rollback: Rollback,
+    pub revert: Revert,
     pub connection: Connection,
 }
 
@@ -39,6 +40,7 @@ pub fn markdown(r: &Results) -> String {
         size(&r.sizes),
         transitions(&r.transitions),
         rollback(&r.rollback),
+        revert(&r.revert, &r.rollback),
         connection(&r.connection),
     ]
     .concat()
@@ -98,6 +100,7 @@ fn goals(r: &Results) -> String {
             largest
         }
     });
+    let slowest_revert = quantile(&r.revert.watched, 1.0);
     let met = |ok: bool| if ok { "met" } else { "**not met**" };
     format!(
         "## Goals\n\nReported, not asserted: they are targets for the design, not tests.\n\n\
@@ -105,10 +108,13 @@ fn goals(r: &Results) -> String {
          | cold start at most a quarter of the Python equivalent's | Python / Rust at least {worst_ratio:.1}× \
          ({worst_function}) | {} |\n\
          | at most 4 state transitions per traffic step | at most {worst_per_step:.1} (real histories) | {} |\n\
-         | each zip at most 5 MB | largest {largest_zip} bytes ({largest_function}) | {} |\n\n",
+         | each zip at most 5 MB | largest {largest_zip} bytes ({largest_function}) | {} |\n\
+         | reverted at most 5 s after an alarm mid-bake (local stack) | at most {} | {} |\n\n",
         met(worst_ratio >= COLD_START_RATIO_GOAL),
         met(worst_per_step <= TRANSITIONS_PER_STEP_GOAL),
         met(largest_zip <= ZIP_GOAL),
+        seconds(slowest_revert),
+        met(slowest_revert <= REVERT_GOAL),
     )
 }
 
@@ -225,8 +231,8 @@ fn transitions(t: &Transitions) -> String {
 
 fn rollback(r: &Rollback) -> String {
     format!(
-        "## Rollback latency\n\n{} deployments whose first step's alarm is in ALARM, on the local stack: from the \
-         failing CheckGates task's end to the RollBack task's end, whose function has restored the alias (checked \
+        "## Rollback latency\n\n{} deployments whose target version fails its metric analysis at the first step, \
+         on the local stack: from the failing CheckGates task's end to the RollBack task's end, whose function has restored the alias (checked \
          after each run), by the execution history's timestamps. It includes moto's executor scheduling two \
          states (GateFailed, RollBack) and the rollback function's DescribeExecution, GetItem (its lock), GetAlias, \
          UpdateAlias and DeleteItem (releasing the alias's lock).\n\n\
@@ -236,6 +242,55 @@ fn rollback(r: &Rollback) -> String {
         ms(r.median),
         ms(r.p90),
         ms(r.max),
+    )
+}
+
+/// The goal for the time to revert with the alarms watched, on the local stack.
+const REVERT_GOAL: Duration = Duration::from_secs(5);
+/// The traffic the bad-requests column assumes: a 10% canary of 100 requests per second.
+const CANARY_REQUESTS_PER_SECOND: f64 = 100.0 * 0.10;
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+fn revert(r: &Revert, rollback: &Rollback) -> String {
+    let runs = r.watched.len();
+    let watched = (median(&r.watched), quantile(&r.watched, 1.0));
+    // A check at the bake's end reads the alarm once the rest of the bake has passed, then rolls back the way the
+    // rollback table above measured (failing CheckGates to restored).
+    let remaining = REVERT_BAKE - ALARM_AFTER;
+    let at_bake_end = (remaining + rollback.median, remaining + rollback.max);
+    let bad = |d: Duration| format!("{:.0}", d.as_secs_f64() * CANARY_REQUESTS_PER_SECOND);
+    let met = if watched.1 <= REVERT_GOAL {
+        "met"
+    } else {
+        "**not met**"
+    };
+    format!(
+        "## Time to revert after an alarm\n\n{runs} deployments at 10% with a {} s bake whose alarm goes to ALARM \
+         {} s after the shift, on the local stack: from just before the SetAlarmState call to the first read of \
+         the alias routing only the stable version (read every 20 ms). *Watched* is the engine as shipped: the \
+         alarm's state change reaches `watch-gates` (here through `safeshift local`'s stand-in for the EventBridge \
+         rule, which reads the alarms every 250 ms), which fails the bake's task; the state machine rolls back. \
+         *At the bake's end* is the engine before the watch: the alarm is read when the bake ends, {} s later, \
+         then rolled back as the table above measured (its median and max added). Bad requests: what a 10% canary \
+         of 100 requests/s sends the bad version meanwhile. Goal: watched at most {} s (max): {met}.\n\n\
+         | alarm checked | median | max | bad requests (median) | bad requests (max) |\n|---|---:|---:|---:|---:|\n\
+         | watched through the bake | {} | {} | {} | {} |\n\
+         | at the bake's end | {} | {} | {} | {} |\n\n",
+        REVERT_BAKE.as_secs(),
+        ALARM_AFTER.as_secs(),
+        remaining.as_secs(),
+        REVERT_GOAL.as_secs(),
+        seconds(watched.0),
+        seconds(watched.1),
+        bad(watched.0),
+        bad(watched.1),
+        seconds(at_bake_end.0),
+        seconds(at_bake_end.1),
+        bad(at_bake_end.0),
+        bad(at_bake_end.1),
     )
 }
 
@@ -356,6 +411,9 @@ mod tests {
                 p90: millis(53.0),
                 max: millis(66.0),
             },
+            revert: Revert {
+                watched: vec![millis(900.0), millis(700.0), millis(1_300.0)],
+            },
             connection: Connection {
                 runs: 20,
                 off: medians(5.7, 92.7, 97.8),
@@ -406,6 +464,7 @@ mod tests {
                 "## Size",
                 "## Transitions and cost",
                 "## Rollback latency",
+                "## Time to revert after an alarm",
                 "## HTTP/TLS client initialised during init",
             ]
         );
@@ -534,6 +593,42 @@ mod tests {
         assert!(
             section(&md, "## Transitions and cost")[0].contains("the 3 fixed states"),
             "{md}"
+        );
+    }
+
+    #[test]
+    fn the_time_to_revert_sets_the_watch_beside_a_check_at_the_bakes_end() {
+        let md = markdown(&results());
+        let heading = "## Time to revert after an alarm";
+        assert_eq!(
+            row(&md, heading, "watched through the bake"),
+            "| watched through the bake | 0.9 s | 1.3 s | 9 | 13 |"
+        );
+        // 115 s of bake left, plus the measured rollback (43 ms median, 66 ms max); 10 bad requests a second.
+        assert_eq!(
+            row(&md, heading, "at the bake's end"),
+            "| at the bake's end | 115.0 s | 115.1 s | 1150 | 1151 |"
+        );
+        assert!(
+            section(&md, heading)[0].starts_with("3 deployments"),
+            "{md}"
+        );
+        assert!(
+            section(&md, heading)[0].ends_with("at most 5 s (max): met."),
+            "{md}"
+        );
+        assert_eq!(
+            goal(
+                &md,
+                "reverted at most 5 s after an alarm mid-bake (local stack)"
+            ),
+            "| reverted at most 5 s after an alarm mid-bake (local stack) | at most 1.3 s | met |"
+        );
+        let mut slow = results();
+        slow.revert.watched = vec![millis(6_000.0)];
+        assert!(
+            section(&markdown(&slow), heading)[0].ends_with("**not met**."),
+            "a goal missed says so"
         );
     }
 

@@ -1,8 +1,11 @@
-//! Rollback latency on the local stack: how long after a failing gate the alias is back on the old version.
+//! Rollback latency on the local stack: how long after a failing gate the alias is back on the old version, and
+//! how long a bad version keeps its traffic after its alarm goes to ALARM mid-bake (time to revert), with the
+//! alarms watched through the bake next to a check at the bake's end.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
+use aws_sdk_cloudwatch::types::StateValue;
 use aws_sdk_sfn::types::ExecutionStatus;
 use safeshift_local::LocalStack;
 use safeshift_local::executions::history;
@@ -20,31 +23,28 @@ pub struct Rollback {
     pub max: Duration,
 }
 
-/// `runs` deployments whose alarm goes to ALARM once the first step takes traffic (one already in ALARM at start
-/// is refused before any write): from the failing CheckGates task's end to the RollBack task's end, by the
-/// execution history's timestamps.
+/// `runs` deployments whose target version fails its metric analysis at the first step's check: from the failing
+/// CheckGates task's end to the RollBack task's end, by the execution history's timestamps.
 pub async fn measure(stack: &LocalStack, runs: usize) -> anyhow::Result<Rollback> {
     let fx = Fixtures::new(stack);
     let sfn = aws_sdk_sfn::Client::new(&stack.config);
     eprintln!("rollback latency: {runs} rolled-back deployments");
-    fx.alarm("bench-errors").await?;
-    let set = |state, reason| fx.set_alarm("bench-errors", state, reason);
     let mut latencies = Vec::new();
     for i in 0..runs {
         let function = format!("rollback{i}");
         fx.function(&function, 2).await?;
         let input = json!({"functionName": function, "alias": "live", "targetVersion": "2",
-            "strategy": {"steps": [{"percent": 10, "bakeSeconds": 3}]}, "alarms": ["bench-errors"]});
-        set(aws_sdk_cloudwatch::types::StateValue::Ok, "quiet").await?;
+            "strategy": {"steps": [{"percent": 10, "bakeSeconds": 3}]},
+            "analysis": {"maxErrorRate": 0.05, "minInvocations": 100, "metricDelaySeconds": 0}});
         let arn = stack
             .start_execution(&format!("{function}-live-2"), &input)
             .await?;
         fx.wait_for_split(&function).await?;
-        set(
-            aws_sdk_cloudwatch::types::StateValue::Alarm,
-            "the benchmark's failing gate",
-        )
-        .await?;
+        // The new version fails 15% of its calls; the stable one 0.5%.
+        for (version, counts) in [("2", [200, 30, 0]), ("1", [1800, 9, 0])] {
+            fx.put_version_metrics(&function, "live", version, counts)
+                .await?;
+        }
         ensure!(
             finish(&sfn, &arn).await? == ExecutionStatus::Failed,
             "{function} was not rolled back"
@@ -75,4 +75,58 @@ pub async fn measure(stack: &LocalStack, runs: usize) -> anyhow::Result<Rollback
         p90: quantile(&latencies, 0.9),
         max: quantile(&latencies, 1.0),
     })
+}
+
+/// The step of the time-to-revert runs: 10% held for this long.
+pub const REVERT_BAKE: Duration = Duration::from_secs(120);
+/// When the alarm goes to ALARM, after the shift.
+pub const ALARM_AFTER: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revert {
+    /// From the alarm's state change to the alias routing only the stable version, per run.
+    pub watched: Vec<Duration>,
+}
+
+/// `runs` deployments at 10% with a [`REVERT_BAKE`] bake whose alarm goes to ALARM [`ALARM_AFTER`] the shift:
+/// from just before the SetAlarmState call to the first read of the alias that routes only version 1 (read every
+/// 20 ms), by this process's clock.
+pub async fn time_to_revert(stack: &LocalStack, runs: usize) -> anyhow::Result<Revert> {
+    let fx = Fixtures::new(stack);
+    let sfn = aws_sdk_sfn::Client::new(&stack.config);
+    eprintln!("time to revert: {runs} deployments whose alarm fires mid-bake");
+    let mut watched = Vec::new();
+    for i in 0..runs {
+        let function = format!("revert{i}");
+        let alarm = format!("{function}-errors");
+        fx.function(&function, 2).await?;
+        fx.alarm(&alarm).await?;
+        let input = json!({"functionName": function, "alias": "live", "targetVersion": "2",
+            "strategy": {"steps": [{"percent": 10, "bakeSeconds": REVERT_BAKE.as_secs()}]},
+            "alarms": [alarm]});
+        let arn = stack
+            .start_execution(&format!("{function}-live-2"), &input)
+            .await?;
+        fx.wait_for_split(&function).await?;
+        tokio::time::sleep(ALARM_AFTER).await;
+        let fired = Instant::now();
+        fx.set_alarm(&alarm, StateValue::Alarm, "the benchmark's bad version")
+            .await?;
+        loop {
+            if fx.routing(&function).await? == ("1".to_owned(), vec![]) {
+                break;
+            }
+            ensure!(
+                fired.elapsed() < REVERT_BAKE,
+                "{function}: still split after the whole bake"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        watched.push(fired.elapsed());
+        ensure!(
+            finish(&sfn, &arn).await? == ExecutionStatus::Failed,
+            "{function} did not end FAILED"
+        );
+    }
+    Ok(Revert { watched })
 }

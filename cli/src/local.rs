@@ -169,7 +169,7 @@ pub async fn demo(venv: &Path) -> anyhow::Result<()> {
     let fx = Fixtures::new(&stack);
     let sfn = aws_sdk_sfn::Client::new(&stack.config);
     fx.function("orders-api", 4).await?;
-    fx.function("orders-api-smoke", 1).await?;
+    fx.function("SafeshiftHook_orders-api-smoke", 1).await?;
     fx.alarm("orders-api-errors").await?;
     println!(
         "demo function orders-api: versions 1 to 4; alias live -> 1; alarm orders-api-errors (OK)\n"
@@ -182,7 +182,7 @@ pub async fn demo(venv: &Path) -> anyhow::Result<()> {
             "targetVersion": target,
             "strategy": {"steps": [{"percent": 10, "bakeSeconds": 4}, {"percent": 50, "bakeSeconds": 4}]},
             "alarms": ["orders-api-errors"],
-            "hooks": {"preTraffic": "orders-api-smoke"},
+            "hooks": {"preTraffic": "SafeshiftHook_orders-api-smoke"},
             "bakeSeconds": 3
         })
     };

@@ -20,6 +20,7 @@ use safeshift_engine::rollback::Rollback;
 use safeshift_engine::run_hook::RunHook;
 use safeshift_engine::runtime;
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
+use safeshift_engine::watch_gates::WatchGates;
 use safeshift_engine::{CloudWatchAdapter, DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -31,14 +32,16 @@ pub enum EngineFunction {
     CheckAlarms,
     RunHook,
     Rollback,
+    WatchGates,
 }
 
 impl EngineFunction {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::ShiftWeight,
         Self::CheckAlarms,
         Self::RunHook,
         Self::Rollback,
+        Self::WatchGates,
     ];
 
     /// The binary's name, and the function's name after the stack prefix.
@@ -48,6 +51,7 @@ impl EngineFunction {
             Self::CheckAlarms => "check-alarms",
             Self::RunHook => "run-hook",
             Self::Rollback => "rollback",
+            Self::WatchGates => "watch-gates",
         }
     }
 
@@ -58,6 +62,7 @@ impl EngineFunction {
             Self::CheckAlarms => "CheckAlarmsFunctionArn",
             Self::RunHook => "RunHookFunctionArn",
             Self::Rollback => "RollbackFunctionArn",
+            Self::WatchGates => "WatchGatesFunctionArn",
         }
     }
 
@@ -87,8 +92,9 @@ pub struct Engine {
     shift_weight:
         Arc<ShiftWeight<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter, CloudWatchAdapter>>,
     check_alarms: Arc<CheckAlarms<CloudWatchAdapter>>,
-    run_hook: Arc<RunHook<LambdaAdapter, StepFunctionsAdapter>>,
+    run_hook: Arc<RunHook<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter>>,
     rollback: Arc<Rollback<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter>>,
+    watch_gates: Arc<WatchGates<DynamoLockAdapter, StepFunctionsAdapter, StepFunctionsAdapter>>,
 }
 
 /// How long after a stopped execution the local reconciler looks at the alias again. The functions run in this
@@ -116,14 +122,21 @@ impl Engine {
             run_hook: Arc::new(RunHook::new(
                 lambda.clone(),
                 executions.clone(),
+                locks.clone(),
                 scope.clone(),
             )),
             rollback: Arc::new(Rollback::new(
                 lambda,
-                executions,
-                locks,
+                executions.clone(),
+                locks.clone(),
                 scope.clone(),
                 LOCAL_LONGEST_WRITE,
+            )),
+            watch_gates: Arc::new(WatchGates::new(
+                locks,
+                executions.clone(),
+                executions,
+                scope.clone(),
             )),
         }
     }
@@ -144,6 +157,9 @@ impl Engine {
             }
             EngineFunction::RunHook => runtime::invoke(Arc::clone(&self.run_hook), event).await,
             EngineFunction::Rollback => runtime::invoke(Arc::clone(&self.rollback), event).await,
+            EngineFunction::WatchGates => {
+                runtime::invoke(Arc::clone(&self.watch_gates), event).await
+            }
         }
         .map_err(|d| (d.error_type, d.error_message))
     }

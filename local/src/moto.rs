@@ -104,6 +104,9 @@ impl Drop for MotoServer {
     }
 }
 
+/// moto's server with the local stack's fixes to its Step Functions executor.
+const PATCHED_SERVER: &str = include_str!("../moto/server.py");
+
 fn start(
     server: &Path,
     port: u16,
@@ -114,8 +117,17 @@ fn start(
         Some(path) => Stdio::from(std::fs::File::create(path).map_err(MotoError::Start)?),
         None => Stdio::null(),
     };
-    let child = Command::new(server)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    // moto's own server, with the fixes local/moto/server.py describes, run by the venv's Python.
+    let python = server.with_file_name("python");
+    let child = Command::new(python)
+        .args([
+            "-c",
+            PATCHED_SERVER,
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .env("MOTO_PORT", callback_port.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

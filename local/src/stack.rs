@@ -1,7 +1,8 @@
 //! The local stack: moto behind the gateway, the rollout state machine created from the same definition and
-//! substitutions as `template.yaml`, and the reconciler that EventBridge would trigger in AWS.
+//! substitutions as `template.yaml`, and the two EventBridge rules of the template, which moto does not emit:
+//! executions that ended (to the reconciler) and alarms that went to ALARM (to the watcher).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
 /// How often the reconciler looks for executions that ended without running their Catch.
 const RECONCILE_EVERY: Duration = Duration::from_millis(500);
+/// How often the alarm watcher reads every alarm's state: an ALARM that lasts longer is never missed.
+pub const WATCH_ALARMS_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -49,9 +52,13 @@ pub fn state_machine_arn() -> String {
     )
 }
 
-/// What the engine serves here: the local state machine's executions, and its lock table.
+/// The hook prefix the local stack is deployed with: the template's default `HookFunctionPrefix`.
+pub const HOOK_PREFIX: &str = "SafeshiftHook_";
+
+/// What the engine serves here: the local state machine's executions, its lock table, and hooks within the
+/// template's default prefix.
 pub fn scope() -> Scope {
-    Scope::new(state_machine_arn())
+    Scope::new(state_machine_arn()).with_hook_prefix(HOOK_PREFIX)
 }
 
 pub fn function_arn(f: EngineFunction) -> String {
@@ -169,9 +176,13 @@ impl LocalStack {
             })?;
         stack.state_machine_arn = created.state_machine_arn().to_owned();
         stack.tasks.push(tokio::spawn(reconcile(
-            engine,
+            Arc::clone(&engine),
             sfn,
             stack.state_machine_arn.clone(),
+        )));
+        stack.tasks.push(tokio::spawn(watch_alarms(
+            engine,
+            aws_sdk_cloudwatch::Client::new(&stack.config),
         )));
         Ok(stack)
     }
@@ -277,6 +288,86 @@ async fn reconcile(engine: Arc<Engine>, sfn: aws_sdk_sfn::Client, state_machine_
                     }
                 }
             }
+        }
+    }
+}
+
+/// One alarm's state as the watcher last read it: its value and when it last changed.
+type AlarmSeen = (String, Option<aws_sdk_cloudwatch::primitives::DateTime>);
+
+/// What EventBridge does in AWS for the template's `AlarmChanged` rule: hand every alarm that goes to ALARM to
+/// the watcher, as a "CloudWatch Alarm State Change" event. moto emits no such event, so this reads every alarm
+/// each [`WATCH_ALARMS_EVERY`] and reports the ones whose state changed to ALARM (a new state-change time counts:
+/// ALARM, OK, ALARM between two reads is a new ALARM). An alarm created in ALARM is reported too.
+async fn watch_alarms(engine: Arc<Engine>, cloudwatch: aws_sdk_cloudwatch::Client) {
+    use aws_sdk_cloudwatch::primitives::DateTimeFormat;
+    let mut seen: HashMap<String, AlarmSeen> = HashMap::new();
+    loop {
+        tokio::time::sleep(WATCH_ALARMS_EVERY).await;
+        let mut alarms = Vec::new();
+        let mut next_token = None;
+        loop {
+            let Ok(page) = cloudwatch
+                .describe_alarms()
+                .alarm_types(aws_sdk_cloudwatch::types::AlarmType::MetricAlarm)
+                .alarm_types(aws_sdk_cloudwatch::types::AlarmType::CompositeAlarm)
+                .set_next_token(next_token)
+                .send()
+                .await
+            else {
+                break;
+            };
+            macro_rules! read {
+                ($a:expr) => {
+                    (
+                        $a.alarm_name().unwrap_or_default().to_owned(),
+                        $a.alarm_arn().unwrap_or_default().to_owned(),
+                        $a.state_value()
+                            .map(|v| v.as_str().to_owned())
+                            .unwrap_or_default(),
+                        $a.state_reason().unwrap_or_default().to_owned(),
+                        $a.state_updated_timestamp().copied(),
+                    )
+                };
+            }
+            alarms.extend(page.metric_alarms().iter().map(|a| read!(a)));
+            alarms.extend(page.composite_alarms().iter().map(|a| read!(a)));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next_token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        for (name, arn, state, reason, updated) in alarms {
+            let now: AlarmSeen = (state.clone(), updated);
+            let previous = seen.insert(name.clone(), now.clone());
+            if state != "ALARM" || previous.as_ref() == Some(&now) {
+                continue;
+            }
+            let timestamp = updated.and_then(|t| t.fmt(DateTimeFormat::DateTime).ok());
+            let event = json!({
+                "version": "0",
+                "source": "aws.cloudwatch",
+                "detail-type": "CloudWatch Alarm State Change",
+                "account": ACCOUNT,
+                "region": REGION,
+                "resources": [arn],
+                "detail": {
+                    "alarmName": name,
+                    "state": {"value": state, "reason": reason, "timestamp": timestamp},
+                    "previousState": {"value": previous.map(|p| p.0)},
+                }
+            });
+            let engine = Arc::clone(&engine);
+            // Handed over on its own task, as EventBridge delivers each event on its own: a slow delivery does not
+            // hold back the next read.
+            tokio::spawn(async move {
+                match engine.invoke(EngineFunction::WatchGates, event).await {
+                    Ok(report) => tracing::info!(alarm = %name, %report, "alarm delivered"),
+                    Err((error_type, message)) => {
+                        tracing::error!(alarm = %name, error_type, message, "alarm delivery failed")
+                    }
+                }
+            });
         }
     }
 }

@@ -175,11 +175,13 @@ async fn linear_custom_steps_and_all_at_once_are_promoted() {
 async fn a_failing_pre_traffic_hook_shifts_nothing() {
     let e = env().await;
     e.fx.function("orders", 2).await.unwrap();
-    e.fx.function("orders-smoke", 1).await.unwrap();
+    e.fx.function("SafeshiftHook_orders-smoke", 1)
+        .await
+        .unwrap();
     e.fx.queue_hook_results(&[json!({"status": "Failed", "message": "checkout returned 500"})])
         .unwrap();
     let mut input = deployment(json!({"canary": {"percent": 10, "intervalSeconds": 1}}));
-    input["hooks"] = json!({"preTraffic": "orders-smoke"});
+    input["hooks"] = json!({"preTraffic": "SafeshiftHook_orders-smoke"});
     let done = e.finish(&e.start("orders-live-2", &input).await).await;
     assert_eq!(*done.status(), ExecutionStatus::Failed);
     assert_eq!(done.error(), Some("HookFailed"));
@@ -195,11 +197,11 @@ async fn a_failing_pre_traffic_hook_shifts_nothing() {
 async fn a_failing_post_traffic_hook_puts_the_stable_version_back() {
     let e = env().await;
     e.fx.function("orders", 2).await.unwrap();
-    e.fx.function("orders-e2e", 1).await.unwrap();
+    e.fx.function("SafeshiftHook_orders-e2e", 1).await.unwrap();
     e.fx.queue_hook_results(&[json!({"status": "Failed", "message": "cart is empty"})])
         .unwrap();
     let mut input = deployment(json!({"canary": {"percent": 10, "intervalSeconds": 1}}));
-    input["hooks"] = json!({"postTraffic": "orders-e2e"});
+    input["hooks"] = json!({"postTraffic": "SafeshiftHook_orders-e2e"});
     let done = e.finish(&e.start("orders-live-2", &input).await).await;
     assert_eq!(*done.status(), ExecutionStatus::Failed);
     assert_eq!(done.error(), Some("HookFailed"));
@@ -721,8 +723,9 @@ async fn a_hundred_long_alarms_in_alarm_roll_back_within_the_state_limit() {
     let e = env().await;
     e.fx.function("orders", 2).await.unwrap();
     let alarms = maximal_alarms(&e).await;
+    // A long bake: the watch, not the check at its end, ends it.
     let mut input = deployment(
-        json!({"steps": [{"percent": 10, "bakeSeconds": 1}, {"percent": 50, "bakeSeconds": 1}]}),
+        json!({"steps": [{"percent": 10, "bakeSeconds": 300}, {"percent": 50, "bakeSeconds": 1}]}),
     );
     input["alarms"] = json!(alarms);
     let arn = e.start("orders-live-2", &input).await;
@@ -770,8 +773,43 @@ async fn a_hundred_long_alarms_in_alarm_roll_back_within_the_state_limit() {
         );
     }
 
-    // The cause is the bounded report, and it says what it left out.
-    let cause: Value = serde_json::from_str(done.cause().unwrap()).unwrap();
+    // The watch ended the bake: the cause names the first alarm that fired, its reason cut.
+    let cause = done.cause().unwrap();
+    assert!(
+        cause.starts_with("alarm in ALARM: orders-errors-")
+            && cause.contains("bytes])")
+            && cause.len() <= 1024,
+        "{cause}"
+    );
+
+    // The second line of defence reads all hundred alarms: its report is bounded too, and says what it left out.
+    let rollout = executions::history(&e.sfn, &arn)
+        .await
+        .unwrap()
+        .iter()
+        .rev()
+        .find_map(|ev| {
+            let d = ev
+                .state_exited_event_details()
+                .filter(|d| d.name() == "ShiftWeight")?;
+            d.output().map(str::to_owned)
+        })
+        .expect("a shift");
+    let answer = aws_sdk_lambda::Client::new(&e.stack.config)
+        .invoke()
+        .function_name("safeshift-check-alarms")
+        .payload(aws_sdk_lambda::primitives::Blob::new(rollout))
+        .send()
+        .await
+        .unwrap();
+    let report = answer.payload().unwrap().as_ref();
+    assert!(
+        report.len() < 64 * 1024,
+        "the report carries {} bytes",
+        report.len()
+    );
+    let cause: Value =
+        json!({"results": serde_json::from_slice::<Value>(report).unwrap()["results"]});
     let alarms = gate(&cause, "alarms");
     assert_eq!(
         alarms["evidence"]["truncated"],
@@ -829,6 +867,188 @@ async fn an_alarm_already_firing_or_missing_at_start_refuses_the_deployment_befo
             !entered.contains(&"ShiftWeight".to_owned()),
             "{name}: {entered:?}"
         );
+        assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"), "{name}");
+    }
+}
+
+// ---- the gates are watched through every wait --------------------------------------------------------------
+
+/// A deployment of `function:live` from version 1 to 2 gated by `<function>-errors`, which is created OK.
+async fn watched(e: &Env, function: &str, strategy: Value) -> Value {
+    e.fx.function(function, 2).await.unwrap();
+    let alarm = format!("{function}-errors");
+    e.fx.alarm(&alarm).await.unwrap();
+    json!({"functionName": function, "alias": "live", "targetVersion": "2", "strategy": strategy,
+           "alarms": [alarm]})
+}
+
+async fn fire(e: &Env, alarm: &str) {
+    e.fx.set_alarm(
+        alarm,
+        aws_sdk_cloudwatch::types::StateValue::Alarm,
+        "Threshold Crossed: 5 errors",
+    )
+    .await
+    .unwrap();
+}
+
+/// Waits (up to 30 s) until the execution has entered `state`.
+async fn wait_for_state(e: &Env, arn: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !states_entered(e, arn).await.iter().any(|s| s == state) {
+        assert!(Instant::now() < deadline, "{arn} never entered {state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The execution ended FAILED with AlarmFired naming `alarm`, when it changed and why, before any bake ran out
+/// (no CheckGates after the alarm: the watch ended the wait, not the check at the bake's end), with the alias
+/// back on version 1 alone.
+async fn rolled_back_by_the_watch(e: &Env, arn: &str, function: &str, checks_before: usize) {
+    let done = e.finish(arn).await;
+    assert_eq!(*done.status(), ExecutionStatus::Failed, "{function}");
+    assert_eq!(
+        done.error(),
+        Some("AlarmFired"),
+        "{function}: {:?}",
+        done.cause()
+    );
+    let cause = done.cause().unwrap_or_default();
+    assert!(
+        cause.contains(&format!("{function}-errors (went to ALARM at "))
+            && cause.contains("Threshold Crossed"),
+        "{function}: {cause}"
+    );
+    let checks = states_entered(e, arn)
+        .await
+        .iter()
+        .filter(|s| *s == "CheckGates")
+        .count();
+    assert_eq!(
+        checks, checks_before,
+        "{function}: the alarm was not caught by the watch"
+    );
+    assert_eq!(
+        e.fx.routing(function).await.unwrap(),
+        stable("1"),
+        "{function}"
+    );
+}
+
+/// Scenario 20 of the brief, side by side on one stack: an alarm mid-bake, at 100% in the final bake, during an
+/// approval, and one that fires and clears within a bake, each rolled back by the watch long before its 300-s
+/// bake would have ended; and a healthy deployment with the same alarm watching is promoted with the transitions
+/// the cost model counts (the watched bake costs what the Wait did).
+#[tokio::test(flavor = "multi_thread")]
+async fn alarms_are_watched_through_every_wait_and_roll_back_at_once() {
+    let e = env().await;
+    let long = |percent: u32| json!({"steps": [{"percent": percent, "bakeSeconds": 300}]});
+    let mid_bake = async {
+        let input = watched(&e, "mid", long(10)).await;
+        let arn = e.start("mid", &input).await;
+        e.fx.wait_for_split("mid").await.unwrap();
+        fire(&e, "mid-errors").await;
+        rolled_back_by_the_watch(&e, &arn, "mid", 0).await;
+    };
+    let final_bake = async {
+        let mut input = watched(&e, "final", json!("AllAtOnce")).await;
+        input["bakeSeconds"] = json!(300);
+        let arn = e.start("final", &input).await;
+        e.fx.wait_for_routing("final", |r| *r == stable("2"))
+            .await
+            .unwrap();
+        fire(&e, "final-errors").await;
+        rolled_back_by_the_watch(&e, &arn, "final", 0).await;
+    };
+    let spike = async {
+        let input = watched(&e, "spike", long(10)).await;
+        let arn = e.start("spike", &input).await;
+        e.fx.wait_for_split("spike").await.unwrap();
+        fire(&e, "spike-errors").await;
+        // A spike: back to OK a second later, long before any gate would read the alarm.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        e.fx.set_alarm(
+            "spike-errors",
+            aws_sdk_cloudwatch::types::StateValue::Ok,
+            "recovered",
+        )
+        .await
+        .unwrap();
+        rolled_back_by_the_watch(&e, &arn, "spike", 0).await;
+    };
+    let approval = async {
+        let mut input = watched(
+            &e,
+            "gated",
+            json!({"canary": {"percent": 10, "intervalSeconds": 1}}),
+        )
+        .await;
+        input["approval"] = json!("beforePromotion");
+        let arn = e.start("gated", &input).await;
+        wait_for_state(&e, &arn, "Approval").await;
+        fire(&e, "gated-errors").await;
+        // The first step's bake ended and its gates were checked once; the approval wait is what the alarm ended.
+        rolled_back_by_the_watch(&e, &arn, "gated", 1).await;
+    };
+    let healthy = async {
+        let input = watched(
+            &e,
+            "healthy",
+            json!({"canary": {"percent": 10, "intervalSeconds": 1}}),
+        )
+        .await;
+        let arn = e.start("healthy", &input).await;
+        let done = e.finish(&arn).await;
+        assert_eq!(
+            *done.status(),
+            ExecutionStatus::Succeeded,
+            "{:?}",
+            done.cause()
+        );
+        assert_eq!(e.fx.routing("healthy").await.unwrap(), stable("2"));
+        let model = safeshift_core::asl::Definition::rollout()
+            .transition_model()
+            .unwrap();
+        assert_eq!(
+            states_entered(&e, &arn).await.len() as u64,
+            model.transitions(2, false, 0),
+            "a watched bake costs the transitions a Wait did"
+        );
+    };
+    tokio::join!(mid_bake, final_bake, spike, approval, healthy);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_outside_the_prefix_or_missing_is_refused_before_any_write() {
+    let e = env().await;
+    e.fx.function("orders", 2).await.unwrap();
+    e.fx.function("orders-smoke", 1).await.unwrap();
+    for (name, hooks, error, names) in [
+        (
+            "outside",
+            json!({"preTraffic": "orders-smoke"}),
+            "InvalidInput",
+            "hooks.preTraffic",
+        ),
+        (
+            "missing",
+            json!({"postTraffic": "SafeshiftHook_orders-e2e"}),
+            "ResourceNotFound",
+            "SafeshiftHook_orders-e2e",
+        ),
+    ] {
+        let mut input = canary(2);
+        input["hooks"] = hooks;
+        let arn = e.start(name, &input).await;
+        let done = e.finish(&arn).await;
+        assert_eq!(done.error(), Some(error), "{name}: {:?}", done.cause());
+        assert!(
+            done.cause().unwrap_or_default().contains(names),
+            "{name}: {:?}",
+            done.cause()
+        );
+        let entered = states_entered(&e, &arn).await;
+        assert_eq!(entered, ["Prepare", "PrepareFailed"], "{name}");
         assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"), "{name}");
     }
 }

@@ -144,10 +144,11 @@ impl World {
         CheckAlarms::new(CloudWatchAdapter::new(self.cloudwatch.clone()))
     }
 
-    fn run_hook(&self) -> RunHook<LambdaAdapter, StepFunctionsAdapter> {
+    fn run_hook(&self) -> RunHook<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter> {
         RunHook::new(
             LambdaAdapter::new(self.lambda.clone()),
             self.executions(),
+            self.locks(),
             self.scope.clone(),
         )
     }

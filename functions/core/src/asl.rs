@@ -299,31 +299,38 @@ impl Definition {
     }
 
     /// The most history events one state can add: a Task's scheduled/started/finished trio for every attempt
-    /// its retriers allow, plus entered/exited; other states, entered/exited.
+    /// its retriers allow (a `.waitForTaskToken` task's also has submitted: four), plus entered/exited; other
+    /// states, entered/exited.
     fn worst_case_events(&self, name: &str) -> u64 {
         let s = &self.states[name];
         if s["Type"] != "Task" {
             return 2;
         }
+        let per_attempt = if s["Resource"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(".waitForTaskToken"))
+        {
+            4
+        } else {
+            3
+        };
         let retries: u64 = s["Retry"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|r| r["MaxAttempts"].as_u64().unwrap_or(3))
             .sum();
-        2 + 3 * (1 + retries)
+        2 + per_attempt * (1 + retries)
     }
 
     /// An upper bound on the history of an execution of `steps` steps that fails at the last moment and rolls
     /// back: every state of the success path and of the failure path, every task retried to its limit, every
-    /// step through the approval branch and extended `extensions` times.
+    /// step extended `extensions` times, and the approval branch (one gate per deployment) taken once.
     pub fn worst_case_history(&self, steps: usize, extensions: u32) -> Result<u64, AslError> {
         let model = self.loop_model()?;
         let events =
             |states: &[String]| -> u64 { states.iter().map(|s| self.worst_case_events(s)).sum() };
-        let per_step = events(&model.cycle)
-            + events(&model.approval)
-            + events(&model.extension) * u64::from(extensions);
+        let per_step = events(&model.cycle) + events(&model.extension) * u64::from(extensions);
         // Everything outside the loop counts once: the success path and every failure-path state.
         let once: u64 = self
             .states
@@ -332,7 +339,7 @@ impl Definition {
             .map(|s| self.worst_case_events(s))
             .sum();
         // ExecutionStarted and the closing event.
-        Ok(2 + once + per_step * steps as u64)
+        Ok(2 + once + events(&model.approval) + per_step * steps as u64)
     }
 
     /// Every error name the definition's Retry and Catch clauses match, and that its states raise.

@@ -2,8 +2,8 @@
 //! version can take traffic, and whether the two versions may share a weighted alias.
 
 use crate::alias::AliasState;
-use crate::deployment::Deployment;
-use crate::error::{Error, InvalidInput};
+use crate::deployment::{Deployment, Hooks};
+use crate::error::{Error, FieldError, InvalidInput};
 use crate::names::Version;
 
 /// Checks, before any write, that the alias can start this deployment; returns the stable version.
@@ -82,6 +82,38 @@ pub fn readiness(target: &VersionConfig) -> Result<Readiness, Error> {
     }
 }
 
+/// Prepare's check of the hooks, before any traffic moves: the engine may invoke only functions whose names start
+/// with the stack's hook prefix (`HookFunctionPrefix`, as CodeDeploy requires `CodeDeployHook_`), so a hook
+/// outside it is refused now, by field, rather than denied after the first bake. `None`: no prefix is configured.
+pub fn check_hook_prefix(hooks: &Hooks, prefix: Option<&str>) -> Result<(), Error> {
+    let Some(prefix) = prefix else {
+        return Ok(());
+    };
+    let problems: Vec<FieldError> = [
+        ("hooks.preTraffic", &hooks.pre_traffic),
+        ("hooks.postTraffic", &hooks.post_traffic),
+    ]
+    .into_iter()
+    .filter_map(|(field, hook)| {
+        let hook = hook.as_ref()?;
+        (!hook.name.starts_with(prefix)).then(|| {
+            FieldError::new(
+                field,
+                format!(
+                    "`{}` is not a function the engine may invoke: hook names must start with `{prefix}` (the stack's HookFunctionPrefix)",
+                    hook.name
+                ),
+            )
+        })
+    })
+    .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(InvalidInput { problems }))
+    }
+}
+
 /// Weighted aliases require both versions to share the execution role and dead-letter configuration.
 pub fn check_compatible(stable: &VersionConfig, target: &VersionConfig) -> Result<(), Error> {
     let differ = |what: &str, a: &Option<String>, b: &Option<String>| Error::IncompatibleVersions {
@@ -109,6 +141,23 @@ pub fn check_compatible(stable: &VersionConfig, target: &VersionConfig) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hooks_outside_the_prefix_are_refused_by_field() {
+        let d = Deployment::from_value(serde_json::json!({
+            "functionName": "orders", "alias": "live", "targetVersion": "7", "strategy": "AllAtOnce",
+            "hooks": {"preTraffic": "SafeshiftHook_smoke", "postTraffic": "arn:aws:lambda:us-east-1:123456789012:function:orders-e2e:live"}
+        }))
+        .unwrap();
+        let err = check_hook_prefix(&d.hooks, Some("SafeshiftHook_")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid deployment input: `hooks.postTraffic`: `orders-e2e` is not a function the engine may invoke: hook names must start with `SafeshiftHook_` (the stack's HookFunctionPrefix)"
+        );
+        assert!(check_hook_prefix(&d.hooks, None).is_ok());
+        assert!(check_hook_prefix(&d.hooks, Some("SafeshiftHook_s")).is_err());
+        assert!(check_hook_prefix(&Hooks::default(), Some("SafeshiftHook_")).is_ok());
+    }
 
     fn alias(version: &str, weights: &[(&str, f64)], revision: &str) -> AliasState {
         AliasState::new(version, weights, revision)

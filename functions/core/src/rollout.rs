@@ -26,7 +26,7 @@ pub struct Rollout {
     pub step: Option<usize>,
     /// Traffic on the target now, in percent.
     pub percent: f64,
-    /// How long to hold the current step: the state machine's Wait reads it.
+    /// How long to hold the current step, at least 1: the timeout of the state machine's Bake.
     pub bake_seconds: u64,
     /// The alias points at the target with routing cleared.
     pub promoted: bool,
@@ -203,7 +203,9 @@ impl Rollout {
             },
             step: Some(step),
             percent: s.percent,
-            bake_seconds: s.bake_seconds,
+            // The bake is a task's timeout (the state machine's Bake), and Step Functions' smallest is one second:
+            // a step held for no bake (the promotion, by default) is watched for one.
+            bake_seconds: s.bake_seconds.max(1),
             promoted: s.is_promotion(),
             approval_required: self.deployment.approval_step() == Some(step + 1),
             step_started_at: Some(now),

@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 const ROLLBACK: &str = "RollBack";
 const PREPARE: &str = "Prepare";
 const RELEASE: &str = "ReleaseLock";
+/// The watched waits: a bake, a bake extension. Their timeout is the bake (`TimeoutSecondsPath`), which ends them
+/// the normal way on to CheckGates; a listed alarm fails them with AlarmFired.
+const WAITS: [&str; 2] = ["Bake", "ExtendBake"];
 
 fn rollout() -> &'static Definition {
     Definition::rollout()
@@ -36,10 +39,17 @@ fn every_task_is_bounded_retried_and_caught_into_the_rollback_path() {
     ];
     assert!(tasks().len() >= 5);
     for (name, s) in tasks() {
-        assert!(
-            s["TimeoutSeconds"].as_u64().is_some_and(|t| t > 0),
-            "{name} has no TimeoutSeconds"
-        );
+        if WAITS.contains(&name) {
+            assert!(
+                s["TimeoutSecondsPath"].as_str().is_some() && s["TimeoutSeconds"].is_null(),
+                "{name} should time out after its bake"
+            );
+        } else {
+            assert!(
+                s["TimeoutSeconds"].as_u64().is_some_and(|t| t > 0),
+                "{name} has no TimeoutSeconds"
+            );
+        }
         let retried: BTreeSet<&str> = s["Retry"]
             .as_array()
             .unwrap_or_else(|| panic!("{name} has no Retry"))
@@ -84,6 +94,10 @@ fn every_task_is_bounded_retried_and_caught_into_the_rollback_path() {
             ROLLBACK | PREPARE => assert!(ends_in("Fail"), "{name}: {targets:?}"),
             // The deployment has succeeded by then; a lock left behind is taken over once its holder ended.
             RELEASE => assert!(ends_in("Succeed"), "{name}: {targets:?}"),
+            // The bake's end goes on to the gates; anything else rolls back.
+            _ if WAITS.contains(&name) => {
+                assert_eq!(targets, ["CheckGates", ROLLBACK], "{name}: {targets:?}")
+            }
             _ => assert_eq!(targets, [ROLLBACK], "{name} must catch into the rollback"),
         }
     }
@@ -117,18 +131,33 @@ fn every_task_repeats_the_one_retry_and_catch() {
     let prepare_catch =
         json!([{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "PrepareFailed"}]);
     let release_catch = json!([{"ErrorEquals": ["States.ALL"], "ResultPath": "$.releaseError", "Next": "Deployed"}]);
+    // A wait's timeout is its bake's normal end: on to the gates, leaving the state as it was.
+    let wait_catch = json!([
+        {"ErrorEquals": ["States.Timeout"], "ResultPath": null, "Next": "CheckGates"},
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": ROLLBACK}
+    ]);
+    // A wait retries sooner and less: a retry starts its bake again, and each attempt writes four history events.
+    let mut wait_retry = retry.clone();
+    wait_retry[0]["IntervalSeconds"] = json!(1);
+    wait_retry[0]["MaxAttempts"] = json!(2);
     for special in [ROLLBACK, PREPARE, RELEASE] {
         assert!(tasks().iter().any(|(name, _)| *name == special));
     }
     for (name, s) in tasks() {
+        let expected_retry = if WAITS.contains(&name) {
+            &wait_retry
+        } else {
+            &retry
+        };
         assert_eq!(
-            s["Retry"], retry,
+            &s["Retry"], expected_retry,
             "{name}'s Retry is not the one every Task shares"
         );
         let expected = match name {
             ROLLBACK => &rollback_catch,
             PREPARE => &prepare_catch,
             RELEASE => &release_catch,
+            _ if WAITS.contains(&name) => &wait_catch,
             _ => &catch,
         };
         assert_eq!(
@@ -262,7 +291,7 @@ fn jsonpath_only_for_the_local_executor() {
         }
     }
     assert_eq!(
-        rollout().state("Bake").unwrap()["SecondsPath"],
+        rollout().state("Bake").unwrap()["TimeoutSecondsPath"],
         "$.bakeSeconds"
     );
 }
@@ -295,8 +324,8 @@ fn an_inconclusive_gate_extends_the_bake_and_judges_again() {
     let extend = rollout()
         .state(inconclusive["Next"].as_str().unwrap())
         .unwrap();
-    assert_eq!(extend["Type"], "Wait");
-    assert_eq!(extend["SecondsPath"], "$.gates.extendSeconds");
+    assert_eq!(extend["Type"], "Task");
+    assert_eq!(extend["TimeoutSecondsPath"], "$.gates.extendSeconds");
     assert_eq!(extend["Next"], "CheckGates");
     // A failed gate records the gate's own error name (AlarmFired, AnalysisFailed, AnalysisInconclusive).
     let failed = rollout().state("GateFailed").unwrap();
@@ -321,7 +350,7 @@ fn no_valid_input_can_reach_the_history_limit() {
 }
 
 #[test]
-fn the_placeholders_are_the_four_functions() {
+fn the_placeholders_are_the_five_functions() {
     assert_eq!(
         Definition::placeholders(ROLLOUT_DEFINITION),
         BTreeSet::from(
@@ -329,7 +358,8 @@ fn the_placeholders_are_the_four_functions() {
                 "CheckAlarmsFunctionArn",
                 "RollbackFunctionArn",
                 "RunHookFunctionArn",
-                "ShiftWeightFunctionArn"
+                "ShiftWeightFunctionArn",
+                "WatchGatesFunctionArn"
             ]
             .map(String::from)
         )

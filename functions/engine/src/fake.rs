@@ -4,20 +4,21 @@
 //! told to fail an operation, so a test can say what a handler does when AWS answers badly. What only the SDK
 //! can show (retries, HTTP 429, pagination, the request's wire shape) is tested with mocked SDK clients instead.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use safeshift_core::Error;
 use safeshift_core::alias::{AliasState, AliasUpdate};
 use safeshift_core::error::Resource;
-use safeshift_core::gates::alarms::AlarmEvidence;
+use safeshift_core::gates::alarms::{AlarmEvidence, FiredAlarm};
 use safeshift_core::gates::analysis::VersionMetrics;
 use safeshift_core::hooks::HookResponse;
 use safeshift_core::prepare::VersionConfig;
 
 use crate::ports::{
-    AliasLock, ExecutionRecord, InvokeHook, InvokeMode, LockHolder, MetricsQuery, ReadAlarms,
-    ReadAlias, ReadExecution, ReadMetrics, ReadVersion, WriteAlias,
+    AliasLock, ExecutionRecord, Interrupt, InvokeHook, InvokeMode, LockHolder, MetricsQuery,
+    ReadAlarms, ReadAlias, ReadExecution, ReadMetrics, ReadVersion, ReportTask, Watch, WatchAlarms,
+    Watcher, WriteAlias,
 };
 
 /// The state machine the fake's executions belong to unless a test says otherwise.
@@ -74,6 +75,24 @@ pub enum Call {
         key: String,
         execution_arn: String,
     },
+    Watch {
+        key: String,
+        execution_arn: String,
+        task_token: String,
+    },
+    Watchers {
+        alarm: String,
+    },
+    RecordFired {
+        key: String,
+        execution_arn: String,
+        alarm: String,
+    },
+    FailTask {
+        task_token: String,
+        error: String,
+        cause: String,
+    },
 }
 
 impl Call {
@@ -91,6 +110,9 @@ impl Call {
             Call::AcquireLock { .. } => "PutItem",
             Call::LockHolder { .. } => "GetItem",
             Call::ReleaseLock { .. } => "DeleteItem",
+            Call::Watch { .. } | Call::RecordFired { .. } => "UpdateItem",
+            Call::Watchers { .. } => "Scan",
+            Call::FailTask { .. } => "SendTaskFailure",
         }
     }
 }
@@ -106,6 +128,10 @@ struct World {
     hooks: BTreeMap<String, VecDeque<HookResponse>>,
     executions: BTreeMap<String, (ExecutionRecord, Vec<String>)>,
     locks: BTreeMap<String, (LockHolder, u64)>,
+    /// The task each hold waits in now, by lock key.
+    task_tokens: BTreeMap<String, String>,
+    /// Task tokens a task still waits with: failing one ends it.
+    waiting: BTreeSet<String>,
     /// The next UpdateAlias lands, then answers this error: a write whose answer was lost and whose retry found
     /// the revision it had itself changed.
     lost_answer: Option<Error>,
@@ -271,6 +297,17 @@ impl FakeAws {
     /// A hook function that exists; it answers `null` (a pass) unless told otherwise with [`Self::hook_answers`].
     pub fn hook(&self, name: &str) -> &Self {
         self.world().hooks.entry(name.into()).or_default();
+        self.hook_function(name)
+    }
+
+    /// The hook's function exists (Prepare looks it up), with `$LATEST` and version 1.
+    fn hook_function(&self, name: &str) -> &Self {
+        for v in ["$LATEST", "1"] {
+            self.version(
+                name,
+                active_version(v, "arn:aws:iam::123456789012:role/hook"),
+            );
+        }
         self
     }
 
@@ -284,7 +321,7 @@ impl FakeAws {
                 function_error: function_error.map(str::to_owned),
                 payload: payload.as_bytes().to_vec(),
             });
-        self
+        self.hook_function(name)
     }
 
     /// An execution of [`STATE_MACHINE`] (its name is the ARN's last part), its status and input, and its
@@ -338,7 +375,35 @@ impl FakeAws {
 
     /// The lock on `key` goes away, without logging a call (as another process's release would).
     pub fn release_lock_quietly(&self, key: &str) {
-        self.world().locks.remove(key);
+        let mut world = self.world();
+        world.locks.remove(key);
+        world.task_tokens.remove(key);
+    }
+
+    /// A task waits with `task_token` (as a `.waitForTaskToken` state does until answered or timed out).
+    pub fn task_waits(&self, task_token: &str) -> &Self {
+        self.world().waiting.insert(task_token.into());
+        self
+    }
+
+    /// The task waiting with `task_token` ended (its bake ran out): failing it finds nothing.
+    pub fn task_ended(&self, task_token: &str) {
+        self.world().waiting.remove(task_token);
+    }
+
+    /// Forgets the calls logged so far: what a test arranged through handlers is not what it examines.
+    pub fn clear_calls(&self) {
+        self.world().calls.clear();
+    }
+
+    /// Whether a task still waits with `task_token`.
+    pub fn is_waiting(&self, task_token: &str) -> bool {
+        self.world().waiting.contains(task_token)
+    }
+
+    /// The task the hold on `key` waits in, as registered.
+    pub fn task_token(&self, key: &str) -> Option<String> {
+        self.world().task_tokens.get(key).cloned()
     }
 
     /// Someone holds the lock on `key` until `expires_at`.
@@ -609,7 +674,13 @@ impl AliasLock for FakeAws {
             }
         };
         if free {
-            world.locks.insert(key.into(), (holder.clone(), expires_at));
+            // A put replaces the whole item: a fired alarm or a wait of an earlier holder does not carry over.
+            let holder = LockHolder {
+                fired: None,
+                ..holder.clone()
+            };
+            world.locks.insert(key.into(), (holder, expires_at));
+            world.task_tokens.remove(key);
         }
         Ok(free)
     }
@@ -632,7 +703,87 @@ impl AliasLock for FakeAws {
             .is_some_and(|(h, _)| h.execution_arn == execution_arn)
         {
             world.locks.remove(key);
+            world.task_tokens.remove(key);
         }
         Ok(())
+    }
+}
+
+impl WatchAlarms for FakeAws {
+    async fn watch(
+        &self,
+        key: &str,
+        execution_arn: &str,
+        task_token: &str,
+    ) -> Result<Watch, Error> {
+        let mut world = self.world();
+        world.call(Call::Watch {
+            key: key.into(),
+            execution_arn: execution_arn.into(),
+            task_token: task_token.into(),
+        })?;
+        let watch = match world.locks.get(key) {
+            Some((h, _)) if h.execution_arn == execution_arn => match &h.fired {
+                Some(fired) => Watch::Fired(fired.clone()),
+                None => Watch::Watching,
+            },
+            _ => Watch::NotHeld,
+        };
+        if watch == Watch::Watching {
+            world.task_tokens.insert(key.into(), task_token.into());
+        }
+        Ok(watch)
+    }
+
+    async fn watchers(&self, alarm: &str) -> Result<Vec<Watcher>, Error> {
+        let mut world = self.world();
+        world.call(Call::Watchers {
+            alarm: alarm.into(),
+        })?;
+        Ok(world
+            .locks
+            .iter()
+            .filter(|(_, (h, _))| h.alarms.iter().any(|a| a == alarm))
+            .map(|(key, (h, _))| Watcher {
+                key: key.clone(),
+                execution_arn: h.execution_arn.clone(),
+            })
+            .collect())
+    }
+
+    async fn record_fired(
+        &self,
+        key: &str,
+        execution_arn: &str,
+        fired: &FiredAlarm,
+    ) -> Result<Option<Interrupt>, Error> {
+        let mut world = self.world();
+        world.call(Call::RecordFired {
+            key: key.into(),
+            execution_arn: execution_arn.into(),
+            alarm: fired.alarm.clone(),
+        })?;
+        let task_token = world.task_tokens.get(key).cloned();
+        let Some((holder, _)) = world
+            .locks
+            .get_mut(key)
+            .filter(|(h, _)| h.execution_arn == execution_arn)
+        else {
+            return Ok(None);
+        };
+        let fired = holder.fired.get_or_insert_with(|| fired.clone()).clone();
+        Ok(Some(Interrupt { fired, task_token }))
+    }
+}
+
+impl ReportTask for FakeAws {
+    async fn fail_task(&self, task_token: &str, error: &str, cause: &str) -> Result<bool, Error> {
+        let mut world = self.world();
+        world.call(Call::FailTask {
+            task_token: task_token.into(),
+            error: error.into(),
+            cause: cause.into(),
+        })?;
+        Ok(world.waiting.remove(task_token))
     }
 }

@@ -9,29 +9,45 @@ use safeshift_core::{Deployment, Error};
 
 use safeshift_core::rollout::Rollout;
 
-use crate::ports::{AliasLock, ExecutionRecord, ReadExecution};
+use crate::ports::{AliasLock, ExecutionRecord, LockHolder, ReadExecution};
 
-/// The state machine whose executions the engine serves (`SAFESHIFT_STATE_MACHINE_ARN`).
+/// The state machine whose executions the engine serves (`SAFESHIFT_STATE_MACHINE_ARN`), and the functions it
+/// may invoke as hooks (`SAFESHIFT_HOOK_PREFIX`, the stack's `HookFunctionPrefix`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
     pub state_machine_arn: String,
+    /// Hook function names must start with it; `None`: not checked (the role's policy still decides).
+    pub hook_prefix: Option<String>,
 }
 
 impl Scope {
     pub fn new(state_machine_arn: impl Into<String>) -> Self {
         Self {
             state_machine_arn: state_machine_arn.into(),
+            hook_prefix: None,
+        }
+    }
+
+    /// Hooks must be functions whose names start with `prefix`.
+    pub fn with_hook_prefix(self, prefix: impl Into<String>) -> Self {
+        Self {
+            hook_prefix: Some(prefix.into()),
+            ..self
         }
     }
 
     /// The scope a Lambda function is deployed with.
     pub fn from_env() -> Result<Self, String> {
-        std::env::var("SAFESHIFT_STATE_MACHINE_ARN")
+        let scope = std::env::var("SAFESHIFT_STATE_MACHINE_ARN")
             .map(Self::new)
             .map_err(|_| {
                 "SAFESHIFT_STATE_MACHINE_ARN is not set: the engine cannot tell its own executions"
-                    .into()
-            })
+                    .to_owned()
+            })?;
+        Ok(match std::env::var("SAFESHIFT_HOOK_PREFIX") {
+            Ok(prefix) if !prefix.is_empty() => scope.with_hook_prefix(prefix),
+            _ => scope,
+        })
     }
 
     /// The per-alias lock table beside the state machine: `<stack>-locks` for `<stack>-rollout`.
@@ -118,13 +134,14 @@ pub async fn own_execution<E: ReadExecution>(
 /// version. A rollout is state the caller hands in: without this, a forged one could name another stable version
 /// and have it restored, and a redriven execution whose lock was released could write again. `released_ok`: a
 /// rollback may also run once the lock is gone (its own earlier attempt released it; rolling back twice is a
-/// no-op) — it still reverts only what the alias shows of this execution's writes.
+/// no-op) — it still reverts only what the alias shows of this execution's writes. Returns the hold (`None`
+/// only when `released_ok` and it was released).
 pub async fn holds_the_alias<L: AliasLock>(
     locks: &L,
     rollout: &Rollout,
     execution_arn: &str,
     released_ok: bool,
-) -> Result<(), Error> {
+) -> Result<Option<LockHolder>, Error> {
     let key = rollout.deployment.lock_key();
     let stable = rollout.alias.stable_version.to_string();
     match locks.holder(&key).await? {
@@ -132,7 +149,7 @@ pub async fn holds_the_alias<L: AliasLock>(
             if holder.execution_arn == execution_arn
                 && holder.stable_version.as_deref() == Some(stable.as_str()) =>
         {
-            Ok(())
+            Ok(Some(holder))
         }
         Some((holder, _)) if holder.execution_arn == execution_arn => Err(refused(format!(
             "the rollout claims stable version {stable}, but execution {execution_arn}'s Prepare found {}",
@@ -142,15 +159,25 @@ pub async fn holds_the_alias<L: AliasLock>(
             "execution {execution_arn} no longer holds alias `{key}`: {} does",
             holder.execution_arn
         ))),
-        None if released_ok => Ok(()),
+        None if released_ok => Ok(None),
         None => Err(refused(format!(
             "execution {execution_arn} no longer holds alias `{key}`: its lock was released"
         ))),
     }
 }
 
+/// A step that moves traffic on, or a wait that starts, after a listed alarm went to ALARM during the hold:
+/// the deployment fails with that alarm, even if it is OK again by now (it fired and cleared between two reads).
+pub fn no_alarm_fired(hold: Option<&LockHolder>) -> Result<(), Error> {
+    match hold.and_then(|h| h.fired.as_ref()) {
+        Some(fired) => Err(fired.error()),
+        None => Ok(()),
+    }
+}
+
 /// Both checks a step of a rollout passes before it reads or writes anything: its execution runs this very
 /// deployment ([`own_execution`]), and still holds the alias as its Prepare took it ([`holds_the_alias`]).
+/// Returns the execution and the hold.
 pub async fn own_rollout<E: ReadExecution, L: AliasLock>(
     executions: &E,
     locks: &L,
@@ -158,7 +185,7 @@ pub async fn own_rollout<E: ReadExecution, L: AliasLock>(
     rollout: &Rollout,
     execution_arn: Option<&str>,
     released_ok: bool,
-) -> Result<ExecutionRecord, Error> {
+) -> Result<(ExecutionRecord, Option<LockHolder>), Error> {
     let record = own_execution(
         executions,
         scope,
@@ -167,12 +194,12 @@ pub async fn own_rollout<E: ReadExecution, L: AliasLock>(
         &rollout.deployment,
     )
     .await?;
-    holds_the_alias(
+    let hold = holds_the_alias(
         locks,
         rollout,
         execution_arn.unwrap_or_default(),
         released_ok,
     )
     .await?;
-    Ok(record)
+    Ok((record, hold))
 }

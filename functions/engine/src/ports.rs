@@ -5,7 +5,7 @@ use std::future::Future;
 
 use safeshift_core::Error;
 use safeshift_core::alias::{AliasState, AliasUpdate};
-use safeshift_core::gates::alarms::AlarmEvidence;
+use safeshift_core::gates::alarms::{AlarmEvidence, FiredAlarm};
 use safeshift_core::gates::analysis::{VersionMetrics, Window};
 use safeshift_core::hooks::HookResponse;
 use safeshift_core::prepare::VersionConfig;
@@ -118,7 +118,7 @@ pub trait ReadExecution: Send + Sync {
 }
 
 /// Who holds an alias's deployment lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LockHolder {
     /// The execution that holds it: its ARN is what the engine checks (is it still running?).
     pub execution_arn: String,
@@ -128,6 +128,11 @@ pub struct LockHolder {
     /// The stable version the holder's Prepare found: what every later step of that execution must still
     /// claim, so a forged rollout cannot name another.
     pub stable_version: Option<String>,
+    /// The alarms the holder's deployment lists: a listed alarm's state change interrupts the holder.
+    pub alarms: Vec<String>,
+    /// The first listed alarm that went to ALARM since the lock was taken (written by the alarm events, never by
+    /// [`AliasLock::acquire`]).
+    pub fired: Option<FiredAlarm>,
 }
 
 /// The per-alias deployment lock: one deployment per alias, taken atomically in Prepare.
@@ -155,4 +160,67 @@ pub trait AliasLock: Send + Sync {
         key: &str,
         execution_arn: &str,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// A hold on an alias whose deployment lists an alarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watcher {
+    /// The lock's key (`function:alias`).
+    pub key: String,
+    pub execution_arn: String,
+}
+
+/// What registering a wait found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watch {
+    /// The wait is registered: an alarm event fails it at once.
+    Watching,
+    /// A listed alarm fired since the lock was taken: the deployment must not wait, it fails.
+    Fired(FiredAlarm),
+    /// The execution does not hold the alias (any more).
+    NotHeld,
+}
+
+/// What recording a fired alarm against a hold found: the record that stands (the first alarm that fired) and
+/// the task the holder waits in now, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interrupt {
+    pub fired: FiredAlarm,
+    pub task_token: Option<String>,
+}
+
+/// Where a deployment's waits are watched: on its hold of the alias, so that the hold, the alarms it lists, the
+/// task it waits in and the alarm that fired are one item, written atomically by the two sides.
+pub trait WatchAlarms: Send + Sync {
+    /// Registers `task_token` as the task `execution_arn` waits in now, on its hold of `key`; refused when an
+    /// alarm already fired against the hold.
+    fn watch(
+        &self,
+        key: &str,
+        execution_arn: &str,
+        task_token: &str,
+    ) -> impl Future<Output = Result<Watch, Error>> + Send;
+
+    /// Every hold whose deployment lists `alarm`.
+    fn watchers(&self, alarm: &str) -> impl Future<Output = Result<Vec<Watcher>, Error>> + Send;
+
+    /// Records `fired` against `execution_arn`'s hold of `key` (a first record stays); `None` when that
+    /// execution does not hold the alias.
+    fn record_fired(
+        &self,
+        key: &str,
+        execution_arn: &str,
+        fired: &FiredAlarm,
+    ) -> impl Future<Output = Result<Option<Interrupt>, Error>> + Send;
+}
+
+/// Answers a task that waits with a task token.
+pub trait ReportTask: Send + Sync {
+    /// Fails the task with `error` and `cause`. `false` when no task waits with the token any more (it ended).
+    fn fail_task(
+        &self,
+        task_token: &str,
+        error: &str,
+        cause: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
 }

@@ -325,7 +325,7 @@ where
             execution_arn: arn.clone(),
             deployment_id: execution.name.clone(),
             acquired_at: now,
-            stable_version: None,
+            ..LockHolder::default()
         };
         self.locks
             .acquire(&mark, &handled, now + guard::RECONCILED_SECONDS, None)

@@ -3,7 +3,11 @@
 //! Input: `{"phase": "preTraffic" | "postTraffic" | "approval", "rollout": <Rollout>, "taskToken": "<optional>",
 //! "executionArn": …}`; the execution is read back first and must be running this very rollout
 //! (`ExecutionMismatch` otherwise: no hook is invoked).
-//! The `approval` phase invokes nothing: its state waits with the task token for `safeshift approve`/`reject`.
+//! The `approval` phase invokes nothing: its state waits with the task token for `safeshift approve`/`reject`,
+//! and the token is registered with the deployment's alarms as `watch-gates` registers a bake's: a listed alarm
+//! going to ALARM during the wait fails it at once with `AlarmFired` (and one that fired before it starts
+//! fails it before it waits). The `postTraffic` phase fails with `AlarmFired` when a listed alarm went to ALARM
+//! while the hook ran: a synchronous hook cannot be interrupted, so the alarm is acted on when it returns.
 //! The hook function receives a [`HookEvent`] (deployment id, function, alias, stable and target versions, phase,
 //! current weight, and the task token when there is one).
 //! - Without a task token the hook is invoked synchronously: it passes when it returns without a function error
@@ -22,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{Span, info};
 
 use crate::guard::{self, Scope};
-use crate::ports::{InvokeHook, InvokeMode, ReadExecution};
+use crate::ports::{AliasLock, InvokeHook, InvokeMode, ReadExecution, WatchAlarms};
 use crate::runtime::Handler;
 
 /// Which hook to run, for which rollout.
@@ -68,13 +72,19 @@ pub struct HookRun {
 }
 
 #[derive(Debug, Clone)]
-pub struct RunHook<P, E> {
+pub struct RunHook<P, E, L> {
     ports: P,
     executions: E,
+    locks: L,
     scope: Scope,
 }
 
-impl<P: InvokeHook + 'static, E: ReadExecution + 'static> Handler for RunHook<P, E> {
+impl<P, E, L> Handler for RunHook<P, E, L>
+where
+    P: InvokeHook + 'static,
+    E: ReadExecution + 'static,
+    L: AliasLock + WatchAlarms + 'static,
+{
     type Event = HookRequest;
     type Output = HookRun;
     const EXPECTED: &'static str = "{\"phase\": …, \"rollout\": …}";
@@ -94,25 +104,29 @@ impl<P: InvokeHook + 'static, E: ReadExecution + 'static> Handler for RunHook<P,
     }
 }
 
-impl<P: InvokeHook, E: ReadExecution> RunHook<P, E> {
-    pub fn new(ports: P, executions: E, scope: Scope) -> Self {
+impl<P: InvokeHook, E: ReadExecution, L: AliasLock + WatchAlarms> RunHook<P, E, L> {
+    pub fn new(ports: P, executions: E, locks: L, scope: Scope) -> Self {
         Self {
             ports,
             executions,
+            locks,
             scope,
         }
     }
 
     async fn run(&self, event: HookRequest) -> Result<HookRun, Error> {
-        guard::own_execution(
+        let arn = event.execution_arn.as_deref();
+        guard::own_rollout(
             &self.executions,
+            &self.locks,
             &self.scope,
-            event.execution_arn.as_deref(),
-            &event.rollout.deployment_id,
-            &event.rollout.deployment,
+            &event.rollout,
+            arn,
+            false,
         )
         .await?;
         let d = &event.rollout.deployment;
+        let watched = !d.alarms.is_empty();
         let done = |hook: Option<String>, verdict| HookRun {
             phase: event.phase,
             hook,
@@ -122,7 +136,16 @@ impl<P: InvokeHook, E: ReadExecution> RunHook<P, E> {
             Phase::PreTraffic => &d.hooks.pre_traffic,
             Phase::PostTraffic => &d.hooks.post_traffic,
             Phase::Approval => {
-                // The state holds the task token until `safeshift approve` or `reject` answers it.
+                // The state holds the task token until `safeshift approve` or `reject` answers it, or an alarm.
+                if let (true, Some(token)) = (watched, &event.task_token) {
+                    crate::watch_gates::register_wait(
+                        &self.locks,
+                        &d.lock_key(),
+                        arn.unwrap_or_default(),
+                        token,
+                    )
+                    .await?;
+                }
                 info!(
                     step = event.rollout.step.map(|s| s + 2),
                     "waiting for approval"
@@ -160,6 +183,13 @@ impl<P: InvokeHook, E: ReadExecution> RunHook<P, E> {
             }
         };
         info!(hook = %hook, verdict = verdict.as_str(), "hook ran");
+        if watched && event.phase == Phase::PostTraffic {
+            // The alarms were watched while the hook ran; what fired meanwhile is recorded on the hold.
+            let hold =
+                guard::holds_the_alias(&self.locks, &event.rollout, arn.unwrap_or_default(), false)
+                    .await?;
+            guard::no_alarm_fired(hold.as_ref())?;
+        }
         Ok(done(Some(hook.to_string()), verdict))
     }
 }

@@ -9,7 +9,8 @@
 //! - `{"prepare": {"deploymentId": "<execution name>", "executionArn": …, "input": <deployment input>}}` —
 //!   validates the input, then checks before any write: the function and alias exist; the alias is not split
 //!   (`AliasConflict`, "deployment in progress"); every listed alarm exists (`ResourceNotFound`) and none is
-//!   already in ALARM (`AlarmFiringAtStart`); the target version exists, differs from the stable one and is
+//!   already in ALARM (`AlarmFiringAtStart`); every hook is within the hook prefix (`InvalidInput`, by field) and
+//!   exists (`ResourceNotFound`); the target version exists, differs from the stable one and is
 //!   Active with a successful last update (waiting a bounded time while it is Pending); stable and target share
 //!   role and dead-letter config. Last, it takes the alias's lock (one deployment per alias): a running holder
 //!   is `AliasConflict` naming it. Returns the [`Rollout`] with the stable version and the alias's revision.
@@ -17,11 +18,12 @@
 //!   promotes: the alias points at the target with routing cleared) and returns the advanced [`Rollout`]. Every
 //!   write carries the revision just read; an alias that does not look exactly as this rollout left it is
 //!   `AliasConflict` and is never overwritten. A step whose write already landed is not written again, so
-//!   retries and redrives are safe.
+//!   retries and redrives are safe. A listed alarm that went to ALARM since Prepare (recorded on the alias's
+//!   lock by `watch-gates`) fails the shift with `AlarmFired` before anything is read.
 //! - `{"release": {"state": <Rollout>, "executionArn": …}}` — the deployment succeeded: releases its lock.
 //!
 //! Errors: `InvalidInput`, `ExecutionMismatch`, `ResourceNotFound`, `AliasConflict`, `TargetNotReady`,
-//! `IncompatibleVersions`, `Throttled`, `AwsError`.
+//! `IncompatibleVersions`, `AlarmFired`, `AlarmFiringAtStart`, `Throttled`, `AwsError`.
 
 use std::time::Duration;
 
@@ -169,7 +171,9 @@ where
                     state: StepState { mut rollout, gates },
                     execution_arn,
                 } = *event;
-                self.own(&rollout, execution_arn.as_deref()).await?;
+                let (_, hold) = self.own(&rollout, execution_arn.as_deref()).await?;
+                // No more traffic after a listed alarm fired, even one that is OK again by now.
+                guard::no_alarm_fired(hold.as_ref())?;
                 if let Some(gates) = gates {
                     rollout.record(&gates);
                 }
@@ -180,7 +184,7 @@ where
                     state,
                     execution_arn,
                 } = *event;
-                let record = self.own(&state, execution_arn.as_deref()).await?;
+                let (record, _) = self.own(&state, execution_arn.as_deref()).await?;
                 let arn = execution_arn.unwrap_or_default();
                 self.locks
                     .release(&state.deployment.lock_key(), &arn)
@@ -223,7 +227,7 @@ where
         &self,
         rollout: &Rollout,
         execution_arn: Option<&str>,
-    ) -> Result<ExecutionRecord, Error> {
+    ) -> Result<(ExecutionRecord, Option<LockHolder>), Error> {
         guard::own_rollout(
             &self.executions,
             &self.locks,
@@ -262,6 +266,7 @@ where
             let found = self.alarms.describe_alarms(&deployment.alarms).await?;
             alarms::check_before_start(&deployment.alarms, found)?;
         }
+        self.check_hooks(&deployment).await?;
         let target = self
             .wait_until_ready(function, &deployment.target_version.to_string())
             .await?;
@@ -303,6 +308,8 @@ where
             deployment_id: deployment_id.to_owned(),
             acquired_at: now,
             stable_version: Some(stable.to_string()),
+            alarms: deployment.alarms.clone(),
+            fired: None,
         };
         let expires_at = now + guard::LOCK_SECONDS;
         if self.locks.acquire(&key, &holder, expires_at, None).await? {
@@ -347,6 +354,37 @@ where
                 crate::rfc3339(other.acquired_at)
             ),
         })
+    }
+
+    /// Every hook is one the engine may invoke (the prefix) and exists (at its qualifier, if it names one): a typo
+    /// or a hook outside the prefix is found before any traffic moves, not after the first bake.
+    async fn check_hooks(&self, d: &Deployment) -> Result<(), Error> {
+        prepare::check_hook_prefix(&d.hooks, self.scope.hook_prefix.as_deref())?;
+        for hook in [&d.hooks.pre_traffic, &d.hooks.post_traffic]
+            .into_iter()
+            .flatten()
+        {
+            let unqualified = hook.as_str().strip_suffix(
+                &hook
+                    .qualifier
+                    .as_ref()
+                    .map(|q| format!(":{q}"))
+                    .unwrap_or_default(),
+            );
+            let function = unqualified.unwrap_or(hook.as_str());
+            let qualifier = hook.qualifier.as_deref().unwrap_or("$LATEST");
+            match self.aliases.get_version(function, qualifier).await {
+                Ok(_) => {}
+                Err(Error::ResourceNotFound { .. }) => {
+                    return Err(Error::ResourceNotFound {
+                        resource: Resource::Hook,
+                        name: hook.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// GetAlias says only "not found"; tell the user which of the two is missing.

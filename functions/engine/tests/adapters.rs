@@ -2,6 +2,7 @@
 //! throttling, typed error classification, pagination, and the requests' wire shape. The handlers' decisions
 //! are tested over the in-memory fake in `tests/handlers/`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use aws_sdk_cloudwatch::types::{
 use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
 use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemInput, PutItemOutput};
+use aws_sdk_dynamodb::operation::scan::ScanOutput;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
 use aws_sdk_lambda::operation::get_alias::{GetAliasError, GetAliasOutput};
@@ -44,6 +47,7 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::timeout::TimeoutConfig;
 use safeshift_core::gates::Verdict;
+use safeshift_core::gates::alarms::FiredAlarm;
 use safeshift_core::names::Version;
 use safeshift_core::prepare::VersionConfig;
 use safeshift_core::rollout::Rollout;
@@ -51,7 +55,8 @@ use safeshift_core::{Deployment, ErrorType};
 use safeshift_engine::check_alarms::{CheckAlarms, CheckEvent};
 use safeshift_engine::guard::{LONGEST_WRITE, Scope};
 use safeshift_engine::ports::{
-    AliasLock, InvokeHook, InvokeMode, LockHolder, ReadAlias, ReadVersion,
+    AliasLock, Interrupt, InvokeHook, InvokeMode, LockHolder, ReadAlias, ReadVersion, ReportTask,
+    Watch, WatchAlarms, Watcher,
 };
 use safeshift_engine::rollback::{Outcome, Rollback, RollbackEvent, StatusChange, StatusDetail};
 use safeshift_engine::run_hook::{HookRequest, HookVerdict, RunHook};
@@ -633,6 +638,7 @@ async fn a_hook_that_raises_fails_with_its_own_message() {
             ExecutionStatus::Running,
             hooked_input(),
         )]),
+        locks(&[&held_by_d1()]),
         scope(),
     )
     .handle(hook_request(rollout_with_hooks(), None))
@@ -662,6 +668,7 @@ async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
             ExecutionStatus::Running,
             hooked_input(),
         )]),
+        locks(&[&held_by_d1()]),
         scope(),
     )
     .handle(hook_request(rollout_with_hooks(), Some("tok-1")))
@@ -690,6 +697,7 @@ async fn a_hook_outside_the_allowed_prefix_is_access_denied_after_one_call() {
             ExecutionStatus::Running,
             hooked_input(),
         )]),
+        locks(&[&held_by_d1()]),
         scope(),
     )
     .handle(hook_request(rollout_with_hooks(), None))
@@ -1335,6 +1343,7 @@ fn holder() -> LockHolder {
         deployment_id: "d-1".into(),
         acquired_at: 1_800_000_000,
         stable_version: Some("6".into()),
+        ..LockHolder::default()
     }
 }
 
@@ -1501,4 +1510,201 @@ async fn holder_reads_the_lock_back() {
     let free = no_holder();
     assert_eq!(locks(&[&free]).holder("orders:live").await.unwrap(), None);
     assert_eq!((get.num_calls(), free.num_calls()), (1, 1));
+}
+
+// ---- Watching the alarms: the hold's wait and fired alarm, and failing a wait --------------------------------
+
+fn conditional_update_failed() -> aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+        ConditionalCheckFailedException::builder().build(),
+    )
+}
+
+const FIRED_JSON: &str =
+    r#"{"alarm":"orders-errors","reason":"Threshold Crossed","changedAt":"2026-11-29T10:00:05Z"}"#;
+
+fn fired() -> FiredAlarm {
+    FiredAlarm::new("orders-errors", "Threshold Crossed", "2026-11-29T10:00:05Z")
+}
+
+#[tokio::test]
+async fn a_wait_registers_only_on_its_own_hold_with_no_alarm_fired() {
+    let update = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            r.key().and_then(|k| k.get("aliasKey")) == Some(&s("orders:live"))
+                && r.update_expression() == Some("SET taskToken = :token")
+                && r.condition_expression()
+                    == Some("executionArn = :me AND attribute_not_exists(firedAlarm)")
+                && r.expression_attribute_values()
+                    .and_then(|v| v.get(":token"))
+                    == Some(&s("tok"))
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    assert_eq!(
+        locks(&[&update])
+            .watch("orders:live", EXECUTION, "tok")
+            .await
+            .unwrap(),
+        Watch::Watching
+    );
+    // Refused: the hold says why, the alarm that fired.
+    let refused =
+        mock!(aws_sdk_dynamodb::Client::update_item).then_error(conditional_update_failed);
+    let fired_hold = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+        GetItemOutput::builder()
+            .item("aliasKey", s("orders:live"))
+            .item("executionArn", s(EXECUTION))
+            .item("firedAlarm", s(FIRED_JSON))
+            .build()
+    });
+    assert_eq!(
+        locks(&[&refused, &fired_hold])
+            .watch("orders:live", EXECUTION, "tok")
+            .await
+            .unwrap(),
+        Watch::Fired(fired())
+    );
+    let gone = no_holder();
+    assert_eq!(
+        locks(&[&refused, &gone])
+            .watch("orders:live", EXECUTION, "tok")
+            .await
+            .unwrap(),
+        Watch::NotHeld
+    );
+}
+
+#[tokio::test]
+async fn a_fired_alarm_is_recorded_once_and_returns_the_wait_to_fail() {
+    let update = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            r.update_expression() == Some("SET firedAlarm = if_not_exists(firedAlarm, :fired)")
+                && r.condition_expression() == Some("executionArn = :me")
+                && r.return_values() == Some(&aws_sdk_dynamodb::types::ReturnValue::AllNew)
+        })
+        .then_output(|| {
+            UpdateItemOutput::builder()
+                .attributes("executionArn", s(EXECUTION))
+                .attributes("firedAlarm", s(FIRED_JSON))
+                .attributes("taskToken", s("tok"))
+                .build()
+        });
+    let later = FiredAlarm::new("orders-errors", "a later crossing", "2026-11-29T10:09:00Z");
+    assert_eq!(
+        locks(&[&update])
+            .record_fired("orders:live", EXECUTION, &later)
+            .await
+            .unwrap(),
+        Some(Interrupt {
+            fired: fired(),
+            task_token: Some("tok".into())
+        }),
+        "the first alarm recorded stays the reason"
+    );
+    let refused =
+        mock!(aws_sdk_dynamodb::Client::update_item).then_error(conditional_update_failed);
+    assert_eq!(
+        locks(&[&refused])
+            .record_fired("orders:live", EXECUTION, &fired())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn the_holds_that_list_an_alarm_are_read_across_every_page() {
+    let scan = mock!(aws_sdk_dynamodb::Client::scan)
+        .match_requests(|r| {
+            r.filter_expression() == Some("contains(#alarms, :alarm)")
+                && r.expression_attribute_names()
+                    .and_then(|n| n.get("#alarms"))
+                    .map(String::as_str)
+                    == Some("alarms")
+                && r.expression_attribute_values()
+                    .and_then(|v| v.get(":alarm"))
+                    == Some(&s("orders-errors"))
+        })
+        .sequence()
+        .output(|| {
+            ScanOutput::builder()
+                .items(HashMap::from([
+                    ("aliasKey".to_owned(), s("orders:live")),
+                    ("executionArn".to_owned(), s(EXECUTION)),
+                ]))
+                .last_evaluated_key("aliasKey", s("orders:live"))
+                .build()
+        })
+        .output(|| {
+            ScanOutput::builder()
+                .items(HashMap::from([
+                    ("aliasKey".to_owned(), s("payments:live")),
+                    ("executionArn".to_owned(), s("arn:other")),
+                ]))
+                .build()
+        })
+        .build();
+    let found = locks(&[&scan]).watchers("orders-errors").await.unwrap();
+    assert_eq!(
+        found,
+        [
+            Watcher {
+                key: "orders:live".into(),
+                execution_arn: EXECUTION.into()
+            },
+            Watcher {
+                key: "payments:live".into(),
+                execution_arn: "arn:other".into()
+            }
+        ]
+    );
+    assert_eq!(scan.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn failing_a_wait_that_already_ended_is_not_an_error() {
+    use aws_sdk_sfn::operation::send_task_failure::{SendTaskFailureError, SendTaskFailureOutput};
+    use aws_sdk_sfn::types::error::{InvalidToken, TaskDoesNotExist, TaskTimedOut};
+    let sent = mock!(aws_sdk_sfn::Client::send_task_failure)
+        .match_requests(|r| {
+            r.task_token() == Some("tok")
+                && r.error() == Some("AlarmFired")
+                && r.cause() == Some("why")
+        })
+        .then_output(|| SendTaskFailureOutput::builder().build());
+    assert!(
+        sfn(&[&sent])
+            .fail_task("tok", "AlarmFired", "why")
+            .await
+            .unwrap()
+    );
+    let ended: [fn() -> SendTaskFailureError; 3] = [
+        || SendTaskFailureError::TaskTimedOut(TaskTimedOut::builder().build()),
+        || SendTaskFailureError::TaskDoesNotExist(TaskDoesNotExist::builder().build()),
+        || SendTaskFailureError::InvalidToken(InvalidToken::builder().build()),
+    ];
+    for error in ended {
+        let rule = mock!(aws_sdk_sfn::Client::send_task_failure).then_error(error);
+        assert!(
+            !sfn(&[&rule])
+                .fail_task("tok", "AlarmFired", "why")
+                .await
+                .unwrap()
+        );
+    }
+    let throttled = mock!(aws_sdk_sfn::Client::send_task_failure)
+        .sequence()
+        .http_response(|| {
+            HttpResponse::new(
+                StatusCode::try_from(400).unwrap(),
+                SdkBody::from(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
+            )
+        })
+        .repeatedly()
+        .build();
+    let err = sfn(&[&throttled])
+        .fail_task("tok", "AlarmFired", "why")
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::Throttled);
 }

@@ -3,7 +3,7 @@
 
 use safeshift_engine::guard::Scope;
 use safeshift_engine::run_hook::RunHook;
-use safeshift_engine::{LambdaAdapter, StepFunctionsAdapter, aws, runtime};
+use safeshift_engine::{DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter, aws, runtime};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -11,6 +11,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let scope = Scope::from_env()?;
     let config = aws::load_config().await;
     let executions = StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&config));
-    let handler = RunHook::new(LambdaAdapter::connect(&config).await, executions, scope);
+    let locks = DynamoLockAdapter::new(aws_sdk_dynamodb::Client::new(&config), scope.lock_table());
+    let handler = RunHook::new(
+        LambdaAdapter::connect(&config).await,
+        executions,
+        locks,
+        scope,
+    );
     runtime::serve(handler).await
 }

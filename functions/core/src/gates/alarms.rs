@@ -164,6 +164,39 @@ pub fn check_before_start(listed: &[String], found: Vec<AlarmEvidence>) -> Resul
     Ok(())
 }
 
+/// A listed alarm that went to ALARM while its deployment ran, as the alarm's state-change event told it. The
+/// engine records the first one against the deployment's hold on the alias, so a step that starts after the
+/// event (the alarm may be OK again by then) still fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FiredAlarm {
+    pub alarm: String,
+    /// CloudWatch's reason, cut to [`MAX_ALARM_REASON_BYTES`].
+    pub reason: String,
+    /// When it went to ALARM, as the event says.
+    pub changed_at: String,
+}
+
+impl FiredAlarm {
+    pub fn new(alarm: impl Into<String>, reason: &str, changed_at: impl Into<String>) -> Self {
+        Self {
+            alarm: alarm.into(),
+            reason: bounds::cut(reason, MAX_ALARM_REASON_BYTES),
+            changed_at: changed_at.into(),
+        }
+    }
+
+    /// The error a deployment ends with: `AlarmFired`, naming the alarm, when and why.
+    pub fn error(&self) -> Error {
+        Error::AlarmFired {
+            alarms: vec![format!(
+                "{} (went to ALARM at {}: {})",
+                self.alarm, self.changed_at, self.reason
+            )],
+        }
+    }
+}
+
 /// The alarm evidence of a report's alarm result, for displays.
 pub fn evidence(result: &GateResult) -> Option<AlarmsEvidence> {
     serde_json::from_value(result.evidence.clone()).ok()
@@ -181,6 +214,18 @@ mod tests {
             reason: format!("{name} is {state}"),
             updated_at: None,
         }
+    }
+
+    #[test]
+    fn a_fired_alarm_names_itself_when_and_why_with_its_reason_bounded() {
+        let fired = FiredAlarm::new("orders-errors", &"x".repeat(1000), "2026-11-29T10:00:05Z");
+        assert!(fired.reason.len() <= MAX_ALARM_REASON_BYTES && fired.reason.ends_with("bytes]"));
+        let short = FiredAlarm::new("orders-errors", "Threshold Crossed", "2026-11-29T10:00:05Z");
+        assert_eq!(
+            short.error().to_string(),
+            "alarm in ALARM: orders-errors (went to ALARM at 2026-11-29T10:00:05Z: Threshold Crossed)"
+        );
+        assert_eq!(short.error().error_type(), ErrorType::AlarmFired);
     }
 
     #[test]

@@ -6,14 +6,18 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::get_item::GetItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::scan::ScanError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::ReturnValue;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use safeshift_core::Error;
+use safeshift_core::gates::alarms::FiredAlarm;
 
 use super::{classify, throttled};
-use crate::ports::{AliasLock, LockHolder};
+use crate::ports::{AliasLock, Interrupt, LockHolder, Watch, WatchAlarms, Watcher};
 
 /// The lock table's item: its key, and the holder's fields.
 const KEY: &str = "aliasKey";
@@ -21,6 +25,12 @@ const EXECUTION: &str = "executionArn";
 const DEPLOYMENT: &str = "deploymentId";
 const ACQUIRED: &str = "acquiredAt";
 const STABLE: &str = "stableVersion";
+/// The alarms the holder's deployment lists (a string set; absent when it lists none).
+const ALARMS: &str = "alarms";
+/// The first listed alarm that went to ALARM during the hold, as JSON.
+const FIRED: &str = "firedAlarm";
+/// The task token of the wait the holder is in now, which an alarm event fails.
+const TASK_TOKEN: &str = "taskToken";
 /// The table's TTL attribute: DynamoDB deletes lapsed locks itself (eventually; the condition does not wait).
 const EXPIRES: &str = "expiresAt";
 
@@ -55,7 +65,13 @@ macro_rules! dynamo_operation_errors {
     )+};
 }
 
-dynamo_operation_errors!(PutItemError, GetItemError, DeleteItemError);
+dynamo_operation_errors!(
+    PutItemError,
+    GetItemError,
+    DeleteItemError,
+    UpdateItemError,
+    ScanError
+);
 
 fn dynamo_error<E: DynamoOperationError>(operation: &str, err: SdkError<E, HttpResponse>) -> Error {
     classify(operation, err, |e| {
@@ -84,9 +100,25 @@ fn holder_of(item: &HashMap<String, AttributeValue>) -> Option<(LockHolder, u64)
             deployment_id: text(DEPLOYMENT).unwrap_or_default(),
             acquired_at: number(ACQUIRED).unwrap_or_default(),
             stable_version: text(STABLE),
+            alarms: item
+                .get(ALARMS)
+                .and_then(|v| v.as_ss().ok())
+                .cloned()
+                .unwrap_or_default(),
+            fired: fired_of(item),
         },
         number(EXPIRES).unwrap_or_default(),
     ))
+}
+
+fn fired_of(item: &HashMap<String, AttributeValue>) -> Option<FiredAlarm> {
+    let text = item.get(FIRED)?.as_s().ok()?;
+    serde_json::from_str(text).ok()
+}
+
+fn conditional_update_failed(e: &SdkError<UpdateItemError, HttpResponse>) -> bool {
+    e.as_service_error()
+        .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
 }
 
 impl AliasLock for DynamoLockAdapter {
@@ -113,6 +145,9 @@ impl AliasLock for DynamoLockAdapter {
             .expression_attribute_values(":now", n(holder.acquired_at));
         if let Some(stable) = &holder.stable_version {
             request = request.item(STABLE, s(stable));
+        }
+        if !holder.alarms.is_empty() {
+            request = request.item(ALARMS, AttributeValue::Ss(holder.alarms.clone()));
         }
         if let Some(previous) = replacing {
             condition.push_str(&format!(" OR {EXECUTION} = :previous"));
@@ -163,6 +198,104 @@ impl AliasLock for DynamoLockAdapter {
                 Ok(())
             }
             Err(e) => Err(dynamo_error("DeleteItem", e)),
+        }
+    }
+}
+
+impl WatchAlarms for DynamoLockAdapter {
+    async fn watch(
+        &self,
+        key: &str,
+        execution_arn: &str,
+        task_token: &str,
+    ) -> Result<Watch, Error> {
+        let registered = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, s(key))
+            .update_expression(format!("SET {TASK_TOKEN} = :token"))
+            // The alarm side records first, then reads the token: one of the two writes sees the other.
+            .condition_expression(format!(
+                "{EXECUTION} = :me AND attribute_not_exists({FIRED})"
+            ))
+            .expression_attribute_values(":token", s(task_token))
+            .expression_attribute_values(":me", s(execution_arn))
+            .send()
+            .await;
+        match registered {
+            Ok(_) => Ok(Watch::Watching),
+            Err(e) if conditional_update_failed(&e) => Ok(match self.holder(key).await? {
+                Some((holder, _)) if holder.execution_arn == execution_arn => {
+                    holder.fired.map_or(Watch::NotHeld, Watch::Fired)
+                }
+                _ => Watch::NotHeld,
+            }),
+            Err(e) => Err(dynamo_error("UpdateItem", e)),
+        }
+    }
+
+    async fn watchers(&self, alarm: &str) -> Result<Vec<Watcher>, Error> {
+        // Only the aliases in a deployment have an item (with the reconciler's short-lived marks, which list no
+        // alarm): the table stays as small as the number of deployments running.
+        let mut watchers = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("contains(#alarms, :alarm)")
+                .expression_attribute_names("#alarms", ALARMS)
+                .expression_attribute_values(":alarm", s(alarm))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| dynamo_error("Scan", e))?;
+            for item in page.items() {
+                let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                if let (Some(key), Some(execution_arn)) = (text(KEY), text(EXECUTION)) {
+                    watchers.push(Watcher { key, execution_arn });
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(watchers),
+            }
+        }
+    }
+
+    async fn record_fired(
+        &self,
+        key: &str,
+        execution_arn: &str,
+        fired: &FiredAlarm,
+    ) -> Result<Option<Interrupt>, Error> {
+        let record = serde_json::to_string(fired).map_err(|e| Error::Internal(e.to_string()))?;
+        let recorded = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, s(key))
+            .update_expression(format!("SET {FIRED} = if_not_exists({FIRED}, :fired)"))
+            .condition_expression(format!("{EXECUTION} = :me"))
+            .expression_attribute_values(":fired", s(&record))
+            .expression_attribute_values(":me", s(execution_arn))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match recorded {
+            Ok(out) => {
+                let item = out.attributes().cloned().unwrap_or_default();
+                Ok(Some(Interrupt {
+                    fired: fired_of(&item).unwrap_or_else(|| fired.clone()),
+                    task_token: item.get(TASK_TOKEN).and_then(|v| v.as_s().ok()).cloned(),
+                }))
+            }
+            // Released, or taken by another deployment since the scan: not this holder's to interrupt.
+            Err(e) if conditional_update_failed(&e) => Ok(None),
+            Err(e) => Err(dynamo_error("UpdateItem", e)),
         }
     }
 }

@@ -4,7 +4,7 @@ use safeshift_core::Error;
 use safeshift_core::error::Resource;
 
 use super::classify;
-use crate::ports::{ExecutionRecord, ReadExecution};
+use crate::ports::{ExecutionRecord, ReadExecution, ReportTask};
 
 #[derive(Debug, Clone)]
 pub struct StepFunctionsAdapter {
@@ -79,5 +79,34 @@ impl ReadExecution for StepFunctionsAdapter {
             }
         }
         Ok(outputs)
+    }
+}
+
+/// SendTaskFailure's `cause` is at most 32,768 characters.
+const MAX_CAUSE_BYTES: usize = 32_768;
+
+impl ReportTask for StepFunctionsAdapter {
+    async fn fail_task(&self, task_token: &str, error: &str, cause: &str) -> Result<bool, Error> {
+        let cause = safeshift_core::gates::bounds::cut(cause, MAX_CAUSE_BYTES);
+        let sent = self
+            .client
+            .send_task_failure()
+            .task_token(task_token)
+            .error(error)
+            .cause(cause)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            // The wait already ended (its bake ran out, or another event failed it first): nothing waits.
+            Err(e)
+                if e.as_service_error().is_some_and(|e| {
+                    e.is_task_timed_out() || e.is_task_does_not_exist() || e.is_invalid_token()
+                }) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(classify("SendTaskFailure", e, |_| None)),
+        }
     }
 }

@@ -9,3 +9,4 @@ mod rollback;
 mod run_hook;
 mod shift_weight;
 mod support;
+mod watch_gates;

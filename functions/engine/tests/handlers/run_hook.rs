@@ -141,8 +141,55 @@ async fn the_approval_phase_invokes_nothing_and_waits() {
         out,
         json!({"phase": "approval", "hook": null, "verdict": "pending"})
     );
-    // Only the guard's read of the execution: no hook.
-    assert_eq!(operations(&fake), ["DescribeExecution"]);
+    // The guard's reads of the execution and the hold, then the wait registered with the alarms: no hook.
+    assert_eq!(
+        operations(&fake),
+        ["DescribeExecution", "GetItem", "UpdateItem"]
+    );
+    assert_eq!(fake.task_token(KEY).as_deref(), Some("tok-2"));
+}
+
+#[tokio::test]
+async fn an_approval_asked_after_an_alarm_fired_fails_before_it_waits() {
+    // GIVEN a listed alarm that went to ALARM (and back) while the step baked
+    let fake = orders();
+    let rollout = rollout_with_hooks(&fake);
+    alarm_fired_on_the_hold(&fake);
+    // WHEN the approval starts
+    let err = invoke(
+        run_hook(&fake),
+        json!({"phase": "approval", "rollout": rollout, "taskToken": "tok-2", "executionArn": EXECUTION}),
+    )
+    .await
+    .unwrap_err();
+    // THEN it fails with the alarm, waiting for nobody
+    assert_eq!(err.error_type, "AlarmFired");
+    assert!(
+        err.error_message
+            .contains("orders-errors (went to ALARM at"),
+        "{}",
+        err.error_message
+    );
+    assert_eq!(fake.task_token(KEY), None);
+}
+
+#[tokio::test]
+async fn a_post_traffic_hook_during_which_an_alarm_fired_fails_when_it_returns() {
+    let fake = orders();
+    let mut i = canary();
+    i["hooks"] = json!({"postTraffic": "orders-e2e"});
+    let rollout = prepared(&fake, i);
+    fake.hook("orders-e2e");
+    // The alarm fires while the hook runs: recorded on the hold, as the watcher records it.
+    alarm_fired_on_the_hold(&fake);
+    let err = invoke(
+        run_hook(&fake),
+        json!({"phase": "postTraffic", "rollout": rollout, "executionArn": EXECUTION}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(fake.hook_calls().len(), 1, "the hook ran");
+    assert_eq!(err.error_type, "AlarmFired");
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use lambda_runtime::Diagnostic;
 use safeshift_core::Deployment;
 use safeshift_core::alias::AliasState;
 use safeshift_core::gates::GateReport;
+use safeshift_core::gates::alarms::FiredAlarm;
 use safeshift_core::names::Version;
 use safeshift_core::prepare::VersionConfig;
 use safeshift_core::rollout::Rollout;
@@ -20,6 +21,7 @@ use safeshift_engine::runtime::{self, Handler};
 use safeshift_engine::shift_weight::{
     PrepareEvent, ReadyWait, ShiftEvent, ShiftWeight, ShiftWeightEvent, StepState,
 };
+use safeshift_engine::watch_gates::WatchGates;
 use serde_json::{Value, json};
 
 /// The role `FakeAws::function` gives every version.
@@ -135,8 +137,22 @@ pub fn check_alarms(fake: &FakeAws) -> CheckAlarms<FakeAws> {
     CheckAlarms::new(fake.clone())
 }
 
-pub fn run_hook(fake: &FakeAws) -> RunHook<FakeAws, FakeAws> {
-    RunHook::new(fake.clone(), fake.clone(), Scope::new(STATE_MACHINE))
+pub fn run_hook(fake: &FakeAws) -> RunHook<FakeAws, FakeAws, FakeAws> {
+    RunHook::new(
+        fake.clone(),
+        fake.clone(),
+        fake.clone(),
+        Scope::new(STATE_MACHINE),
+    )
+}
+
+pub fn watch_gates(fake: &FakeAws) -> WatchGates<FakeAws, FakeAws, FakeAws> {
+    WatchGates::new(
+        fake.clone(),
+        fake.clone(),
+        fake.clone(),
+        Scope::new(STATE_MACHINE),
+    )
 }
 
 /// The rollback function; after a stop it waits `guard::LONGEST_WRITE` for a late write.
@@ -160,8 +176,14 @@ pub async fn invoke<H: Handler>(handler: H, event: Value) -> Result<Value, Diagn
 /// Execution d-1 runs with `input`.
 pub fn prepared(fake: &FakeAws, input: Value) -> Rollout {
     running(fake, &input);
-    // As Prepare leaves it: d-1 holds the alias, found on stable version 6.
-    held_by(fake, EXECUTION, "d-1");
+    // As Prepare leaves it: d-1 holds the alias, found on stable version 6, listing the input's alarms.
+    let alarms: Vec<&str> = input["alarms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    held_by_listing(fake, EXECUTION, "d-1", &alarms);
     rollout_of(fake, input)
 }
 
@@ -287,12 +309,36 @@ pub async fn stopped_at_first_step(fake: &FakeAws, status: &str) -> Rollout {
 
 /// Execution `arn` (deployment `deployment_id`) holds `orders:live`'s lock, for a day from now.
 pub fn held_by(fake: &FakeAws, arn: &str, deployment_id: &str) -> LockHolder {
+    held_by_listing(fake, arn, deployment_id, &[])
+}
+
+/// As [`held_by`], by a deployment that lists `alarms` (as its Prepare stores them on the hold).
+pub fn held_by_listing(
+    fake: &FakeAws,
+    arn: &str,
+    deployment_id: &str,
+    alarms: &[&str],
+) -> LockHolder {
     let holder = LockHolder {
         execution_arn: arn.into(),
         deployment_id: deployment_id.into(),
         acquired_at: 1_800_000_000,
         stable_version: Some("6".into()),
+        alarms: alarms.iter().map(|a| a.to_string()).collect(),
+        fired: None,
     };
     fake.hold_lock(KEY, holder.clone(), safeshift_engine::unix_now() + 86_400);
     holder
+}
+
+/// A listed alarm of the deployment holding `orders:live` went to ALARM: recorded on the hold, as `watch-gates`
+/// records it when the event finds no wait.
+pub fn alarm_fired_on_the_hold(fake: &FakeAws) {
+    let mut holder = fake.lock(KEY).expect("the alias is held");
+    holder.fired = Some(FiredAlarm::new(
+        "orders-errors",
+        "Threshold Crossed: 5 errors",
+        "2026-11-29T10:00:05Z",
+    ));
+    fake.hold_lock(KEY, holder, safeshift_engine::unix_now() + 86_400);
 }

@@ -1,0 +1,326 @@
+//! watch-gates: a bake registers its wait on the deployment's hold of the alias; an alarm going to ALARM fails
+//! the waits of every deployment that lists it, and is recorded for those between two waits, so that nothing
+//! that fired during a deployment is missed — and nothing else is touched.
+
+use safeshift_core::Error;
+use safeshift_engine::fake::{Call, FakeAws};
+use safeshift_engine::ports::LockHolder;
+use safeshift_engine::runtime::Handler;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// The bake of `rollout`'s current step as the state machine's Bake task sends it, with its task token.
+fn bake_event(rollout: &impl serde::Serialize, token: &str) -> Value {
+    json!({"bake": {"state": rollout, "taskToken": token, "executionArn": EXECUTION}})
+}
+
+/// EventBridge's event for `alarm` going to `state`.
+fn alarm_event(alarm: &str, state: &str) -> Value {
+    json!({
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch",
+        "account": "123456789012",
+        "time": "2026-11-29T10:00:06Z",
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{alarm}")],
+        "detail": {
+            "alarmName": alarm,
+            "state": {"value": state, "reason": "Threshold Crossed: 5 errors", "timestamp": "2026-11-29T10:00:05.123+0000"},
+            "previousState": {"value": "OK", "reason": "fine"},
+            "configuration": {"metrics": []}
+        }
+    })
+}
+
+/// The canary at its first step (10% on 7), baking: its wait registered with token `bake-1`.
+async fn baking(fake: &FakeAws) -> safeshift_core::rollout::Rollout {
+    let rollout = at_first_step(fake).await;
+    fake.task_waits("bake-1");
+    invoke(watch_gates(fake), bake_event(&rollout, "bake-1"))
+        .await
+        .unwrap();
+    rollout
+}
+
+#[tokio::test]
+async fn a_bake_registers_its_wait_on_the_hold_and_touches_no_alias() {
+    let fake = orders();
+    let rollout = at_first_step(&fake).await;
+    fake.clear_calls();
+    let out = invoke(watch_gates(&fake), bake_event(&rollout, "bake-1"))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"watching": ["orders-errors"], "seconds": 300}));
+    assert_eq!(fake.task_token(KEY).as_deref(), Some("bake-1"));
+    assert_eq!(
+        operations(&fake),
+        ["DescribeExecution", "GetItem", "UpdateItem"]
+    );
+}
+
+#[tokio::test]
+async fn a_bake_of_a_deployment_without_alarms_calls_nothing() {
+    let fake = orders();
+    let mut i = canary();
+    i["alarms"] = json!([]);
+    let rollout = prepared(&fake, i);
+    fake.clear_calls();
+    let out = invoke(watch_gates(&fake), bake_event(&rollout, "bake-1"))
+        .await
+        .unwrap();
+    assert_eq!(out["watching"], json!([]));
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn a_bake_for_an_execution_that_does_not_hold_the_alias_is_refused() {
+    let fake = orders();
+    let rollout = at_first_step(&fake).await;
+    // Another deployment holds the alias now (this one's lock lapsed and was taken).
+    held_by(&fake, OTHER_EXECUTION, "d-0");
+    let err = invoke(watch_gates(&fake), bake_event(&rollout, "bake-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "ExecutionMismatch");
+    assert_eq!(fake.task_token(KEY), None);
+}
+
+#[tokio::test]
+async fn an_alarm_fails_the_wait_of_the_deployment_that_lists_it_naming_it_when_and_why() {
+    let fake = orders();
+    baking(&fake).await;
+    fake.clear_calls();
+    let out = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        json!({"alarm": "orders-errors", "state": "ALARM",
+               "deployments": [{"executionArn": EXECUTION, "outcome": "interrupted"}]})
+    );
+    let failed: Vec<Call> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::FailTask { .. }))
+        .collect();
+    assert_eq!(
+        failed,
+        [Call::FailTask {
+            task_token: "bake-1".into(),
+            error: "AlarmFired".into(),
+            cause: "alarm in ALARM: orders-errors (went to ALARM at 2026-11-29T10:00:05.123+0000: Threshold Crossed: 5 errors)".into(),
+        }]
+    );
+    assert!(!fake.is_waiting("bake-1"), "the bake ended");
+    assert!(
+        fake.writes().is_empty(),
+        "the rollback is the state machine's, not the watcher's"
+    );
+}
+
+#[tokio::test]
+async fn an_alarm_no_running_deployment_lists_changes_nothing() {
+    let fake = orders();
+    baking(&fake).await;
+    fake.clear_calls();
+    let out = invoke(watch_gates(&fake), alarm_event("payments-latency", "ALARM"))
+        .await
+        .unwrap();
+    assert_eq!(out["deployments"], json!([]));
+    assert_eq!(operations(&fake), ["Scan"]);
+    assert!(fake.is_waiting("bake-1"));
+    assert_eq!(fake.lock(KEY).unwrap().fired, None);
+}
+
+#[tokio::test]
+async fn an_alarm_back_to_ok_or_insufficient_data_changes_nothing() {
+    let fake = orders();
+    baking(&fake).await;
+    fake.clear_calls();
+    for state in ["OK", "INSUFFICIENT_DATA"] {
+        invoke(watch_gates(&fake), alarm_event("orders-errors", state))
+            .await
+            .unwrap();
+    }
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    assert!(fake.is_waiting("bake-1"));
+}
+
+#[tokio::test]
+async fn two_deployments_watching_one_alarm_are_both_interrupted() {
+    let fake = orders();
+    baking(&fake).await;
+    // A second deployment, of another function's alias, lists the same alarm and bakes with `bake-2`.
+    let other = "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:d-9";
+    fake.hold_lock(
+        "payments:live",
+        LockHolder {
+            execution_arn: other.into(),
+            deployment_id: "d-9".into(),
+            stable_version: Some("3".into()),
+            alarms: vec!["orders-errors".into(), "payments-errors".into()],
+            ..LockHolder::default()
+        },
+        safeshift_engine::unix_now() + 86_400,
+    );
+    fake.task_waits("bake-2");
+    WatchHold::register(&fake, "payments:live", other, "bake-2").await;
+    let out = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = out["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["interrupted", "interrupted"]);
+    assert!(!fake.is_waiting("bake-1") && !fake.is_waiting("bake-2"));
+}
+
+/// Registers a wait on a hold directly, as the port does for a bake.
+struct WatchHold;
+
+impl WatchHold {
+    async fn register(fake: &FakeAws, key: &str, execution_arn: &str, token: &str) {
+        use safeshift_engine::ports::{Watch, WatchAlarms};
+        assert_eq!(
+            fake.watch(key, execution_arn, token).await.unwrap(),
+            Watch::Watching
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_that_already_finished_is_not_touched() {
+    let fake = orders();
+    let rollout = baking(&fake).await;
+    // It was promoted and released its alias.
+    invoke(
+        shift_weight(&fake),
+        json!({"release": {"state": rollout, "executionArn": EXECUTION}}),
+    )
+    .await
+    .unwrap();
+    fake.clear_calls();
+    let out = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+        .await
+        .unwrap();
+    assert_eq!(out["deployments"], json!([]));
+    assert_eq!(operations(&fake), ["Scan"]);
+}
+
+#[tokio::test]
+async fn an_alarm_between_two_waits_is_recorded_and_stops_the_next_shift_and_the_next_wait() {
+    // GIVEN a deployment whose bake ended (its token no longer waits): it is checking its gates
+    let fake = orders();
+    let rollout = baking(&fake).await;
+    fake.task_ended("bake-1");
+    // WHEN the alarm goes to ALARM (and back to OK before the gates read it)
+    let out = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+        .await
+        .unwrap();
+    assert_eq!(out["deployments"][0]["outcome"], "recorded");
+    fake.alarm("orders-errors", "OK", "recovered");
+    fake.clear_calls();
+    // THEN the next shift moves no traffic, and fails with the alarm
+    let err = invoke(shift_weight(&fake), shift_event(&rollout))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "AlarmFired");
+    assert!(
+        err.error_message.contains("orders-errors"),
+        "{}",
+        err.error_message
+    );
+    assert!(fake.writes().is_empty());
+    assert_eq!(live(&fake), routes(&fake, "6", &[("7", 0.1)]));
+    // AND a wait started after it does not wait
+    let err = invoke(watch_gates(&fake), bake_event(&rollout, "bake-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "AlarmFired");
+}
+
+#[tokio::test]
+async fn the_first_alarm_stays_the_reason_when_more_fire() {
+    let fake = orders();
+    let rollout = baking(&fake).await;
+    fake.task_ended("bake-1");
+    invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+        .await
+        .unwrap();
+    let mut second = alarm_event("orders-errors", "ALARM");
+    second["detail"]["state"]["reason"] = json!("a later crossing");
+    invoke(watch_gates(&fake), second).await.unwrap();
+    let err = invoke(watch_gates(&fake), bake_event(&rollout, "bake-2"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.error_message.contains("Threshold Crossed: 5 errors"),
+        "{}",
+        err.error_message
+    );
+}
+
+#[tokio::test]
+async fn a_failed_hand_over_to_one_deployment_still_reaches_the_others_and_is_retried() {
+    let fake = orders();
+    baking(&fake).await;
+    let other = "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:d-9";
+    fake.hold_lock(
+        "payments:live",
+        LockHolder {
+            execution_arn: other.into(),
+            deployment_id: "d-9".into(),
+            alarms: vec!["orders-errors".into()],
+            ..LockHolder::default()
+        },
+        safeshift_engine::unix_now() + 86_400,
+    );
+    fake.task_waits("bake-2");
+    WatchHold::register(&fake, "payments:live", other, "bake-2").await;
+    // The first SendTaskFailure (to orders:live's wait) is throttled.
+    fake.fail_next(
+        "SendTaskFailure",
+        Error::Throttled {
+            operation: "SendTaskFailure".into(),
+        },
+    );
+    let err = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+        .await
+        .unwrap_err();
+    // The event fails (EventBridge delivers it again), but the other deployment was interrupted...
+    assert_eq!(err.error_type, "Throttled");
+    assert!(!fake.is_waiting("bake-2"));
+    assert!(fake.is_waiting("bake-1"));
+    // ...and the redelivery interrupts the first: the record stands, the token is failed now.
+    invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+        .await
+        .unwrap();
+    assert!(!fake.is_waiting("bake-1"));
+}
+
+#[tokio::test]
+async fn an_event_that_is_neither_a_bake_nor_an_alarm_change_is_invalid_input() {
+    let fake = orders();
+    let err = invoke(
+        watch_gates(&fake),
+        json!({"detail-type": "Something else", "detail": {}}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type, "InvalidInput");
+    assert!(fake.calls().is_empty());
+    // The handler's own type check, for an event of the right shape but another detail type.
+    let mut other = alarm_event("orders-errors", "ALARM");
+    other["detail-type"] = json!("EC2 Instance State-change Notification");
+    let err = watch_gates(&fake)
+        .handle(serde_json::from_value(other).unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+}
