@@ -1011,7 +1011,7 @@ async fn alarms_are_watched_through_every_wait_and_roll_back_at_once() {
             .unwrap();
         assert_eq!(
             states_entered(&e, &arn).await.len() as u64,
-            model.transitions(2, false, 0),
+            model.transitions(2, false, 0, 0),
             "a watched bake costs the transitions a Wait did"
         );
     };
@@ -1051,4 +1051,76 @@ async fn a_hook_outside_the_prefix_or_missing_is_refused_before_any_write() {
         assert_eq!(entered, ["Prepare", "PrepareFailed"], "{name}");
         assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"), "{name}");
     }
+}
+
+// ---- metric analysis, continuously, on each step's own traffic ----------------------------------------------
+
+/// Side by side: a version that turns bad only at the last traffic step is judged on that step's own traffic
+/// and rolled back before promotion (the 50%-step case), and a grossly bad version is caught at its
+/// step's first look, long before its 300-s bake would end.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_step_is_judged_on_its_own_traffic_and_looked_at_while_it_bakes() {
+    let e = env().await;
+    let put = |function: &'static str, target: [u32; 3], stable: [u32; 3]| {
+        let fx = e.fx.clone();
+        async move {
+            for (version, counts) in [("2", target), ("1", stable)] {
+                fx.put_version_metrics(function, "live", version, counts)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let last_step = async {
+        e.fx.function("laststep", 2).await.unwrap();
+        let input = json!({"functionName": "laststep", "alias": "live", "targetVersion": "2",
+            "strategy": {"steps": [{"percent": 10, "bakeSeconds": 20}, {"percent": 50, "bakeSeconds": 20}]},
+            "analysis": {"maxErrorRate": 0.05, "minInvocations": 100, "metricDelaySeconds": 5,
+                         "intervalSeconds": 10}});
+        let arn = e.start("laststep", &input).await;
+        e.fx.wait_for_split("laststep").await.unwrap();
+        put("laststep", [200, 1, 0], [1800, 9, 0]).await;
+        // Bad only once it takes half the traffic: 60% of its calls fail at the 50% step.
+        e.fx.wait_for_routing("laststep", |(_, w)| w == &[("2".to_owned(), 0.5)])
+            .await
+            .unwrap();
+        put("laststep", [1000, 600, 0], [1000, 5, 0]).await;
+        let done = e.finish(&arn).await;
+        assert_eq!(done.error(), Some("AnalysisFailed"), "{:?}", done.cause());
+        assert!(
+            done.cause().unwrap().contains("(600/1000)"),
+            "{:?}",
+            done.cause()
+        );
+        let shifts = states_entered(&e, &arn)
+            .await
+            .iter()
+            .filter(|s| *s == "ShiftWeight")
+            .count();
+        assert_eq!(shifts, 2, "never promoted");
+        assert_eq!(e.fx.routing("laststep").await.unwrap(), stable("1"));
+    };
+    let early = async {
+        e.fx.function("early", 2).await.unwrap();
+        let input = json!({"functionName": "early", "alias": "live", "targetVersion": "2",
+            "strategy": {"steps": [{"percent": 10, "bakeSeconds": 300}]},
+            "analysis": {"maxErrorRate": 0.05, "minInvocations": 100, "metricDelaySeconds": 0,
+                         "intervalSeconds": 10}});
+        let arn = e.start("early", &input).await;
+        e.fx.wait_for_split("early").await.unwrap();
+        put("early", [200, 60, 0], [1800, 9, 0]).await;
+        let done = e.finish(&arn).await;
+        assert_eq!(done.error(), Some("AnalysisFailed"), "{:?}", done.cause());
+        assert_eq!(e.fx.routing("early").await.unwrap(), stable("1"));
+        let looks = states_entered(&e, &arn)
+            .await
+            .iter()
+            .filter(|s| *s == "CheckGates")
+            .count();
+        assert!(
+            (1..=3).contains(&looks),
+            "caught within its first looks, not after 30: {looks}"
+        );
+    };
+    tokio::join!(last_step, early);
 }

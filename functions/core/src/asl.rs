@@ -45,16 +45,19 @@ pub struct TransitionModel {
     pub approval: u64,
     /// States one bake extension adds (the Verdict's branch on an `inconclusive` gate verdict).
     pub extension: u64,
+    /// States one look at a step still baking adds (the Verdict's branch on `$.gates.baking`).
+    pub look: u64,
 }
 
 impl TransitionModel {
     /// Transitions of a successful execution of `steps` steps, with or without an approval gate, with
-    /// `extensions` bake extensions in all.
-    pub fn transitions(&self, steps: usize, approval: bool, extensions: u64) -> u64 {
+    /// `extensions` bake extensions and `looks` looks at baking steps (before their last) in all.
+    pub fn transitions(&self, steps: usize, approval: bool, extensions: u64, looks: u64) -> u64 {
         self.fixed
             + self.per_step * steps as u64
             + if approval { self.approval } else { 0 }
             + self.extension * extensions
+            + self.look * looks
     }
 }
 
@@ -64,6 +67,7 @@ struct LoopModel {
     cycle: Vec<String>,
     approval: Vec<String>,
     extension: Vec<String>,
+    look: Vec<String>,
 }
 
 impl Definition {
@@ -218,6 +222,7 @@ impl Definition {
             fixed: path.iter().filter(|s| !model.looped.contains(*s)).count() as u64,
             approval: model.approval.len() as u64,
             extension: model.extension.len() as u64,
+            look: model.look.len() as u64,
         })
     }
 
@@ -229,7 +234,7 @@ impl Definition {
             .find(|s| looped.contains(*s))
             .ok_or(AslError::Loops(0))?;
         let cycle = self.shortest_path(entry, entry, &looped);
-        let (mut approval, mut extension) = (Vec::new(), Vec::new());
+        let (mut approval, mut extension, mut look) = (Vec::new(), Vec::new(), Vec::new());
         for choice in cycle.iter().filter(|s| self.states[*s]["Type"] == "Choice") {
             for rule in self.states[choice]["Choices"]
                 .as_array()
@@ -256,6 +261,7 @@ impl Definition {
                 match (variable, rule["StringEquals"].as_str()) {
                     ("$.approvalRequired", _) => approval = added,
                     ("$.gates.verdict", Some("inconclusive")) => extension = added,
+                    ("$.gates.baking", _) => look = added,
                     _ => return Err(AslError::UnknownBranch(variable.to_owned())),
                 }
             }
@@ -265,6 +271,7 @@ impl Definition {
             cycle,
             approval,
             extension,
+            look,
         })
     }
 
@@ -326,7 +333,13 @@ impl Definition {
     /// An upper bound on the history of an execution of `steps` steps that fails at the last moment and rolls
     /// back: every state of the success path and of the failure path, every task retried to its limit, every
     /// step extended `extensions` times, and the approval branch (one gate per deployment) taken once.
-    pub fn worst_case_history(&self, steps: usize, extensions: u32) -> Result<u64, AslError> {
+    /// `looks`: the looks at baking steps, before each step's last, across the schedule.
+    pub fn worst_case_history(
+        &self,
+        steps: usize,
+        extensions: u32,
+        looks: u64,
+    ) -> Result<u64, AslError> {
         let model = self.loop_model()?;
         let events =
             |states: &[String]| -> u64 { states.iter().map(|s| self.worst_case_events(s)).sum() };
@@ -339,7 +352,10 @@ impl Definition {
             .map(|s| self.worst_case_events(s))
             .sum();
         // ExecutionStarted and the closing event.
-        Ok(2 + once + events(&model.approval) + per_step * steps as u64)
+        Ok(2 + once
+            + events(&model.approval)
+            + events(&model.look) * looks
+            + per_step * steps as u64)
     }
 
     /// Every error name the definition's Retry and Catch clauses match, and that its states raise.
@@ -399,7 +415,8 @@ mod tests {
                 per_step: 2,
                 fixed: 2,
                 approval: 0,
-                extension: 0
+                extension: 0,
+                look: 0
             }
         );
         assert_eq!(d.error_names(), BTreeSet::from(["States.ALL".to_owned()]));

@@ -186,7 +186,6 @@ impl Deployment {
             .analysis
             .as_ref()
             .and_then(|a| Analysis::validate(a, &mut problems));
-        let extensions = analysis.as_ref().map_or(0, |a| a.max_extensions);
 
         let strategy = match &input.strategy {
             None => {
@@ -204,8 +203,8 @@ impl Deployment {
         let schedule = match (&strategy, bake_seconds) {
             (Some((_, traffic)), Some(bake)) => {
                 let schedule = Schedule::new(traffic.clone(), bake);
-                check_duration(&mut problems, &schedule, extensions);
-                check_history(&mut problems, &schedule, extensions);
+                check_duration(&mut problems, &schedule, analysis.as_ref());
+                check_history(&mut problems, &schedule, analysis.as_ref());
                 check_approval(&mut problems, input.approval, &schedule);
                 Some(schedule)
             }
@@ -377,25 +376,58 @@ fn check_approval(problems: &mut Vec<FieldError>, approval: Option<Approval>, sc
 
 /// Unreachable while `MAX_TRAFFIC_STEPS` holds (a test checks the worst case), but the limit is the state
 /// machine's, so check it against the definition itself should either ever change.
-fn check_history(problems: &mut Vec<FieldError>, schedule: &Schedule, extensions: u32) {
+///
+/// Looking at baking steps often (`analysis.intervalSeconds`) can cross it: then the interval is named.
+fn check_history(problems: &mut Vec<FieldError>, schedule: &Schedule, analysis: Option<&Analysis>) {
     let steps = schedule.steps().len();
-    match crate::asl::Definition::rollout().worst_case_history(steps, extensions) {
-        Ok(events) if events > crate::asl::HISTORY_EVENT_LIMIT => problems.push(FieldError::new(
-            if extensions > 0 { "analysis.maxExtensions" } else { "strategy" },
-            format!(
-                "{steps} steps could write {events} history events, over Step Functions' limit of {}",
-                crate::asl::HISTORY_EVENT_LIMIT
-            ),
-        )),
+    let extensions = analysis.map_or(0, |a| a.max_extensions);
+    let looks = crate::gates::analysis::interim_looks(schedule, analysis);
+    let definition = crate::asl::Definition::rollout();
+    match definition.worst_case_history(steps, extensions, looks) {
+        Ok(events) if events > crate::asl::HISTORY_EVENT_LIMIT => {
+            let without_looks = definition.worst_case_history(steps, extensions, 0);
+            let (field, why) = if looks > 0
+                && without_looks.is_ok_and(|e| e <= crate::asl::HISTORY_EVENT_LIMIT)
+            {
+                (
+                    "analysis.intervalSeconds",
+                    format!(
+                        "{looks} looks at baking steps could write {events} history events, over Step Functions' limit of {}: look less often",
+                        crate::asl::HISTORY_EVENT_LIMIT
+                    ),
+                )
+            } else {
+                (
+                    if extensions > 0 {
+                        "analysis.maxExtensions"
+                    } else {
+                        "strategy"
+                    },
+                    format!(
+                        "{steps} steps could write {events} history events, over Step Functions' limit of {}",
+                        crate::asl::HISTORY_EVENT_LIMIT
+                    ),
+                )
+            };
+            problems.push(FieldError::new(field, why));
+        }
         Ok(_) => {}
-        Err(e) => problems.push(FieldError::new("strategy", format!("cannot check the history limit: {e}"))),
+        Err(e) => problems.push(FieldError::new(
+            "strategy",
+            format!("cannot check the history limit: {e}"),
+        )),
     }
 }
 
 /// The limit holds for the longest rollout: every step extended as often as the analysis allows.
-fn check_duration(problems: &mut Vec<FieldError>, schedule: &Schedule, extensions: u32) {
-    let total = schedule.total_seconds();
-    let longest = crate::gates::analysis::longest_seconds(schedule, extensions);
+fn check_duration(
+    problems: &mut Vec<FieldError>,
+    schedule: &Schedule,
+    analysis: Option<&Analysis>,
+) {
+    let extensions = analysis.map_or(0, |a| a.max_extensions);
+    let total = crate::gates::analysis::total_seconds(schedule, analysis);
+    let longest = crate::gates::analysis::longest_seconds(schedule, analysis, extensions);
     if total <= MAX_TOTAL_SECONDS && longest > MAX_TOTAL_SECONDS {
         problems.push(FieldError::new(
             "analysis.maxExtensions",

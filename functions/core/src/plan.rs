@@ -21,8 +21,11 @@ pub struct Plan {
     pub strategy: Strategy,
     pub steps: Vec<Step>,
     pub total_seconds: u64,
-    /// Transitions when every gate passes at its first check.
+    /// Transitions when every gate passes at its first check (an analysed step's every look included).
     pub state_transitions: u64,
+    /// With metric analysis: how many times the steps' metrics are looked at when every look passes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub analysis_looks: u64,
     pub estimated_cost_usd: f64,
     /// With metric analysis: the most, every step extended `maxExtensions` times for want of traffic.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,8 +37,10 @@ pub struct Plan {
 impl Plan {
     pub fn new(deployment: &Deployment, model: &TransitionModel) -> Self {
         let steps = deployment.schedule().steps();
-        let transitions = model.transitions(steps.len(), deployment.approval.is_some(), 0);
-        let extensions = deployment.analysis.as_ref().map(|a| a.max_extensions);
+        let analysis = deployment.analysis.as_ref();
+        let looks = crate::gates::analysis::interim_looks(deployment.schedule(), analysis);
+        let transitions = model.transitions(steps.len(), deployment.approval.is_some(), 0, looks);
+        let extensions = analysis.map(|a| a.max_extensions);
         let analysed = steps
             .iter()
             .filter(|s| crate::gates::analysis::is_analysed(s))
@@ -45,23 +50,33 @@ impl Plan {
                 steps.len(),
                 deployment.approval.is_some(),
                 analysed * u64::from(e),
+                looks,
             )
         });
-        let max_total_seconds =
-            extensions.map(|e| crate::gates::analysis::longest_seconds(deployment.schedule(), e));
+        let max_total_seconds = extensions
+            .map(|e| crate::gates::analysis::longest_seconds(deployment.schedule(), analysis, e));
         Self {
             function_name: deployment.function_name.to_string(),
             alias: deployment.alias.clone(),
             target_version: deployment.target_version.to_string(),
             strategy: deployment.strategy.clone(),
             steps: deployment.schedule().steps().to_vec(),
-            total_seconds: deployment.schedule().total_seconds(),
+            total_seconds: crate::gates::analysis::total_seconds(deployment.schedule(), analysis),
+            analysis_looks: if analysis.is_some() {
+                looks + analysed
+            } else {
+                0
+            },
             state_transitions: transitions,
             estimated_cost_usd: cost_usd(transitions),
             max_state_transitions,
             max_total_seconds,
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Rounded to a nano-dollar so that the printed figure is the decimal a person would compute.

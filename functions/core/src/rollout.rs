@@ -26,8 +26,13 @@ pub struct Rollout {
     pub step: Option<usize>,
     /// Traffic on the target now, in percent.
     pub percent: f64,
-    /// How long to hold the current step, at least 1: the timeout of the state machine's Bake.
+    /// The current step's bake, as the schedule says.
     pub bake_seconds: u64,
+    /// How long the step's first wait lasts, at least 1 s: the timeout of the state machine's Bake (a task's
+    /// smallest). The whole bake, or with metric analysis the first look's (one interval of traffic, plus the
+    /// metrics' delay); later looks wait `extendSeconds` of their report.
+    #[serde(default)]
+    pub wait_seconds: u64,
     /// The alias points at the target with routing cleared.
     pub promoted: bool,
     /// Number of steps in the schedule, the promotion included, for progress displays.
@@ -62,6 +67,8 @@ struct RolloutWire {
     step: Option<usize>,
     percent: f64,
     bake_seconds: u64,
+    #[serde(default)]
+    wait_seconds: Option<u64>,
     promoted: bool,
     step_count: usize,
     #[serde(default)]
@@ -110,6 +117,8 @@ impl TryFrom<RolloutWire> for Rollout {
             step: w.step,
             percent: w.percent,
             bake_seconds: w.bake_seconds,
+            // A rollout written before the bake was watched waited its whole bake.
+            wait_seconds: w.wait_seconds.unwrap_or(w.bake_seconds.max(1)),
             promoted: w.promoted,
             step_count: w.step_count,
             approval_required: w.approval_required,
@@ -154,6 +163,7 @@ impl Rollout {
             step: None,
             percent: 0.0,
             bake_seconds: 0,
+            wait_seconds: 0,
             promoted: false,
             step_count,
             approval_required: false,
@@ -203,9 +213,13 @@ impl Rollout {
             },
             step: Some(step),
             percent: s.percent,
-            // The bake is a task's timeout (the state machine's Bake), and Step Functions' smallest is one second:
-            // a step held for no bake (the promotion, by default) is watched for one.
-            bake_seconds: s.bake_seconds.max(1),
+            bake_seconds: s.bake_seconds,
+            wait_seconds: match &self.deployment.analysis {
+                Some(a) if analysis::is_analysed(&s) => a.first_wait(&s),
+                // The wait is a task's timeout, and Step Functions' smallest is one second: a step held for no
+                // bake (the promotion, by default) is watched for one.
+                _ => s.bake_seconds.max(1),
+            },
             promoted: s.is_promotion(),
             approval_required: self.deployment.approval_step() == Some(step + 1),
             step_started_at: Some(now),
@@ -229,6 +243,37 @@ impl Rollout {
         let steps = self.deployment.schedule().steps();
         self.step
             .is_none_or(|s| steps.get(s).is_none_or(analysis::is_analysed))
+    }
+
+    /// The analysed step now applied, with its analysis settings: `None` without an analysis block, before the
+    /// first shift, or on a step not analysed.
+    fn analysed_step(&self) -> Option<(&analysis::Analysis, &crate::schedule::Step)> {
+        let a = self.deployment.analysis.as_ref()?;
+        let step = self.deployment.schedule().steps().get(self.step?)?;
+        analysis::is_analysed(step).then_some((a, step))
+    }
+
+    /// How many seconds of the step's own traffic a look at `now` sees: its metrics lag `metricDelaySeconds`.
+    fn observed_seconds(&self, a: &analysis::Analysis, now: u64) -> u64 {
+        let started = self
+            .step_started_at
+            .unwrap_or_else(|| now.saturating_sub(self.bake_seconds));
+        now.saturating_sub(a.metric_delay_seconds)
+            .saturating_sub(started)
+    }
+
+    /// After a look at `now`: how long until the step is looked at again while it still bakes, `None` once the
+    /// look saw the whole bake (or the step is not analysed).
+    pub fn next_look(&self, now: u64) -> Option<u64> {
+        let (a, step) = self.analysed_step()?;
+        a.next_look(step, self.observed_seconds(a, now))
+    }
+
+    /// The alpha a look at `now` may spend, in all, for the step's comparisons: the spending function at the
+    /// fraction of the bake seen (1 `- confidence` once it saw the whole bake).
+    pub fn spendable_alpha(&self, now: u64) -> Option<f64> {
+        let (a, step) = self.analysed_step()?;
+        Some(a.alpha_spent_by(step.bake_seconds, self.observed_seconds(a, now)))
     }
 
     /// What an inconclusive step does: the deployment's analysis settings, extending by the step's own bake.
@@ -446,6 +491,7 @@ mod tests {
                 analysis(Verdict::Inconclusive),
                 r.extensions(),
                 previous.as_ref(),
+                None,
             );
             assert_eq!((g.verdict, g.extensions), (Verdict::Inconclusive, expected));
             assert_eq!(g.extend_seconds, Some(300), "the step's own bake");
@@ -456,6 +502,7 @@ mod tests {
             analysis(Verdict::Inconclusive),
             r.extensions(),
             previous.as_ref(),
+            None,
         );
         assert_eq!(g.verdict, Verdict::Fail);
         assert_eq!(g.error, Some(ErrorType::AnalysisInconclusive));
@@ -472,6 +519,7 @@ mod tests {
             analysis(Verdict::Inconclusive),
             lenient.extensions(),
             None,
+            None,
         );
         assert_eq!((g.verdict, g.error), (Verdict::Pass, None));
     }
@@ -486,6 +534,7 @@ mod tests {
                 analysis(Verdict::Inconclusive),
                 r.extensions(),
                 None,
+                None,
             )
         };
         let g = decide(
@@ -493,6 +542,7 @@ mod tests {
             analysis(Verdict::Inconclusive),
             r.extensions(),
             Some(&earlier),
+            None,
         );
         assert_eq!((g.verdict, g.extensions), (Verdict::Inconclusive, 0));
     }
@@ -500,7 +550,7 @@ mod tests {
     #[test]
     fn a_report_and_a_rollout_with_an_analysis_cross_the_state_machine_intact() {
         let r = analysed(r#"{"maxErrorRate":0.01}"#);
-        let g = decide(r.step, analysis(Verdict::Pass), r.extensions(), None);
+        let g = decide(r.step, analysis(Verdict::Pass), r.extensions(), None, None);
         assert_eq!((g.verdict, g.error), (Verdict::Pass, None));
         // The report crosses the state machine as JSON and comes back as the previous report.
         let json = serde_json::to_value(&g).unwrap();
@@ -592,6 +642,7 @@ mod tests {
                 }],
                 r.extensions(),
                 None,
+                None,
             );
             full = report.summary().len();
             r.record(&report);
@@ -618,7 +669,7 @@ mod tests {
     #[test]
     fn the_passed_gates_keep_one_record_per_step() {
         let mut r = analysed(r#"{"maxErrorRate":0.01}"#);
-        let g = decide(r.step, analysis(Verdict::Pass), r.extensions(), None);
+        let g = decide(r.step, analysis(Verdict::Pass), r.extensions(), None, None);
         r.record(&g);
         r.record(&g);
         assert_eq!(r.passed_gates.len(), 1);

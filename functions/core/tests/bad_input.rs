@@ -337,7 +337,7 @@ fn each_bad_input_names_its_field_and_reason() {
             "typo in the analysis block",
             with("analysis", json!({"maxErrorRates": 0.01})),
             "analysis.maxErrorRates",
-            "unknown field `maxErrorRates`, expected one of `maxErrorRate`, `maxP99LatencyIncrease`, `minInvocations`, `compareToStable`, `confidence`, `maxExtensions`, `onInconclusive`, `metricDelaySeconds`",
+            "unknown field `maxErrorRates`, expected one of `maxErrorRate`, `maxP99LatencyIncrease`, `minInvocations`, `compareToStable`, `confidence`, `maxExtensions`, `onInconclusive`, `metricDelaySeconds`, `intervalSeconds`",
         ),
         (
             "unknown inconclusive outcome",
@@ -353,7 +353,7 @@ fn each_bad_input_names_its_field_and_reason() {
                 v
             },
             "analysis.maxExtensions",
-            "with 5 extension(s) of every step the rollout could take 778320 s (216.2 h); the limit is 172800 s (48 h)",
+            "with 5 extension(s) of every step the rollout could take 778920 s (216.4 h); the limit is 172800 s (48 h)",
         ),
         (
             "not an object",

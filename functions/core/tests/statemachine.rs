@@ -292,7 +292,7 @@ fn jsonpath_only_for_the_local_executor() {
     }
     assert_eq!(
         rollout().state("Bake").unwrap()["TimeoutSecondsPath"],
-        "$.bakeSeconds"
+        "$.waitSeconds"
     );
 }
 
@@ -307,7 +307,9 @@ fn at_most_four_transitions_per_step() {
             fixed: 5,
             // Approval, Approved, then CheckGates and Verdict again.
             approval: 4,
-            extension: 3
+            extension: 3,
+            // ExtendBake, CheckGates, Verdict: a look at a step still baking costs what an extension does.
+            look: 3
         }
     );
 }
@@ -335,18 +337,18 @@ fn an_inconclusive_gate_extends_the_bake_and_judges_again() {
 #[test]
 fn no_valid_input_can_reach_the_history_limit() {
     let worst = rollout()
-        .worst_case_history(MAX_TRAFFIC_STEPS + 1, MAX_EXTENSIONS)
+        .worst_case_history(MAX_TRAFFIC_STEPS + 1, MAX_EXTENSIONS, 0)
         .unwrap();
     assert!(worst < HISTORY_EVENT_LIMIT, "{worst} events");
     // Extensions count: each adds to every step.
     assert!(
         worst
             > rollout()
-                .worst_case_history(MAX_TRAFFIC_STEPS + 1, 0)
+                .worst_case_history(MAX_TRAFFIC_STEPS + 1, 0, 0)
                 .unwrap()
     );
     // The bound is real: a schedule long enough would cross it.
-    assert!(rollout().worst_case_history(10_000, 0).unwrap() > HISTORY_EVENT_LIMIT);
+    assert!(rollout().worst_case_history(10_000, 0, 0).unwrap() > HISTORY_EVENT_LIMIT);
 }
 
 #[test]

@@ -56,8 +56,13 @@ impl<P: ReadAlarms + ReadMetrics> CheckAlarms<P> {
                 Error::Internal(format!("the previous gate report does not read: {e}"))
             })?),
         };
-        let previous = previous.as_ref();
-        let step = StepUnderCheck { rollout, now };
+        // Only this step's own earlier report counts (for its extensions and the alpha its looks spent).
+        let previous = previous.as_ref().filter(|p| p.step == rollout.step);
+        let step = StepUnderCheck {
+            rollout,
+            now,
+            previous,
+        };
         let mut results = Vec::new();
         for gate in &self.gates {
             let Some(result) = gate.check(&self.ports, step).await? else {
@@ -69,7 +74,13 @@ impl<P: ReadAlarms + ReadMetrics> CheckAlarms<P> {
                 break;
             }
         }
-        let report = gates::decide(rollout.step, results, rollout.extensions(), previous);
+        let report = gates::decide(
+            rollout.step,
+            results,
+            rollout.extensions(),
+            previous,
+            rollout.next_look(now),
+        );
         info!(
             verdict = %report.verdict,
             error = ?report.error,

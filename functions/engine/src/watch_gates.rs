@@ -184,7 +184,7 @@ where
         let alarms = rollout.deployment.alarms.clone();
         let report = WatchReport::Bake {
             watching: alarms.clone(),
-            seconds: rollout.bake_seconds,
+            seconds: rollout.wait_seconds,
         };
         if alarms.is_empty() {
             return Ok(report);

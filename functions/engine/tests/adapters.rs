@@ -939,14 +939,15 @@ async fn analysis_reads_both_versions_in_one_call_and_fails_a_worse_target() {
     let read = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
         .match_requests(|r| {
             let queries = r.metric_data_queries();
+            // The step's own traffic: from its shift at 1,000 to the metric delay before the check at 1,300.
             queries.len() == 8
-                && r.start_time().map(|t| t.secs()) == Some(940)
+                && r.start_time().map(|t| t.secs()) == Some(1_000)
                 && r.end_time().map(|t| t.secs()) == Some(1_240)
                 && queries.iter().all(|q| {
                     let id = q.id().unwrap_or_default();
                     let version = if id.starts_with("v0_") { "7" } else { "6" };
                     let stat = q.metric_stat().unwrap();
-                    stat.period() == Some(300)
+                    stat.period() == Some(240)
                         && stat.stat() == Some(if id.ends_with("p99") { "p99" } else { "Sum" })
                         && stat.metric().unwrap().namespace() == Some("AWS/Lambda")
                         && dimensions(q)
@@ -994,7 +995,7 @@ async fn analysis_reads_both_versions_in_one_call_and_fails_a_worse_target() {
     assert!((e["p99Increase"].as_f64().unwrap() - 0.3).abs() < 1e-9);
     assert_eq!(
         e["window"],
-        json!({"start": 940, "end": 1240, "periodSeconds": 300})
+        json!({"start": 1000, "end": 1240, "periodSeconds": 240})
     );
     assert_eq!(e["thresholds"]["maxErrorRate"], 0.05);
     assert_eq!(e["thresholds"]["maxP99LatencyIncrease"], 0.5);

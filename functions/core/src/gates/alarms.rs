@@ -318,6 +318,7 @@ mod tests {
                 then: crate::gates::analysis::OnInconclusive::Fail,
             },
             None,
+            None,
         );
         let size = serde_json::to_string(&report).unwrap().len();
         // Unbounded, this was ~160 KB, and twice that in the state after GateFailed: past 256 KB.

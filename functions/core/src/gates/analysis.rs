@@ -6,8 +6,17 @@
 //! The statistics: the target's error rate against `maxErrorRate`; with `compareToStable`, a one-sided test of
 //! "the target's error rate is higher than the stable version's" — Fisher's exact test when any expected cell of
 //! the 2×2 table is below 5 (where the normal approximation is poor), the pooled two-proportion z-test otherwise —
-//! significant when its p-value is below `1 - confidence`; the target's p99 Duration against the stable version's
-//! times `1 + maxP99LatencyIncrease`; and throttles on the target where the stable version has none.
+//! significant when its p-value is below the alpha this look may spend; the target's p99 Duration against the
+//! stable version's times `1 + maxP99LatencyIncrease`; and throttles on the target where the stable version has
+//! none.
+//!
+//! Continuously: a step is looked at every `intervalSeconds` of its own traffic, on the data since its shift, and
+//! its last look sees the whole bake (which takes the bake plus `metricDelaySeconds`: Lambda's metrics arrive
+//! late). Looking many times must not make a false rollback likelier than `1 - confidence`, so the comparison
+//! spends its alpha over the step's looks (Lan–DeMets alpha spending, the power family `alpha · t³`, an
+//! O'Brien–Fleming-like shape: little early, the most at the end): a look at the fraction `t` of the bake tests at
+//! `alpha · t³` minus what the step's earlier tests spent, so all its tests together spend at most `alpha`
+//! (Bonferroni over the looks: conservative, whatever their correlation).
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, DiscreteCDF, Hypergeometric, Normal};
@@ -31,6 +40,15 @@ const MAX_METRIC_DELAY_SECONDS: u64 = 900;
 const MAX_MIN_INVOCATIONS: u64 = 1_000_000;
 /// An extension of a step whose bake is 0 (an immediate promotion) still waits this long for metrics to arrive.
 pub const MIN_EXTENSION_SECONDS: u64 = 60;
+/// How often a step is looked at by default: Lambda's metrics have one-minute resolution.
+pub const DEFAULT_INTERVAL_SECONDS: u64 = 60;
+const MIN_INTERVAL_SECONDS: u64 = 10;
+const MAX_INTERVAL_SECONDS: u64 = 3600;
+/// The most looks at one step: a longer bake is looked at every `bake / 10` seconds instead, which keeps a long
+/// rollout's history within Step Functions' limit.
+pub const MAX_LOOKS_PER_STEP: u64 = 10;
+/// The power of the alpha-spending function `alpha · t^ρ`.
+const SPENDING_POWER: i32 = 3;
 
 /// The `analysis` block as written.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -52,6 +70,8 @@ pub struct AnalysisInput {
     pub on_inconclusive: Option<OnInconclusive>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metric_delay_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<i64>,
 }
 
 /// What a step does when it is still inconclusive after its last extension.
@@ -79,6 +99,8 @@ pub struct Analysis {
     pub max_extensions: u32,
     pub on_inconclusive: OnInconclusive,
     pub metric_delay_seconds: u64,
+    /// How often a step is looked at while it bakes.
+    pub interval_seconds: u64,
 }
 
 impl Analysis {
@@ -158,6 +180,23 @@ impl Analysis {
                 )
             })
             .ok();
+        let interval_seconds = input
+            .interval_seconds
+            .map_or(Ok(DEFAULT_INTERVAL_SECONDS), |s| {
+                u64::try_from(s)
+                    .ok()
+                    .filter(|s| (MIN_INTERVAL_SECONDS..=MAX_INTERVAL_SECONDS).contains(s))
+                    .ok_or(s)
+            })
+            .map_err(|s| {
+                bad(
+                    "intervalSeconds",
+                    format!(
+                        "must be from {MIN_INTERVAL_SECONDS} to {MAX_INTERVAL_SECONDS} seconds (got {s}): how often a baking step is looked at"
+                    ),
+                )
+            })
+            .ok();
         let compare_to_stable = input.compare_to_stable.unwrap_or(true);
         if input.max_error_rate.is_none()
             && input.max_p99_latency_increase.is_none()
@@ -180,7 +219,52 @@ impl Analysis {
             max_extensions: max_extensions?,
             on_inconclusive: input.on_inconclusive.unwrap_or_default(),
             metric_delay_seconds: metric_delay_seconds?,
+            interval_seconds: interval_seconds?,
         })
+    }
+
+    /// How many times an analysed step is looked at when every look passes: one per `intervalSeconds` of its bake,
+    /// the last when the whole bake's metrics have arrived. 0 for a step that is not analysed.
+    pub fn looks(&self, step: &Step) -> u64 {
+        if is_analysed(step) {
+            step.bake_seconds.div_ceil(self.interval(step)).max(1)
+        } else {
+            0
+        }
+    }
+
+    /// How often `step` is looked at: every `intervalSeconds`, at most [`MAX_LOOKS_PER_STEP`] times.
+    pub fn interval(&self, step: &Step) -> u64 {
+        self.interval_seconds
+            .max(step.bake_seconds.div_ceil(MAX_LOOKS_PER_STEP))
+    }
+
+    /// How long an analysed step waits for its first look: one interval of its traffic (or its whole bake, if
+    /// shorter), plus the time its metrics take to arrive.
+    pub fn first_wait(&self, step: &Step) -> u64 {
+        self.metric_delay_seconds + self.interval(step).min(step.bake_seconds).max(1)
+    }
+
+    /// How long an analysed step holds its weight before its last look: its bake, then its metrics' delay.
+    pub fn hold_seconds(&self, step: &Step) -> u64 {
+        step.bake_seconds.saturating_add(self.metric_delay_seconds)
+    }
+
+    /// After a look that saw `observed` seconds of the step's traffic: how long until the next look, or `None`
+    /// when it saw the whole bake (the step's verdict is this look's).
+    pub fn next_look(&self, step: &Step, observed: u64) -> Option<u64> {
+        (observed < step.bake_seconds)
+            .then(|| self.interval(step).min(step.bake_seconds - observed).max(1))
+    }
+
+    /// The alpha the comparison may have spent, in all, once `observed` seconds of a `bake`-second step are seen.
+    pub fn alpha_spent_by(&self, bake: u64, observed: u64) -> f64 {
+        let t = if bake == 0 {
+            1.0
+        } else {
+            (observed as f64 / bake as f64).min(1.0)
+        };
+        (1.0 - self.confidence) * t.powi(SPENDING_POWER)
     }
 
     /// Whether the gate needs Duration percentiles (a separate, costlier query).
@@ -205,22 +289,40 @@ pub fn is_analysed(step: &Step) -> bool {
     !(step.is_promotion() && step.bake_seconds == 0)
 }
 
+/// How long a schedule takes when every gate passes at its first check: an analysed step holds its weight for
+/// its bake and its metrics' delay.
+pub fn total_seconds(schedule: &Schedule, analysis: Option<&Analysis>) -> u64 {
+    longest_seconds(schedule, analysis, 0)
+}
+
 /// The longest a schedule can take when every analysed step is extended `extensions` times.
-pub fn longest_seconds(schedule: &Schedule, extensions: u32) -> u64 {
+pub fn longest_seconds(schedule: &Schedule, analysis: Option<&Analysis>, extensions: u32) -> u64 {
     schedule
         .steps()
         .iter()
-        .map(|s| {
-            let extended = if is_analysed(s) { extensions } else { 0 };
-            s.bake_seconds.saturating_add(
-                extension_seconds(s.bake_seconds).saturating_mul(u64::from(extended)),
-            )
+        .map(|s| match analysis {
+            Some(a) if is_analysed(s) => a.hold_seconds(s).saturating_add(
+                extension_seconds(s.bake_seconds).saturating_mul(u64::from(extensions)),
+            ),
+            _ => s.bake_seconds,
         })
         .fold(0, u64::saturating_add)
 }
 
-/// The window a step's metrics are read over, in Unix seconds, `[start, end)`: the step's time since its shift,
-/// moved back by the metric delay so the newest, still-incomplete minute is not read as "no errors".
+/// The looks of a schedule before each analysed step's last: each costs a wait, a check and a verdict.
+pub fn interim_looks(schedule: &Schedule, analysis: Option<&Analysis>) -> u64 {
+    analysis.map_or(0, |a| {
+        schedule
+            .steps()
+            .iter()
+            .map(|s| a.looks(s).saturating_sub(1))
+            .sum()
+    })
+}
+
+/// The window a step's metrics are read over, in Unix seconds, `[start, end)`: from the step's shift to the
+/// metric delay before now, so the newest, still-incomplete minute is not read as "no errors" — and the step's
+/// own traffic is what is judged, never the previous step's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Window {
@@ -233,7 +335,7 @@ pub struct Window {
 
 impl Window {
     pub fn for_step(step_started_at: u64, now: u64, delay: u64) -> Self {
-        let start = step_started_at.saturating_sub(delay);
+        let start = step_started_at;
         let end = now.saturating_sub(delay).max(start + 1);
         let period_seconds = (end - start).div_ceil(60).max(1) * 60;
         Self {
@@ -293,6 +395,9 @@ pub struct Comparison {
     /// Probability of an error rate at least this much higher if both versions were equally good.
     pub p_value: f64,
     pub confidence: f64,
+    /// The alpha this look tested at: `1 - confidence` for a step looked at once, less at each of several looks.
+    #[serde(default)]
+    pub alpha: f64,
     pub significant: bool,
 }
 
@@ -335,6 +440,9 @@ pub struct AnalysisEvidence {
     pub p99_increase: Option<f64>,
     /// What the numbers were judged against.
     pub thresholds: Thresholds,
+    /// The alpha the step's comparisons have spent so far, this look's included.
+    #[serde(default)]
+    pub alpha_spent: f64,
 }
 
 /// The analysis settings a verdict applied, carried with its evidence.
@@ -408,14 +516,47 @@ fn percent(rate: f64) -> String {
     format!("{:.2}%", rate * 100.0)
 }
 
-/// Judges the target against the thresholds and the stable version. `fail` when any check with enough data fails;
-/// otherwise `inconclusive` when the target has fewer than `minInvocations`; otherwise `pass`.
+/// A look at a step: how much alpha the comparison may spend, in all, by this look, and how much earlier looks
+/// of the step spent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Look {
+    pub spendable: f64,
+    pub spent_before: f64,
+}
+
+impl Look {
+    /// A step's only look, or its last with nothing spent before: the whole `1 - confidence`.
+    pub fn only(config: &Analysis) -> Self {
+        Self {
+            spendable: 1.0 - config.confidence,
+            spent_before: 0.0,
+        }
+    }
+}
+
+/// Judges the target against the thresholds and the stable version at a step's only look.
 pub fn judge(
     config: &Analysis,
     window: Window,
     target: VersionMetrics,
     stable: VersionMetrics,
 ) -> AnalysisResult {
+    judge_look(config, window, target, stable, Look::only(config))
+}
+
+/// Judges the target against the thresholds and the stable version at one look. `fail` when any check with enough
+/// data fails (the comparison at the alpha left to this look); otherwise `inconclusive` when the target has fewer
+/// than `minInvocations`; otherwise `pass`.
+pub fn judge_look(
+    config: &Analysis,
+    window: Window,
+    target: VersionMetrics,
+    stable: VersionMetrics,
+    look: Look,
+) -> AnalysisResult {
+    let alpha = (look.spendable - look.spent_before).max(0.0);
+    let full = 1.0 - config.confidence;
+    let mut alpha_spent = look.spent_before;
     let mut findings = Vec::new();
     let mut failed = false;
     let enough = target.invocations >= config.min_invocations;
@@ -467,7 +608,8 @@ pub fn judge(
                 stable.errors,
                 stable.invocations,
             );
-            let significant = p_value < 1.0 - config.confidence;
+            let significant = p_value < alpha;
+            alpha_spent = look.spendable.max(look.spent_before);
             let name = match test {
                 Test::FisherExact => "Fisher's exact test",
                 Test::TwoProportionZ => "two-proportion z-test",
@@ -478,7 +620,7 @@ pub fn judge(
                 format!("p = {p_value:.4}")
             };
             findings.push(format!(
-                "error rate {} vs stable {} ({}/{}): {name}, one-sided {p} — {} at {}% confidence",
+                "error rate {} vs stable {} ({}/{}): {name}, one-sided {p} — {} at {}% confidence{}",
                 percent(target_rate.unwrap_or(0.0)),
                 percent(stable_rate.unwrap_or(0.0)),
                 stable.errors,
@@ -488,13 +630,19 @@ pub fn judge(
                 } else {
                     "not significantly worse"
                 },
-                config.confidence * 100.0
+                config.confidence * 100.0,
+                if (alpha - full).abs() > 1e-12 {
+                    format!(" (this look tests at alpha {alpha:.4} of {full:.4}, spent over the step's looks)")
+                } else {
+                    String::new()
+                }
             ));
             failed |= significant;
             comparison = Some(Comparison {
                 test,
                 p_value,
                 confidence: config.confidence,
+                alpha,
                 significant,
             });
         }
@@ -561,6 +709,7 @@ pub fn judge(
             comparison,
             p99_increase,
             thresholds: config.into(),
+            alpha_spent,
         },
     }
 }
@@ -778,14 +927,136 @@ mod tests {
     }
 
     #[test]
-    fn the_window_is_the_step_moved_back_by_the_delay() {
+    fn the_window_is_the_steps_own_traffic_up_to_the_delay_before_now() {
+        // The step shifted at 1,000; at 1,300 with a 60-s delay the metrics up to 1,240 have arrived. Never the
+        // previous step's traffic: the window starts at the shift.
         let w = Window::for_step(1_000, 1_300, 60);
-        assert_eq!((w.start, w.end, w.period_seconds), (940, 1_240, 300));
+        assert_eq!((w.start, w.end, w.period_seconds), (1_000, 1_240, 240));
         let w = Window::for_step(1_000, 1_001, 0);
         assert_eq!((w.start, w.end, w.period_seconds), (1_000, 1_001, 60));
         // A clock behind the step's start still gives a non-empty window.
         let w = Window::for_step(1_000, 990, 0);
         assert_eq!((w.start, w.end), (1_000, 1_001));
+    }
+
+    fn with(input: AnalysisInput) -> Analysis {
+        Analysis::validate(&input, &mut Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn a_step_is_looked_at_every_interval_and_last_once_its_whole_bake_has_arrived() {
+        let a = with(AnalysisInput {
+            max_error_rate: Some(0.01),
+            ..Default::default()
+        });
+        assert_eq!((a.interval_seconds, a.metric_delay_seconds), (60, 60));
+        let step = Step::new(10.0, 300);
+        // Five looks at 60, 120, … 300 s of traffic, each one delay after that traffic.
+        assert_eq!(a.looks(&step), 5);
+        assert_eq!(a.first_wait(&step), 120);
+        assert_eq!(a.hold_seconds(&step), 360);
+        assert_eq!(a.next_look(&step, 60), Some(60));
+        assert_eq!(a.next_look(&step, 270), Some(30), "never past the bake");
+        assert_eq!(
+            a.next_look(&step, 300),
+            None,
+            "the whole bake seen: this look decides"
+        );
+        assert_eq!(a.next_look(&step, 301), None);
+        // A bake shorter than the interval is looked at once, when its metrics are in.
+        let short = Step::new(10.0, 30);
+        assert_eq!((a.looks(&short), a.first_wait(&short)), (1, 90));
+        // A promotion with no bake is not analysed at all.
+        assert_eq!(a.looks(&Step::new(100.0, 0)), 0);
+        // A long bake is looked at ten times, not every minute.
+        let long = Step::new(10.0, 4 * 3600);
+        assert_eq!((a.looks(&long), a.interval(&long)), (10, 1440));
+    }
+
+    #[test]
+    fn the_looks_spend_at_most_one_minus_confidence_in_all() {
+        let a = with(AnalysisInput {
+            compare_to_stable: Some(true),
+            confidence: Some(0.95),
+            ..Default::default()
+        });
+        let spent: Vec<f64> = [60, 120, 180, 240, 300]
+            .map(|seen| a.alpha_spent_by(300, seen))
+            .to_vec();
+        // alpha · t³: little early, the most at the end, all of it by the last look.
+        assert!((spent[0] - 0.05 * 0.008).abs() < 1e-12, "{spent:?}");
+        assert!(spent.windows(2).all(|w| w[0] < w[1]));
+        assert!((spent[4] - 0.05).abs() < 1e-12);
+        assert!(
+            (a.alpha_spent_by(300, 9_999) - 0.05).abs() < 1e-12,
+            "capped at the bake"
+        );
+    }
+
+    #[test]
+    fn an_early_look_tests_at_the_alpha_it_may_spend() {
+        let c = with(AnalysisInput {
+            min_invocations: Some(100),
+            ..Default::default()
+        });
+        // p ≈ 0.0066 (45/500 vs 25/500): significant at 0.05, not at the first of five looks' 0.0004.
+        let early = Look {
+            spendable: c.alpha_spent_by(300, 60),
+            spent_before: 0.0,
+        };
+        let e = judge_look(
+            &c,
+            W,
+            metrics("7", 500, 45, 100.0),
+            metrics("6", 500, 25, 100.0),
+            early,
+        );
+        let comparison = e.evidence.comparison.clone().unwrap();
+        assert!(!comparison.significant && (comparison.alpha - 0.0004).abs() < 1e-12);
+        assert_eq!(e.verdict, Verdict::Pass);
+        assert!(
+            e.findings
+                .iter()
+                .any(|f| f.contains("this look tests at alpha 0.0004 of 0.0500")),
+            "{:?}",
+            e.findings
+        );
+        assert!((e.evidence.alpha_spent - 0.0004).abs() < 1e-12);
+        // The last look gets what the earlier ones did not spend: significant then.
+        let last = Look {
+            spendable: c.alpha_spent_by(300, 300),
+            spent_before: e.evidence.alpha_spent,
+        };
+        let e = judge_look(
+            &c,
+            W,
+            metrics("7", 500, 45, 100.0),
+            metrics("6", 500, 25, 100.0),
+            last,
+        );
+        assert!(e.evidence.comparison.unwrap().significant);
+        assert_eq!(e.verdict, Verdict::Fail);
+        // A grossly worse version fails at the first look.
+        let e = judge_look(
+            &c,
+            W,
+            metrics("7", 500, 150, 100.0),
+            metrics("6", 500, 5, 100.0),
+            early,
+        );
+        assert_eq!(e.verdict, Verdict::Fail);
+        // A look without enough traffic tests nothing and spends nothing.
+        let e = judge_look(
+            &c,
+            W,
+            metrics("7", 20, 1, 100.0),
+            metrics("6", 500, 5, 100.0),
+            early,
+        );
+        assert_eq!(
+            (e.verdict, e.evidence.alpha_spent),
+            (Verdict::Inconclusive, 0.0)
+        );
     }
 
     #[test]
@@ -799,6 +1070,7 @@ mod tests {
                 confidence: Some(1.0),
                 max_extensions: Some(9),
                 metric_delay_seconds: Some(-1),
+                interval_seconds: Some(5),
                 ..Default::default()
             },
             &mut problems,
@@ -813,8 +1085,16 @@ mod tests {
                 "analysis.minInvocations",
                 "analysis.confidence",
                 "analysis.maxExtensions",
-                "analysis.metricDelaySeconds"
+                "analysis.metricDelaySeconds",
+                "analysis.intervalSeconds"
             ]
+        );
+        assert!(
+            problems[6]
+                .reason
+                .contains("from 10 to 3600 seconds (got 5)"),
+            "{}",
+            problems[6].reason
         );
         let mut problems = Vec::new();
         let nothing = AnalysisInput {

@@ -67,8 +67,8 @@ impl GateResult {
     }
 }
 
-/// Everything `CheckGates` decided for a step. The state machine's Verdict reads `verdict`, ExtendBake reads
-/// `extendSeconds`, GateFailed records `error`; `results` is the evidence a user reads in the execution's
+/// Everything `CheckGates` decided for a step. The state machine's Verdict reads `verdict` and `baking`,
+/// ExtendBake reads `extendSeconds`, GateFailed records `error`; `results` is the evidence a user reads in the execution's
 /// output, its history and the logs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,9 +83,13 @@ pub struct GateReport {
     /// How many times this step's bake has been extended for want of data.
     #[serde(default)]
     pub extensions: u32,
-    /// With an `inconclusive` verdict: how long the next extension waits.
+    /// With an `inconclusive` verdict: how long the next extension waits; while `baking`: until the next look.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extend_seconds: Option<u64>,
+    /// Nothing failed, and the step is still baking: it is looked at again after `extendSeconds` (metric analysis
+    /// looks at a step every `intervalSeconds`). Always present: the state machine's Verdict reads it.
+    #[serde(default)]
+    pub baking: bool,
     /// Each gate that ran, in the order it ran.
     #[serde(default)]
     pub results: Vec<GateResult>,
@@ -127,11 +131,14 @@ pub struct Extensions {
 /// otherwise an inconclusive gate extends the bake while extensions remain (the previous report, when it is for
 /// this same step, says how many were used), then takes the configured outcome. Every result leaves
 /// [`GateResult::bounded`]: the report is the one place all gates' answers pass, so none can outgrow the state.
+/// `next_look`: the step is still baking and is looked at again in that many seconds; until then only a failure
+/// ends it (an inconclusive gate just waits for the next look).
 pub fn decide(
     step: Option<usize>,
     mut results: Vec<GateResult>,
     extensions: Extensions,
     previous: Option<&GateReport>,
+    next_look: Option<u64>,
 ) -> GateReport {
     let used = previous
         .filter(|p| p.step == step && p.verdict == Verdict::Inconclusive)
@@ -142,6 +149,7 @@ pub fn decide(
         step,
         extensions: used,
         extend_seconds,
+        baking: false,
         results: results.into_iter().map(GateResult::bounded).collect(),
     };
     if let Some(failed) = results.iter().find(|r| r.verdict == Verdict::Fail) {
@@ -149,6 +157,12 @@ pub fn decide(
         // bug in that gate, never a reason to leave the name out.
         let error = failed.error.unwrap_or(ErrorType::Internal);
         return report(Verdict::Fail, Some(error), None, results);
+    }
+    if let Some(seconds) = next_look {
+        return GateReport {
+            baking: true,
+            ..report(Verdict::Pass, None, Some(seconds), results)
+        };
     }
     let Some(waiting) = results
         .iter_mut()
@@ -216,6 +230,7 @@ mod tests {
             ],
             TWICE_THEN_FAIL,
             None,
+            None,
         );
         assert_eq!(report.verdict, Verdict::Fail);
         assert_eq!(report.error, Some(ErrorType::AnalysisFailed));
@@ -232,6 +247,7 @@ mod tests {
             ],
             TWICE_THEN_FAIL,
             None,
+            None,
         );
         assert_eq!(
             (report.verdict, report.error, report.extend_seconds),
@@ -246,6 +262,7 @@ mod tests {
             vec![result("careless", Verdict::Fail, None)],
             TWICE_THEN_FAIL,
             None,
+            None,
         );
         assert_eq!(
             (report.verdict, report.error),
@@ -255,7 +272,7 @@ mod tests {
 
     #[test]
     fn no_gates_pass() {
-        let report = decide(Some(1), Vec::new(), TWICE_THEN_FAIL, None);
+        let report = decide(Some(1), Vec::new(), TWICE_THEN_FAIL, None, None);
         assert_eq!(
             (report.verdict, report.summary()),
             (Verdict::Pass, "pass".to_owned())
@@ -265,17 +282,17 @@ mod tests {
     #[test]
     fn an_inconclusive_gate_extends_then_takes_the_outcome() {
         let waiting = || vec![result("analysis", Verdict::Inconclusive, None)];
-        let first = decide(Some(0), waiting(), TWICE_THEN_FAIL, None);
+        let first = decide(Some(0), waiting(), TWICE_THEN_FAIL, None, None);
         assert_eq!(
             (first.verdict, first.extensions, first.extend_seconds),
             (Verdict::Inconclusive, 0, Some(300))
         );
-        let second = decide(Some(0), waiting(), TWICE_THEN_FAIL, Some(&first));
+        let second = decide(Some(0), waiting(), TWICE_THEN_FAIL, Some(&first), None);
         assert_eq!(
             (second.verdict, second.extensions),
             (Verdict::Inconclusive, 1)
         );
-        let last = decide(Some(0), waiting(), TWICE_THEN_FAIL, Some(&second));
+        let last = decide(Some(0), waiting(), TWICE_THEN_FAIL, Some(&second), None);
         assert_eq!(
             (last.verdict, last.error, last.extensions),
             (Verdict::Fail, Some(ErrorType::AnalysisInconclusive), 2)
@@ -290,7 +307,7 @@ mod tests {
             then: OnInconclusive::Pass,
             ..TWICE_THEN_FAIL
         };
-        let passed = decide(Some(0), waiting(), lenient, Some(&second));
+        let passed = decide(Some(0), waiting(), lenient, Some(&second), None);
         assert_eq!((passed.verdict, passed.error), (Verdict::Pass, None));
         assert!(passed.summary().contains("the rollout goes on"));
     }
@@ -305,7 +322,7 @@ mod tests {
             evidence: serde_json::json!({"dump": "e".repeat(1 << 20)}),
             ..result("careless", Verdict::Fail, Some(ErrorType::AnalysisFailed))
         };
-        let report = decide(Some(0), vec![careless], TWICE_THEN_FAIL, None);
+        let report = decide(Some(0), vec![careless], TWICE_THEN_FAIL, None, None);
         // What the state machine reads is untouched.
         assert_eq!(
             (report.verdict, report.error, &report.results[0].gate),
@@ -346,6 +363,7 @@ mod tests {
                 result("analysis", Verdict::Pass, None),
             ],
             TWICE_THEN_FAIL,
+            None,
             None,
         );
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The metric analysis's reading: both versions' Lambda metrics over the step's window, in one batched query.
 
-use safeshift_core::gates::analysis::{self, Window};
+use safeshift_core::gates::GateReport;
+use safeshift_core::gates::analysis::{self, Look, Window};
 
 use super::{Check, Gate, StepUnderCheck};
 use crate::ports::{MetricsQuery, ReadMetrics};
@@ -23,6 +24,12 @@ impl<P: ReadMetrics> Gate<P> for Analysis {
                 .step_started_at
                 .unwrap_or_else(|| step.now.saturating_sub(rollout.bake_seconds));
             let window = Window::for_step(started, step.now, config.metric_delay_seconds);
+            let look = Look {
+                spendable: rollout
+                    .spendable_alpha(step.now)
+                    .unwrap_or(1.0 - config.confidence),
+                spent_before: spent_before(step.previous, config),
+            };
             let (target, stable) = (
                 rollout.alias.target_version.to_string(),
                 rollout.alias.stable_version.to_string(),
@@ -36,7 +43,23 @@ impl<P: ReadMetrics> Gate<P> for Analysis {
                     latency: config.needs_latency(),
                 })
                 .await?;
-            Ok(Some(analysis::judge(config, window, target, stable).into()))
+            Ok(Some(
+                analysis::judge_look(config, window, target, stable, look).into(),
+            ))
         })
     }
+}
+
+/// What the step's earlier looks spent of the comparison's alpha, from the previous report's analysis evidence.
+/// A previous report of the step whose evidence does not say is taken to have spent it all: never more than
+/// `1 - confidence` across the looks.
+fn spent_before(previous: Option<&GateReport>, config: &analysis::Analysis) -> f64 {
+    let Some(report) = previous else {
+        return 0.0;
+    };
+    report
+        .result(analysis::GATE)
+        .and_then(|r| r.evidence.get("alphaSpent"))
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(1.0 - config.confidence)
 }

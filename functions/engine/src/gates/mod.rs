@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use safeshift_core::Error;
-use safeshift_core::gates::GateResult;
+use safeshift_core::gates::{GateReport, GateResult};
 use safeshift_core::rollout::Rollout;
 
 use crate::ports::{ReadAlarms, ReadMetrics};
@@ -20,6 +20,8 @@ pub struct StepUnderCheck<'a> {
     pub rollout: &'a Rollout,
     /// The time of the check, in Unix seconds: the end of the step's metric window.
     pub now: u64,
+    /// The report of this same step's previous look or extension, if any.
+    pub previous: Option<&'a GateReport>,
 }
 
 /// What a gate's check returns: its result, `None` when the deployment does not use it at this step.

@@ -2,8 +2,8 @@
 //! read, extensions while the target is silent), each answering in the report's one shape.
 
 use safeshift_core::ErrorType;
-use safeshift_core::gates::Verdict;
 use safeshift_core::gates::analysis::Window;
+use safeshift_core::gates::{GateReport, Verdict};
 use safeshift_engine::check_alarms::CheckEvent;
 use safeshift_engine::fake::{Call, FakeAws};
 use safeshift_engine::runtime::Handler;
@@ -85,7 +85,7 @@ async fn the_report_leaves_in_its_wire_shape() {
     // THEN the report is exactly the documented shape
     assert_eq!(
         report,
-        json!({"verdict": "pass", "step": 0, "extensions": 0, "results": [
+        json!({"verdict": "pass", "step": 0, "extensions": 0, "baking": false, "results": [
             {"gate": "alarms", "verdict": "pass", "findings": ["no alarm in ALARM (1 checked)"],
              "evidence": {"alarms": [{"name": "orders-errors", "kind": "metric", "state": "OK",
                                       "reason": "fine", "updatedAt": "2026-11-29T10:00:00Z"}]}}]})
@@ -101,15 +101,16 @@ async fn analysis_reads_both_versions_in_one_call_and_fails_a_worse_target() {
     fake.metrics_with_p99("7", 1000, 40, 0, Some(130.0))
         .metrics_with_p99("6", 1000, 5, 0, Some(100.0));
     let rollout = analysed_rollout(json!({"maxErrorRate": 0.05, "maxP99LatencyIncrease": 0.5}));
-    // WHEN the step started at 1,000 s is checked at 1,300 s
+    // WHEN the step started at 1,000 s with a 300-s bake is checked once its whole bake's metrics are in (60 s
+    // later)
     let report = check_alarms(&fake)
-        .check_at(check(rollout), 1_300)
+        .check_at(check(rollout), 1_360)
         .await
         .unwrap();
-    // THEN one read of both versions over the delayed window, and a failure on the comparison
+    // THEN one read of both versions over the step's own traffic, and a failure on the comparison
     let window = Window {
-        start: 940,
-        end: 1_240,
+        start: 1_000,
+        end: 1_300,
         period_seconds: 300,
     };
     assert_eq!(
@@ -141,7 +142,7 @@ async fn analysis_reads_both_versions_in_one_call_and_fails_a_worse_target() {
     assert!((e["p99Increase"].as_f64().unwrap() - 0.3).abs() < 1e-9);
     assert_eq!(
         e["window"],
-        json!({"start": 940, "end": 1240, "periodSeconds": 300})
+        json!({"start": 1000, "end": 1300, "periodSeconds": 300})
     );
     assert_eq!(e["thresholds"]["maxErrorRate"], 0.05);
     assert_eq!(e["thresholds"]["maxP99LatencyIncrease"], 0.5);
@@ -154,8 +155,8 @@ async fn a_silent_target_is_extended_then_fails_inconclusive() {
     fake.metrics("6", 500, 0, 0);
     let rollout = analysed_rollout(json!({"maxErrorRate": 0.01, "maxExtensions": 1}));
     let gates = check_alarms(&fake);
-    // WHEN checked at the end of the bake
-    let first = gates.check_at(check(rollout.clone()), 1_300).await.unwrap();
+    // WHEN checked once the whole bake's metrics are in
+    let first = gates.check_at(check(rollout.clone()), 1_360).await.unwrap();
     // THEN inconclusive: extend by the step's bake
     assert_eq!(first.verdict, Verdict::Inconclusive, "{first:#?}");
     assert_eq!(first.extend_seconds, Some(300));
@@ -167,7 +168,7 @@ async fn a_silent_target_is_extended_then_fails_inconclusive() {
     let mut state = serde_json::to_value(rollout).unwrap();
     state["gates"] = serde_json::to_value(&first).unwrap();
     let again: CheckEvent = serde_json::from_value(state).unwrap();
-    let second = gates.check_at(again, 1_600).await.unwrap();
+    let second = gates.check_at(again, 1_660).await.unwrap();
     // THEN out of extensions: fail inconclusive, over a window that grew with the extension
     assert_eq!(
         (second.verdict, second.error),
@@ -177,7 +178,7 @@ async fn a_silent_target_is_extended_then_fails_inconclusive() {
     assert_eq!(second.extensions, 1);
     assert_eq!(
         result(&second, "analysis")["evidence"]["window"]["end"],
-        1_540,
+        1_600,
         "the window grew with the extension"
     );
     assert_eq!(count(&fake, "GetMetricData"), 2);
@@ -196,7 +197,8 @@ async fn a_promotion_with_no_bake_is_not_analysed_but_a_baked_one_is() {
     };
     // GIVEN a promotion held for no bake (watched for the one second a task's timeout needs at least)
     let promoted = analysed(0);
-    assert!(promoted.promoted && promoted.percent == 100.0 && promoted.bake_seconds == 1);
+    assert!(promoted.promoted && promoted.percent == 100.0 && promoted.bake_seconds == 0);
+    assert_eq!(promoted.wait_seconds, 1);
     let report = check_alarms(&fake)
         .check_at(check(promoted), 1_300)
         .await
@@ -255,4 +257,105 @@ async fn a_previous_report_that_does_not_read_is_the_engines_error_not_a_fresh_c
         err.error_message
     );
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+/// The state the state machine sends the next look: the rollout, with this look's report as `gates`.
+fn next_look(rollout: &safeshift_core::rollout::Rollout, report: &GateReport) -> CheckEvent {
+    let mut state = serde_json::to_value(rollout).unwrap();
+    state["gates"] = serde_json::to_value(report).unwrap();
+    serde_json::from_value(state).unwrap()
+}
+
+#[tokio::test]
+async fn a_baking_step_is_looked_at_every_interval_on_its_own_traffic_and_decided_at_its_end() {
+    // GIVEN a 300-s step shifted at 1,000, looked at every 60 s, metrics arriving 60 s late, a healthy target
+    let fake = FakeAws::new();
+    fake.metrics("7", 500, 1, 0).metrics("6", 4500, 10, 0);
+    let rollout = analysed_rollout(json!({"maxErrorRate": 0.05}));
+    assert_eq!(
+        rollout.wait_seconds, 120,
+        "the first look: one interval of traffic, plus the delay"
+    );
+    let gates = check_alarms(&fake);
+    // WHEN the first look runs (60 s of the step's traffic seen)
+    let first = gates.check_at(check(rollout.clone()), 1_120).await.unwrap();
+    // THEN it passes for now and asks for the next look in one interval
+    assert_eq!(
+        (
+            first.verdict,
+            first.baking,
+            first.extend_seconds,
+            first.extensions
+        ),
+        (Verdict::Pass, true, Some(60), 0),
+        "{first:#?}"
+    );
+    let e = &result(&first, "analysis")["evidence"];
+    assert_eq!(
+        e["window"],
+        json!({"start": 1000, "end": 1060, "periodSeconds": 60})
+    );
+    // AND its comparison spent only the first look's share of alpha: 0.05 · (60/300)³
+    assert!(
+        (e["alphaSpent"].as_f64().unwrap() - 0.0004).abs() < 1e-12,
+        "{e}"
+    );
+    // WHEN the look that sees 270 s runs: the next look waits only for the bake's last 30 s
+    let later = gates
+        .check_at(next_look(&rollout, &first), 1_330)
+        .await
+        .unwrap();
+    assert_eq!((later.baking, later.extend_seconds), (true, Some(30)));
+    // WHEN the look that sees the whole bake runs: it decides the step
+    let last = gates
+        .check_at(next_look(&rollout, &later), 1_360)
+        .await
+        .unwrap();
+    assert_eq!(
+        (last.verdict, last.baking, last.extend_seconds),
+        (Verdict::Pass, false, None)
+    );
+    let e = &result(&last, "analysis")["evidence"];
+    assert!(
+        (e["alphaSpent"].as_f64().unwrap() - 0.05).abs() < 1e-12,
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_grossly_worse_target_fails_at_its_first_look_long_before_the_bake_ends() {
+    let fake = FakeAws::new();
+    fake.metrics("7", 200, 60, 0).metrics("6", 1800, 9, 0);
+    let rollout = analysed_rollout(json!({"maxErrorRate": 0.05}));
+    let report = check_alarms(&fake)
+        .check_at(check(rollout), 1_120)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.verdict, report.error, report.baking),
+        (Verdict::Fail, Some(ErrorType::AnalysisFailed), false),
+        "{report:#?}"
+    );
+}
+
+#[tokio::test]
+async fn too_little_traffic_at_an_early_look_waits_for_the_next_without_using_an_extension() {
+    let fake = FakeAws::new();
+    fake.metrics("7", 3, 0, 0).metrics("6", 27, 0, 0);
+    let rollout = analysed_rollout(json!({"maxErrorRate": 0.05, "maxExtensions": 1}));
+    let report = check_alarms(&fake)
+        .check_at(check(rollout), 1_120)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.verdict,
+            report.baking,
+            report.extensions,
+            report.extend_seconds
+        ),
+        (Verdict::Pass, true, 0, Some(60)),
+        "{report:#?}"
+    );
+    assert_eq!(result(&report, "analysis")["verdict"], "inconclusive");
 }
