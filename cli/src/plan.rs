@@ -60,10 +60,15 @@ pub fn render_text(plan: &Plan, deployment: &Deployment) -> String {
     );
     let _ = writeln!(
         out,
-        "State transitions: {} (about ${:.6} at ${} per 1,000)",
+        "State transitions: {} (about ${:.6} at ${} per 1,000){}",
         plan.state_transitions,
         plan.estimated_cost_usd,
-        USD_PER_TRANSITION * 1000.0
+        USD_PER_TRANSITION * 1000.0,
+        if plan.analysis_looks > 0 {
+            format!(", {} metric analysis looks included", plan.analysis_looks)
+        } else {
+            String::new()
+        }
     );
     if let (Some(transitions), Some(seconds)) = (plan.max_state_transitions, plan.max_total_seconds)
     {
@@ -106,8 +111,10 @@ fn gates(d: &Deployment) -> Vec<String> {
             checks.push(format!("p99 <= stable's +{}%", r * 100.0));
         }
         gates.push(format!(
-            "metric analysis: {}, no new throttles; needs {} invocations per step, up to {} extension(s), then {}",
+            "metric analysis: {}, no new throttles; looked at every {} s while a step bakes, on its own traffic ({} s late); needs {} invocations per step, up to {} extension(s), then {}",
             checks.join(", "),
+            a.interval_seconds,
+            a.metric_delay_seconds,
             a.min_invocations,
             a.max_extensions,
             match a.on_inconclusive {

@@ -248,7 +248,7 @@ mod tests {
             seconds: 60,
             then: OnInconclusive::Fail,
         };
-        let report = decide(Some(0), vec![result], once, None);
+        let report = decide(Some(0), vec![result], once, None, None);
         let state = json!({"gates": report});
         assert_eq!(
             state["gates"]["results"][0]["evidence"]["truncated"]["alarms"],

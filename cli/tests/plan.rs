@@ -55,18 +55,23 @@ fn an_analysis_plan_names_its_checks_and_its_longest_run() {
     let mut input = deployment(json!("Canary10Percent5Minutes"));
     input["analysis"] = json!({"maxErrorRate": 0.01, "maxExtensions": 2});
     let p = plan_json(&input);
-    // The canary step may be extended twice (3 states each); the promotion, held for no bake, is not analysed.
-    assert_eq!(p["stateTransitions"], 13);
-    assert_eq!(p["maxStateTransitions"], 19);
-    assert_eq!(p["maxTotalSeconds"], 900);
+    // The 300-s canary step is looked at every 60 s: four looks before its last (3 states each); it may then be
+    // extended twice (3 states each). The promotion, held for no bake, is not analysed. The step holds its weight
+    // for its bake and the metrics' 60-s delay.
+    assert_eq!(p["analysisLooks"], 5);
+    assert_eq!(p["stateTransitions"], 13 + 4 * 3);
+    assert_eq!(p["maxStateTransitions"], 25 + 2 * 3);
+    assert_eq!(p["totalSeconds"], 360);
+    assert_eq!(p["maxTotalSeconds"], 360 + 2 * 300);
     let out = plan(&input, &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("metric analysis: error rate <= 1%, not significantly worse than stable (95% confidence), no new throttles; needs 50 invocations per step, up to 2 extension(s), then roll back"),
+        text.contains("metric analysis: error rate <= 1%, not significantly worse than stable (95% confidence), no new throttles; looked at every 60 s while a step bakes, on its own traffic (60 s late); needs 50 invocations per step, up to 2 extension(s), then roll back"),
         "{text}"
     );
     assert!(
-        text.contains("At most, every analysed step extended for want of traffic: 19 transitions"),
+        text.contains("State transitions: 25 (about $0.000625 at $0.025 per 1,000), 5 metric analysis looks included")
+            && text.contains("At most, every analysed step extended for want of traffic: 31 transitions"),
         "{text}"
     );
 }

@@ -128,8 +128,8 @@ struct World {
     hooks: BTreeMap<String, VecDeque<HookResponse>>,
     executions: BTreeMap<String, (ExecutionRecord, Vec<String>)>,
     locks: BTreeMap<String, (LockHolder, u64)>,
-    /// The task each hold waits in now, by lock key.
-    task_tokens: BTreeMap<String, String>,
+    /// The task each hold waits in now and when its state was entered, by lock key.
+    task_tokens: BTreeMap<String, (String, String)>,
     /// Task tokens a task still waits with: failing one ends it.
     waiting: BTreeSet<String>,
     /// The next UpdateAlias lands, then answers this error: a write whose answer was lost and whose retry found
@@ -403,7 +403,10 @@ impl FakeAws {
 
     /// The task the hold on `key` waits in, as registered.
     pub fn task_token(&self, key: &str) -> Option<String> {
-        self.world().task_tokens.get(key).cloned()
+        self.world()
+            .task_tokens
+            .get(key)
+            .map(|(token, _)| token.clone())
     }
 
     /// Someone holds the lock on `key` until `expires_at`.
@@ -715,6 +718,7 @@ impl WatchAlarms for FakeAws {
         key: &str,
         execution_arn: &str,
         task_token: &str,
+        since: &str,
     ) -> Result<Watch, Error> {
         let mut world = self.world();
         world.call(Call::Watch {
@@ -722,15 +726,23 @@ impl WatchAlarms for FakeAws {
             execution_arn: execution_arn.into(),
             task_token: task_token.into(),
         })?;
+        // The adapter's condition: held by this execution, no alarm recorded, no later wait registered.
+        let later = world
+            .task_tokens
+            .get(key)
+            .is_some_and(|(_, registered)| registered.as_str() > since);
         let watch = match world.locks.get(key) {
             Some((h, _)) if h.execution_arn == execution_arn => match &h.fired {
                 Some(fired) => Watch::Fired(fired.clone()),
+                None if later => Watch::Superseded,
                 None => Watch::Watching,
             },
             _ => Watch::NotHeld,
         };
         if watch == Watch::Watching {
-            world.task_tokens.insert(key.into(), task_token.into());
+            world
+                .task_tokens
+                .insert(key.into(), (task_token.into(), since.into()));
         }
         Ok(watch)
     }
@@ -756,6 +768,7 @@ impl WatchAlarms for FakeAws {
         key: &str,
         execution_arn: &str,
         fired: &FiredAlarm,
+        changed_at: u64,
     ) -> Result<Option<Interrupt>, Error> {
         let mut world = self.world();
         world.call(Call::RecordFired {
@@ -763,12 +776,11 @@ impl WatchAlarms for FakeAws {
             execution_arn: execution_arn.into(),
             alarm: fired.alarm.clone(),
         })?;
-        let task_token = world.task_tokens.get(key).cloned();
-        let Some((holder, _)) = world
-            .locks
-            .get_mut(key)
-            .filter(|(h, _)| h.execution_arn == execution_arn)
-        else {
+        let task_token = world.task_tokens.get(key).map(|(token, _)| token.clone());
+        // The adapter's condition: held by this execution, which read its alarms no later than the change.
+        let Some((holder, _)) = world.locks.get_mut(key).filter(|(h, _)| {
+            h.execution_arn == execution_arn && h.alarms_checked_at.is_none_or(|c| c <= changed_at)
+        }) else {
             return Ok(None);
         };
         let fired = holder.fired.get_or_insert_with(|| fired.clone()).clone();

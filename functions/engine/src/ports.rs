@@ -128,6 +128,8 @@ pub struct LockHolder {
     /// The stable version the holder's Prepare found: what every later step of that execution must still
     /// claim, so a forged rollout cannot name another.
     pub stable_version: Option<String>,
+    /// When Prepare read the alarms (Unix seconds): an alarm that changed before then is not this holder's.
+    pub alarms_checked_at: Option<u64>,
     /// The alarms the holder's deployment lists: a listed alarm's state change interrupts the holder.
     pub alarms: Vec<String>,
     /// The first listed alarm that went to ALARM since the lock was taken (written by the alarm events, never by
@@ -175,6 +177,8 @@ pub struct Watcher {
 pub enum Watch {
     /// The wait is registered: an alarm event fails it at once.
     Watching,
+    /// A wait the execution entered later is registered already (this registration arrived late): left as is.
+    Superseded,
     /// A listed alarm fired since the lock was taken: the deployment must not wait, it fails.
     Fired(FiredAlarm),
     /// The execution does not hold the alias (any more).
@@ -192,25 +196,29 @@ pub struct Interrupt {
 /// Where a deployment's waits are watched: on its hold of the alias, so that the hold, the alarms it lists, the
 /// task it waits in and the alarm that fired are one item, written atomically by the two sides.
 pub trait WatchAlarms: Send + Sync {
-    /// Registers `task_token` as the task `execution_arn` waits in now, on its hold of `key`; refused when an
-    /// alarm already fired against the hold.
+    /// Registers `task_token` as the task `execution_arn` waits in now, on its hold of `key`, unless a wait
+    /// entered after `since` (the state's entry time, as Step Functions writes it) is registered already;
+    /// refused when an alarm already fired against the hold.
     fn watch(
         &self,
         key: &str,
         execution_arn: &str,
         task_token: &str,
+        since: &str,
     ) -> impl Future<Output = Result<Watch, Error>> + Send;
 
     /// Every hold whose deployment lists `alarm`.
     fn watchers(&self, alarm: &str) -> impl Future<Output = Result<Vec<Watcher>, Error>> + Send;
 
-    /// Records `fired` against `execution_arn`'s hold of `key` (a first record stays); `None` when that
-    /// execution does not hold the alias.
+    /// Records `fired`, which changed at `changed_at` (Unix seconds), against `execution_arn`'s hold of `key` (a
+    /// first record stays); `None` when that execution does not hold the alias, or read its alarms after the
+    /// change (a late or redelivered event about an earlier deployment's alarm).
     fn record_fired(
         &self,
         key: &str,
         execution_arn: &str,
         fired: &FiredAlarm,
+        changed_at: u64,
     ) -> impl Future<Output = Result<Option<Interrupt>, Error>> + Send;
 }
 

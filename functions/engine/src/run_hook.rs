@@ -37,6 +37,9 @@ pub struct HookRequest {
     pub rollout: Rollout,
     #[serde(default)]
     pub task_token: Option<String>,
+    /// `$$.State.EnteredTime` of a state that waits with the task token: orders its wait among the execution's.
+    #[serde(default)]
+    pub entered_at: Option<String>,
     /// `$$.Execution.Id`: the hook runs only for a running execution's own rollout.
     #[serde(default)]
     pub execution_arn: Option<String>,
@@ -114,6 +117,13 @@ impl<P: InvokeHook, E: ReadExecution, L: AliasLock + WatchAlarms> RunHook<P, E, 
         }
     }
 
+    /// `AlarmFired` when a listed alarm was recorded on the hold since Prepare.
+    async fn no_alarm_fired(&self, rollout: &Rollout, arn: Option<&str>) -> Result<(), Error> {
+        let hold =
+            guard::holds_the_alias(&self.locks, rollout, arn.unwrap_or_default(), false).await?;
+        guard::no_alarm_fired(hold.as_ref())
+    }
+
     async fn run(&self, event: HookRequest) -> Result<HookRun, Error> {
         let arn = event.execution_arn.as_deref();
         guard::own_rollout(
@@ -138,13 +148,13 @@ impl<P: InvokeHook, E: ReadExecution, L: AliasLock + WatchAlarms> RunHook<P, E, 
             Phase::Approval => {
                 // The state holds the task token until `safeshift approve` or `reject` answers it, or an alarm.
                 if let (true, Some(token)) = (watched, &event.task_token) {
-                    crate::watch_gates::register_wait(
-                        &self.locks,
-                        &d.lock_key(),
-                        arn.unwrap_or_default(),
-                        token,
-                    )
-                    .await?;
+                    let wait = crate::watch_gates::Wait {
+                        key: d.lock_key(),
+                        execution_arn: arn.unwrap_or_default(),
+                        task_token: token,
+                        since: event.entered_at.as_deref(),
+                    };
+                    crate::watch_gates::register_or_degrade(&self.locks, &wait).await?;
                 }
                 info!(
                     step = event.rollout.step.map(|s| s + 2),
@@ -154,6 +164,10 @@ impl<P: InvokeHook, E: ReadExecution, L: AliasLock + WatchAlarms> RunHook<P, E, 
             }
         };
         let Some(hook) = hook else {
+            // No hook to run, but the promotion's last moment to act on an alarm recorded since the final check.
+            if watched && event.phase == Phase::PostTraffic {
+                self.no_alarm_fired(&event.rollout, arn).await?;
+            }
             return Ok(done(None, HookVerdict::Skipped));
         };
         let a = &event.rollout.alias;
@@ -185,10 +199,7 @@ impl<P: InvokeHook, E: ReadExecution, L: AliasLock + WatchAlarms> RunHook<P, E, 
         info!(hook = %hook, verdict = verdict.as_str(), "hook ran");
         if watched && event.phase == Phase::PostTraffic {
             // The alarms were watched while the hook ran; what fired meanwhile is recorded on the hold.
-            let hold =
-                guard::holds_the_alias(&self.locks, &event.rollout, arn.unwrap_or_default(), false)
-                    .await?;
-            guard::no_alarm_fired(hold.as_ref())?;
+            self.no_alarm_fired(&event.rollout, arn).await?;
         }
         Ok(done(Some(hook.to_string()), verdict))
     }

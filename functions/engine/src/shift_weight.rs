@@ -44,6 +44,10 @@ use crate::ports::{
 };
 use crate::runtime::Handler;
 
+/// How far the engine's clock and CloudWatch's may disagree: an alarm change stamped this much before Prepare read
+/// the alarms is still taken as this deployment's (failing closed, never missing one).
+const CLOCK_SKEW_SECONDS: u64 = 2;
+
 /// How long prepare waits for a Pending target version, and how often it looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadyWait {
@@ -174,6 +178,9 @@ where
                 let (_, hold) = self.own(&rollout, execution_arn.as_deref()).await?;
                 // No more traffic after a listed alarm fired, even one that is OK again by now.
                 guard::no_alarm_fired(hold.as_ref())?;
+                if rollout.step.is_none() {
+                    self.no_alarm_in_alarm(&rollout.deployment).await?;
+                }
                 if let Some(gates) = gates {
                     rollout.record(&gates);
                 }
@@ -262,6 +269,8 @@ where
             Err(e) => return Err(e),
         };
         let stable = prepare::check_alias_before_start(&deployment, &alias)?;
+        // An alarm that changes from here on is this deployment's to act on (a little earlier, for clocks).
+        let alarms_checked_at = crate::unix_now().saturating_sub(CLOCK_SKEW_SECONDS);
         if !deployment.alarms.is_empty() {
             let found = self.alarms.describe_alarms(&deployment.alarms).await?;
             alarms::check_before_start(&deployment.alarms, found)?;
@@ -281,6 +290,7 @@ where
             &deployment_id,
             execution_arn.unwrap_or_default(),
             stable,
+            alarms_checked_at,
         )
         .await?;
         info!(stable = %stable, revision = %alias.revision_id, "prepared");
@@ -300,6 +310,7 @@ where
         deployment_id: &str,
         execution_arn: String,
         stable: Version,
+        alarms_checked_at: u64,
     ) -> Result<(), Error> {
         let key = deployment.lock_key();
         let now = crate::unix_now();
@@ -309,6 +320,7 @@ where
             acquired_at: now,
             stable_version: Some(stable.to_string()),
             alarms: deployment.alarms.clone(),
+            alarms_checked_at: Some(alarms_checked_at),
             fired: None,
         };
         let expires_at = now + guard::LOCK_SECONDS;
@@ -385,6 +397,22 @@ where
             }
         }
         Ok(())
+    }
+
+    /// Before the first traffic moves, the alarms once more: one that went to ALARM while Prepare was still
+    /// checking (waiting for a Pending target, say) found no hold to be recorded on, and would otherwise go
+    /// unnoticed until the first step's check.
+    async fn no_alarm_in_alarm(&self, d: &Deployment) -> Result<(), Error> {
+        if d.alarms.is_empty() {
+            return Ok(());
+        }
+        let result = alarms::judge(&d.alarms, self.alarms.describe_alarms(&d.alarms).await?)?;
+        match alarms::evidence(&result) {
+            Some(e) if !e.failing().is_empty() => Err(Error::AlarmFired {
+                alarms: e.failing().into_iter().map(str::to_owned).collect(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// GetAlias says only "not found"; tell the user which of the two is missing.

@@ -50,6 +50,9 @@ pub enum WatchEvent {
 pub struct BakeEvent {
     pub state: Rollout,
     pub task_token: String,
+    /// `$$.State.EnteredTime`: orders the execution's waits, so a late registration never replaces a later one.
+    #[serde(default)]
+    pub entered_at: Option<String>,
     #[serde(default)]
     pub execution_arn: Option<String>,
 }
@@ -108,6 +111,10 @@ pub enum WatchReport {
     Bake {
         watching: Vec<String>,
         seconds: u64,
+        /// Why this wait is not watched (AWS failed to answer while registering it): the alarms are still read
+        /// by the check at its end, and an alarm recorded meanwhile still stops the next step.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unwatched: Option<String>,
     },
     Alarm {
         alarm: String,
@@ -179,34 +186,48 @@ where
         let BakeEvent {
             state: rollout,
             task_token,
+            entered_at,
             execution_arn,
         } = event;
         let alarms = rollout.deployment.alarms.clone();
-        let report = WatchReport::Bake {
-            watching: alarms.clone(),
-            seconds: rollout.wait_seconds,
-        };
+        let seconds = rollout.wait_seconds;
         if alarms.is_empty() {
-            return Ok(report);
+            return Ok(WatchReport::Bake {
+                watching: alarms,
+                seconds,
+                unwatched: None,
+            });
         }
         let arn = execution_arn.as_deref();
-        guard::own_rollout(
-            &self.executions,
-            &self.locks,
-            &self.scope,
-            &rollout,
-            arn,
-            false,
-        )
+        let registered = async {
+            guard::own_rollout(
+                &self.executions,
+                &self.locks,
+                &self.scope,
+                &rollout,
+                arn,
+                false,
+            )
+            .await?;
+            let wait = Wait {
+                key: rollout.deployment.lock_key(),
+                execution_arn: arn.unwrap_or_default(),
+                task_token: &task_token,
+                since: entered_at.as_deref(),
+            };
+            register_or_degrade(&self.locks, &wait).await
+        }
         .await?;
-        let arn = arn.unwrap_or_default();
-        let key = rollout.deployment.lock_key();
-        register_wait(&self.locks, &key, arn, &task_token).await?;
         info!(
             alarms = alarms.len(),
-            "watching the alarms through the bake"
+            watched = registered.is_none(),
+            "the bake's alarms"
         );
-        Ok(report)
+        Ok(WatchReport::Bake {
+            watching: if registered.is_none() { alarms } else { vec![] },
+            seconds,
+            unwatched: registered,
+        })
     }
 
     async fn alarm_changed(&self, change: AlarmChange) -> Result<WatchReport, Error> {
@@ -235,16 +256,21 @@ where
         if detail.state.value != "ALARM" {
             return Ok(done(report));
         }
-        let changed_at = detail
-            .state
-            .timestamp
-            .or(time)
-            .unwrap_or_else(|| crate::rfc3339(crate::unix_now()));
+        // When it changed: the detail's timestamp, else the event's time; a time that does not read is now (an
+        // event is never dropped for its timestamp).
+        let (changed_at, changed_unix) = [detail.state.timestamp.as_deref(), time.as_deref()]
+            .into_iter()
+            .flatten()
+            .find_map(|t| unix_seconds(t).map(|u| (t.to_owned(), u)))
+            .unwrap_or_else(|| {
+                let now = crate::unix_now();
+                (crate::rfc3339(now), now)
+            });
         let fired = FiredAlarm::new(&detail.alarm_name, &detail.state.reason, changed_at);
         let mut first_error = None;
         for watcher in self.locks.watchers(&detail.alarm_name).await? {
             match self
-                .interrupt(&watcher.key, &watcher.execution_arn, &fired)
+                .interrupt(&watcher.key, &watcher.execution_arn, &fired, changed_unix)
                 .await
             {
                 Ok(outcome) => {
@@ -272,8 +298,13 @@ where
         key: &str,
         execution_arn: &str,
         fired: &FiredAlarm,
+        changed_at: u64,
     ) -> Result<AlarmOutcome, Error> {
-        let Some(interrupt) = self.locks.record_fired(key, execution_arn, fired).await? else {
+        let Some(interrupt) = self
+            .locks
+            .record_fired(key, execution_arn, fired, changed_at)
+            .await?
+        else {
             return Ok(AlarmOutcome::NotHeld);
         };
         let Some(token) = interrupt.task_token else {
@@ -292,19 +323,92 @@ where
     }
 }
 
-/// Registers `task_token` as the wait `execution_arn` is in on its hold of `key`: `AlarmFired` when a listed
-/// alarm already fired (the wait must not start), `ExecutionMismatch` when the execution no longer holds it.
-pub async fn register_wait<L: WatchAlarms>(
+/// A wait to register on a hold: the hold's key, the execution, the wait's task token, and when its state was
+/// entered (`$$.State.EnteredTime`; when absent, now).
+pub struct Wait<'a> {
+    pub key: String,
+    pub execution_arn: &'a str,
+    pub task_token: &'a str,
+    pub since: Option<&'a str>,
+}
+
+/// Registers the wait: `AlarmFired` when a listed alarm already fired (the wait must not start),
+/// `ExecutionMismatch` when the execution no longer holds the alias. A registration that arrives after a later
+/// wait's is left out (that one is watched). When AWS does not answer (throttled, or an error the engine does
+/// not classify), the wait runs unwatched rather than failing a healthy step: returns why. It is never worse
+/// than before the watch: the check at the wait's end still reads the alarms.
+pub async fn register_or_degrade<L: WatchAlarms>(
     locks: &L,
-    key: &str,
-    execution_arn: &str,
-    task_token: &str,
-) -> Result<(), Error> {
-    match locks.watch(key, execution_arn, task_token).await? {
-        Watch::Watching => Ok(()),
-        Watch::Fired(fired) => Err(fired.error()),
-        Watch::NotHeld => Err(Error::ExecutionMismatch {
-            reason: format!("execution {execution_arn} no longer holds alias `{key}`"),
+    wait: &Wait<'_>,
+) -> Result<Option<String>, Error> {
+    let now;
+    let since = match wait.since {
+        Some(since) => since,
+        None => {
+            now = crate::rfc3339(crate::unix_now());
+            &now
+        }
+    };
+    match locks
+        .watch(&wait.key, wait.execution_arn, wait.task_token, since)
+        .await
+    {
+        Ok(Watch::Watching) => Ok(None),
+        Ok(Watch::Superseded) => {
+            info!(
+                since,
+                "a later wait is watched already; this late registration is left out"
+            );
+            Ok(None)
+        }
+        Ok(Watch::Fired(fired)) => Err(fired.error()),
+        Ok(Watch::NotHeld) => Err(Error::ExecutionMismatch {
+            reason: format!(
+                "execution {} no longer holds alias `{}`",
+                wait.execution_arn, wait.key
+            ),
         }),
+        Err(e) => degraded(e),
+    }
+}
+
+/// A transient AWS failure leaves the wait unwatched (logged, and said in the output); any other error stands.
+fn degraded(e: Error) -> Result<Option<String>, Error> {
+    match e {
+        Error::Throttled { .. } | Error::AwsError { .. } => {
+            warn!(error = %e, "the wait runs unwatched: its alarms are read at its end");
+            Ok(Some(e.to_string()))
+        }
+        e => Err(e),
+    }
+}
+
+/// Unix seconds of a time as CloudWatch and EventBridge write it: RFC 3339 (`…Z`, `…+00:00`) or CloudWatch's
+/// `2026-11-29T10:00:05.123+0000`.
+pub fn unix_seconds(text: &str) -> Option<u64> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let normalized = match text.len().checked_sub(5).map(|i| text.split_at(i)) {
+        Some((head, "+0000")) => format!("{head}Z"),
+        _ => text.replace("+00:00", "Z"),
+    };
+    let t = DateTime::from_str(&normalized, Format::DateTime).ok()?;
+    u64::try_from(t.secs()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unix_seconds;
+
+    #[test]
+    fn alarm_times_read_in_every_form_aws_writes_them() {
+        for text in [
+            "2026-11-29T10:00:05.123+0000",
+            "2026-11-29T10:00:05Z",
+            "2026-11-29T10:00:05.123456Z",
+            "2026-11-29T10:00:05+00:00",
+        ] {
+            assert_eq!(unix_seconds(text), Some(1_795_946_405), "{text}");
+        }
+        assert_eq!(unix_seconds("yesterday"), None);
     }
 }

@@ -593,6 +593,7 @@ fn hook_request(rollout: Rollout, task_token: Option<&str>) -> HookRequest {
         phase: safeshift_core::hooks::Phase::PreTraffic,
         rollout,
         task_token: task_token.map(str::to_owned),
+        entered_at: None,
         execution_arn: Some(EXECUTION.into()),
     }
 }
@@ -1533,9 +1534,9 @@ async fn a_wait_registers_only_on_its_own_hold_with_no_alarm_fired() {
     let update = mock!(aws_sdk_dynamodb::Client::update_item)
         .match_requests(|r| {
             r.key().and_then(|k| k.get("aliasKey")) == Some(&s("orders:live"))
-                && r.update_expression() == Some("SET taskToken = :token")
+                && r.update_expression() == Some("SET taskToken = :token, waitSince = :since")
                 && r.condition_expression()
-                    == Some("executionArn = :me AND attribute_not_exists(firedAlarm)")
+                    == Some("executionArn = :me AND attribute_not_exists(firedAlarm) AND (attribute_not_exists(waitSince) OR waitSince <= :since)")
                 && r.expression_attribute_values()
                     .and_then(|v| v.get(":token"))
                     == Some(&s("tok"))
@@ -1543,7 +1544,7 @@ async fn a_wait_registers_only_on_its_own_hold_with_no_alarm_fired() {
         .then_output(|| UpdateItemOutput::builder().build());
     assert_eq!(
         locks(&[&update])
-            .watch("orders:live", EXECUTION, "tok")
+            .watch("orders:live", EXECUTION, "tok", "2026-11-29T10:00:00.000Z")
             .await
             .unwrap(),
         Watch::Watching
@@ -1560,7 +1561,7 @@ async fn a_wait_registers_only_on_its_own_hold_with_no_alarm_fired() {
     });
     assert_eq!(
         locks(&[&refused, &fired_hold])
-            .watch("orders:live", EXECUTION, "tok")
+            .watch("orders:live", EXECUTION, "tok", "2026-11-29T10:00:00.000Z")
             .await
             .unwrap(),
         Watch::Fired(fired())
@@ -1568,10 +1569,19 @@ async fn a_wait_registers_only_on_its_own_hold_with_no_alarm_fired() {
     let gone = no_holder();
     assert_eq!(
         locks(&[&refused, &gone])
-            .watch("orders:live", EXECUTION, "tok")
+            .watch("orders:live", EXECUTION, "tok", "2026-11-29T10:00:00.000Z")
             .await
             .unwrap(),
         Watch::NotHeld
+    );
+    // Refused with the hold still ours and no alarm: a later wait is registered, and stays.
+    let later = held_by_d1();
+    assert_eq!(
+        locks(&[&refused, &later])
+            .watch("orders:live", EXECUTION, "tok", "2026-11-29T10:00:00.000Z")
+            .await
+            .unwrap(),
+        Watch::Superseded
     );
 }
 
@@ -1580,7 +1590,10 @@ async fn a_fired_alarm_is_recorded_once_and_returns_the_wait_to_fail() {
     let update = mock!(aws_sdk_dynamodb::Client::update_item)
         .match_requests(|r| {
             r.update_expression() == Some("SET firedAlarm = if_not_exists(firedAlarm, :fired)")
-                && r.condition_expression() == Some("executionArn = :me")
+                && r.condition_expression()
+                    == Some("executionArn = :me AND (attribute_not_exists(alarmsCheckedAt) OR alarmsCheckedAt <= :changed)")
+                && r.expression_attribute_values().and_then(|v| v.get(":changed"))
+                    == Some(&n(1_795_946_405))
                 && r.return_values() == Some(&aws_sdk_dynamodb::types::ReturnValue::AllNew)
         })
         .then_output(|| {
@@ -1593,7 +1606,7 @@ async fn a_fired_alarm_is_recorded_once_and_returns_the_wait_to_fail() {
     let later = FiredAlarm::new("orders-errors", "a later crossing", "2026-11-29T10:09:00Z");
     assert_eq!(
         locks(&[&update])
-            .record_fired("orders:live", EXECUTION, &later)
+            .record_fired("orders:live", EXECUTION, &later, 1_795_946_405)
             .await
             .unwrap(),
         Some(Interrupt {
@@ -1606,7 +1619,7 @@ async fn a_fired_alarm_is_recorded_once_and_returns_the_wait_to_fail() {
         mock!(aws_sdk_dynamodb::Client::update_item).then_error(conditional_update_failed);
     assert_eq!(
         locks(&[&refused])
-            .record_fired("orders:live", EXECUTION, &fired())
+            .record_fired("orders:live", EXECUTION, &fired(), 1_795_946_405)
             .await
             .unwrap(),
         None

@@ -31,6 +31,10 @@ const ALARMS: &str = "alarms";
 const FIRED: &str = "firedAlarm";
 /// The task token of the wait the holder is in now, which an alarm event fails.
 const TASK_TOKEN: &str = "taskToken";
+/// When that wait's state was entered: a late registration of an earlier wait never replaces a later one.
+const WAIT_SINCE: &str = "waitSince";
+/// When Prepare read the alarms (Unix seconds).
+const ALARMS_CHECKED: &str = "alarmsCheckedAt";
 /// The table's TTL attribute: DynamoDB deletes lapsed locks itself (eventually; the condition does not wait).
 const EXPIRES: &str = "expiresAt";
 
@@ -100,6 +104,7 @@ fn holder_of(item: &HashMap<String, AttributeValue>) -> Option<(LockHolder, u64)
             deployment_id: text(DEPLOYMENT).unwrap_or_default(),
             acquired_at: number(ACQUIRED).unwrap_or_default(),
             stable_version: text(STABLE),
+            alarms_checked_at: number(ALARMS_CHECKED),
             alarms: item
                 .get(ALARMS)
                 .and_then(|v| v.as_ss().ok())
@@ -148,6 +153,9 @@ impl AliasLock for DynamoLockAdapter {
         }
         if !holder.alarms.is_empty() {
             request = request.item(ALARMS, AttributeValue::Ss(holder.alarms.clone()));
+        }
+        if let Some(checked) = holder.alarms_checked_at {
+            request = request.item(ALARMS_CHECKED, n(checked));
         }
         if let Some(previous) = replacing {
             condition.push_str(&format!(" OR {EXECUTION} = :previous"));
@@ -208,27 +216,31 @@ impl WatchAlarms for DynamoLockAdapter {
         key: &str,
         execution_arn: &str,
         task_token: &str,
+        since: &str,
     ) -> Result<Watch, Error> {
         let registered = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(KEY, s(key))
-            .update_expression(format!("SET {TASK_TOKEN} = :token"))
-            // The alarm side records first, then reads the token: one of the two writes sees the other.
+            .update_expression(format!("SET {TASK_TOKEN} = :token, {WAIT_SINCE} = :since"))
+            // The alarm side records first, then reads the token: one of the two writes sees the other. A late
+            // registration of an earlier wait never replaces a later one's token.
             .condition_expression(format!(
-                "{EXECUTION} = :me AND attribute_not_exists({FIRED})"
+                "{EXECUTION} = :me AND attribute_not_exists({FIRED}) AND (attribute_not_exists({WAIT_SINCE}) OR {WAIT_SINCE} <= :since)"
             ))
             .expression_attribute_values(":token", s(task_token))
+            .expression_attribute_values(":since", s(since))
             .expression_attribute_values(":me", s(execution_arn))
             .send()
             .await;
         match registered {
             Ok(_) => Ok(Watch::Watching),
             Err(e) if conditional_update_failed(&e) => Ok(match self.holder(key).await? {
-                Some((holder, _)) if holder.execution_arn == execution_arn => {
-                    holder.fired.map_or(Watch::NotHeld, Watch::Fired)
-                }
+                Some((holder, _)) if holder.execution_arn == execution_arn => match holder.fired {
+                    Some(fired) => Watch::Fired(fired),
+                    None => Watch::Superseded,
+                },
                 _ => Watch::NotHeld,
             }),
             Err(e) => Err(dynamo_error("UpdateItem", e)),
@@ -271,6 +283,7 @@ impl WatchAlarms for DynamoLockAdapter {
         key: &str,
         execution_arn: &str,
         fired: &FiredAlarm,
+        changed_at: u64,
     ) -> Result<Option<Interrupt>, Error> {
         let record = serde_json::to_string(fired).map_err(|e| Error::Internal(e.to_string()))?;
         let recorded = self
@@ -279,9 +292,12 @@ impl WatchAlarms for DynamoLockAdapter {
             .table_name(&self.table)
             .key(KEY, s(key))
             .update_expression(format!("SET {FIRED} = if_not_exists({FIRED}, :fired)"))
-            .condition_expression(format!("{EXECUTION} = :me"))
+            .condition_expression(format!(
+                "{EXECUTION} = :me AND (attribute_not_exists({ALARMS_CHECKED}) OR {ALARMS_CHECKED} <= :changed)"
+            ))
             .expression_attribute_values(":fired", s(&record))
             .expression_attribute_values(":me", s(execution_arn))
+            .expression_attribute_values(":changed", n(changed_at))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -293,7 +309,8 @@ impl WatchAlarms for DynamoLockAdapter {
                     task_token: item.get(TASK_TOKEN).and_then(|v| v.as_s().ok()).cloned(),
                 }))
             }
-            // Released, or taken by another deployment since the scan: not this holder's to interrupt.
+            // Released, taken by another deployment since the scan, or held since after the change (a late or
+            // redelivered event about an earlier deployment's alarm): not this holder's to interrupt.
             Err(e) if conditional_update_failed(&e) => Ok(None),
             Err(e) => Err(dynamo_error("UpdateItem", e)),
         }

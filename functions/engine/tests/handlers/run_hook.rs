@@ -257,3 +257,18 @@ fn the_example_hook_passes_and_fails_by_the_contract() {
         "preTraffic hook `smoke` failed: orders:7 health check returned 500"
     );
 }
+
+#[tokio::test]
+async fn with_no_post_traffic_hook_an_alarm_recorded_since_the_final_check_still_fails_the_promotion()
+ {
+    let fake = orders();
+    let rollout = prepared(&fake, canary());
+    alarm_fired_on_the_hold(&fake);
+    let err = invoke(
+        run_hook(&fake),
+        json!({"phase": "postTraffic", "rollout": rollout, "executionArn": EXECUTION}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type, "AlarmFired");
+}

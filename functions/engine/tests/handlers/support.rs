@@ -31,6 +31,8 @@ pub const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:saf
 /// Another execution of the engine's state machine, d-0: another deployment of the same alias.
 pub const OTHER_EXECUTION: &str =
     "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:d-0";
+/// When the deployment holding `orders:live` read its alarms in Prepare: 2026-11-29T10:00:00Z.
+pub const ALARMS_CHECKED_AT: u64 = 1_795_946_400;
 /// The key of `orders:live`'s lock.
 pub const KEY: &str = "orders:live";
 
@@ -325,6 +327,8 @@ pub fn held_by_listing(
         acquired_at: 1_800_000_000,
         stable_version: Some("6".into()),
         alarms: alarms.iter().map(|a| a.to_string()).collect(),
+        // Prepare read the alarms at 2026-11-29T10:00:00Z; the tests' alarm events change 5 s later.
+        alarms_checked_at: Some(ALARMS_CHECKED_AT),
         fired: None,
     };
     fake.hold_lock(KEY, holder.clone(), safeshift_engine::unix_now() + 86_400);

@@ -188,7 +188,9 @@ impl WatchHold {
     async fn register(fake: &FakeAws, key: &str, execution_arn: &str, token: &str) {
         use safeshift_engine::ports::{Watch, WatchAlarms};
         assert_eq!(
-            fake.watch(key, execution_arn, token).await.unwrap(),
+            fake.watch(key, execution_arn, token, "2026-11-29T10:00:00.000Z")
+                .await
+                .unwrap(),
             Watch::Watching
         );
     }
@@ -323,4 +325,84 @@ async fn an_event_that_is_neither_a_bake_nor_an_alarm_change_is_invalid_input() 
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+}
+
+#[tokio::test]
+async fn an_event_about_an_alarm_change_before_the_deployment_read_its_alarms_is_not_its() {
+    // GIVEN a deployment that read its alarms at 10:00:00 and bakes
+    let fake = orders();
+    baking(&fake).await;
+    // WHEN a late or redelivered event arrives about a change at 09:58, when an earlier deployment ran
+    let mut stale = alarm_event("orders-errors", "ALARM");
+    stale["detail"]["state"]["timestamp"] = json!("2026-11-29T09:58:00.000+0000");
+    let out = invoke(watch_gates(&fake), stale).await.unwrap();
+    // THEN it is not this deployment's: nothing recorded, its bake goes on
+    assert_eq!(out["deployments"][0]["outcome"], "notHeld");
+    assert_eq!(fake.lock(KEY).unwrap().fired, None);
+    assert!(fake.is_waiting("bake-1"));
+}
+
+#[tokio::test]
+async fn a_late_registration_of_an_earlier_wait_never_replaces_a_later_ones_token() {
+    let fake = orders();
+    let rollout = at_first_step(&fake).await;
+    let bake = |token: &str, entered: &str| json!({"bake": {"state": rollout, "taskToken": token, "enteredAt": entered, "executionArn": EXECUTION}});
+    fake.task_waits("bake-2");
+    invoke(
+        watch_gates(&fake),
+        bake("bake-2", "2026-11-29T10:05:00.000Z"),
+    )
+    .await
+    .unwrap();
+    // The first step's registration, slow, lands after the second step's.
+    invoke(
+        watch_gates(&fake),
+        bake("bake-1", "2026-11-29T10:00:00.000Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fake.task_token(KEY).as_deref(), Some("bake-2"));
+    invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+        .await
+        .unwrap();
+    assert!(!fake.is_waiting("bake-2"), "the live wait was interrupted");
+}
+
+#[tokio::test]
+async fn aws_failing_to_register_a_wait_leaves_it_unwatched_instead_of_failing_a_healthy_step() {
+    let fake = orders();
+    let rollout = at_first_step(&fake).await;
+    fake.fail_next(
+        "UpdateItem",
+        Error::Throttled {
+            operation: "UpdateItem".into(),
+        },
+    );
+    let out = invoke(watch_gates(&fake), bake_event(&rollout, "bake-1"))
+        .await
+        .unwrap();
+    assert_eq!(out["watching"], json!([]));
+    assert_eq!(out["unwatched"], "UpdateItem is being throttled by AWS");
+    assert_eq!(fake.task_token(KEY), None);
+    // The next shift still finds an alarm recorded meanwhile.
+    invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+        .await
+        .unwrap();
+    let err = invoke(shift_weight(&fake), shift_event(&rollout))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "AlarmFired");
+}
+
+#[tokio::test]
+async fn the_first_shift_reads_the_alarms_again_in_case_one_fired_while_prepare_ran() {
+    let fake = orders();
+    let rollout = prepared(&fake, canary());
+    // The alarm went to ALARM after Prepare read it and before the hold existed: no event found the hold.
+    fake.alarm("orders-errors", "ALARM", "5 errors");
+    let err = invoke(shift_weight(&fake), shift_event(&rollout))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "AlarmFired");
+    assert!(fake.writes().is_empty(), "no traffic moved");
 }
