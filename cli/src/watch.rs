@@ -142,6 +142,14 @@ fn exited(state: &str, o: &Value) -> Option<String> {
             } else {
                 findings.join("; ")
             };
+            if g.baking {
+                // A look while the step bakes: nothing failed so far.
+                let next = g.extend_seconds.unwrap_or_default();
+                return Some(format!(
+                    "  look: {} so far ({evidence}); next look in {next} s",
+                    g.verdict
+                ));
+            }
             let extend = g
                 .extend_seconds
                 .map(|s| format!(", extending the bake by {s} s"))
@@ -218,6 +226,12 @@ mod tests {
         assert_eq!(
             exited("CheckGates", &state).unwrap(),
             "  gates: inconclusive (no alarm in ALARM (1 checked); version 7 served 3 invocations in the window; minInvocations is 50), extending the bake by 300 s"
+        );
+        let look = json!({"gates": {"verdict": "pass", "step": 0, "baking": true, "extendSeconds": 60, "results": [
+            {"gate": "analysis", "verdict": "pass", "findings": ["error rate 0.50% (1/200) is within maxErrorRate 5.00%"]}]}});
+        assert_eq!(
+            exited("CheckGates", &look).unwrap(),
+            "  look: pass so far (error rate 0.50% (1/200) is within maxErrorRate 5.00%); next look in 60 s"
         );
         let none = json!({"gates": {"verdict": "pass", "step": 1, "results": []}});
         assert_eq!(

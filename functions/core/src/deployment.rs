@@ -445,6 +445,9 @@ fn check_duration(
             .fold(0, u64::saturating_add);
         let field = if traffic > MAX_TOTAL_SECONDS {
             "strategy"
+        } else if schedule.total_seconds() <= MAX_TOTAL_SECONDS {
+            // The bakes fit; the analysed steps' waits for their metrics do not.
+            "analysis.metricDelaySeconds"
         } else {
             "bakeSeconds"
         };

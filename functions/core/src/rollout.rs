@@ -26,7 +26,7 @@ pub struct Rollout {
     pub step: Option<usize>,
     /// Traffic on the target now, in percent.
     pub percent: f64,
-    /// The current step's bake, as the schedule says.
+    /// The current step's bake, as the schedule says (at least 1 s: a step held for no bake waits one).
     pub bake_seconds: u64,
     /// How long the step's first wait lasts, at least 1 s: the timeout of the state machine's Bake (a task's
     /// smallest). The whole bake, or with metric analysis the first look's (one interval of traffic, plus the
@@ -213,7 +213,9 @@ impl Rollout {
             },
             step: Some(step),
             percent: s.percent,
-            bake_seconds: s.bake_seconds,
+            // At least 1: executions started before the bake was watched run the definition they started with,
+            // whose Bake times out after `bakeSeconds` — and a timeout of 0 is no valid timeout.
+            bake_seconds: s.bake_seconds.max(1),
             wait_seconds: match &self.deployment.analysis {
                 Some(a) if analysis::is_analysed(&s) => a.first_wait(&s),
                 // The wait is a task's timeout, and Step Functions' smallest is one second: a step held for no
@@ -254,12 +256,15 @@ impl Rollout {
     }
 
     /// How many seconds of the step's own traffic a look at `now` sees: its metrics lag `metricDelaySeconds`.
+    /// A rollout without the step's start (written by an engine before it was stamped) is taken to have seen
+    /// its whole bake: it is judged once, as it was then, and never looked at again and again.
     fn observed_seconds(&self, a: &analysis::Analysis, now: u64) -> u64 {
-        let started = self
-            .step_started_at
-            .unwrap_or_else(|| now.saturating_sub(self.bake_seconds));
-        now.saturating_sub(a.metric_delay_seconds)
-            .saturating_sub(started)
+        match self.step_started_at {
+            Some(started) => now
+                .saturating_sub(a.metric_delay_seconds)
+                .saturating_sub(started),
+            None => u64::MAX,
+        }
     }
 
     /// After a look at `now`: how long until the step is looked at again while it still bakes, `None` once the
@@ -269,11 +274,21 @@ impl Rollout {
         a.next_look(step, self.observed_seconds(a, now))
     }
 
-    /// The alpha a look at `now` may spend, in all, for the step's comparisons: the spending function at the
-    /// fraction of the bake seen (1 `- confidence` once it saw the whole bake).
-    pub fn spendable_alpha(&self, now: u64) -> Option<f64> {
+    /// The look at `now`, as the analysis judges it: the alpha its comparison may have spent in all by then
+    /// (the spending function at the fraction of the bake seen), what earlier looks spent, and whether it sees
+    /// the whole bake. `None` when the step is not analysed.
+    pub fn look(&self, now: u64, spent_before: f64) -> Option<analysis::Look> {
         let (a, step) = self.analysed_step()?;
-        Some(a.alpha_spent_by(step.bake_seconds, self.observed_seconds(a, now)))
+        let observed = self.observed_seconds(a, now);
+        Some(analysis::Look {
+            spendable: a.alpha_spent_by(step.bake_seconds, observed),
+            spent_before,
+            seen: if step.bake_seconds == 0 {
+                1.0
+            } else {
+                (observed as f64 / step.bake_seconds as f64).min(1.0)
+            },
+        })
     }
 
     /// What an inconclusive step does: the deployment's analysis settings, extending by the step's own bake.
@@ -591,6 +606,39 @@ mod tests {
                 "{field}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_step_is_looked_at_until_its_bake_is_seen_and_a_rollout_without_its_start_is_judged_once() {
+        let mut d = deployment(r#""Canary10Percent5Minutes""#);
+        d.analysis = Some(
+            crate::gates::analysis::Analysis::validate(
+                &crate::gates::analysis::AnalysisInput {
+                    max_error_rate: Some(0.01),
+                    ..Default::default()
+                },
+                &mut Vec::new(),
+            )
+            .unwrap(),
+        );
+        let r = Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into()).advanced(
+            0,
+            "r1".into(),
+            1_000,
+        );
+        // Shifted at 1,000; metrics 60 s late: at 1,120 the look saw 60 s of a 300-s bake.
+        assert_eq!(r.wait_seconds, 120);
+        assert_eq!(r.next_look(1_120), Some(60));
+        assert_eq!(r.next_look(1_360), None, "the whole bake seen");
+        assert!(!r.look(1_120, 0.0).unwrap().is_last());
+        assert!(r.look(1_360, 0.0).unwrap().is_last());
+        // Written by an engine before steps were stamped: judged once, never looked at again and again.
+        let unstamped = Rollout {
+            step_started_at: None,
+            ..r
+        };
+        assert_eq!(unstamped.next_look(1_120), None);
+        assert!(unstamped.look(1_120, 0.0).unwrap().is_last());
     }
 
     #[test]

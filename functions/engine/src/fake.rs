@@ -128,8 +128,8 @@ struct World {
     hooks: BTreeMap<String, VecDeque<HookResponse>>,
     executions: BTreeMap<String, (ExecutionRecord, Vec<String>)>,
     locks: BTreeMap<String, (LockHolder, u64)>,
-    /// The task each hold waits in now and when its state was entered, by lock key.
-    task_tokens: BTreeMap<String, (String, String)>,
+    /// The task each hold waits in now and when its state was entered (Unix ms), by lock key.
+    task_tokens: BTreeMap<String, (String, u64)>,
     /// Task tokens a task still waits with: failing one ends it.
     waiting: BTreeSet<String>,
     /// The next UpdateAlias lands, then answers this error: a write whose answer was lost and whose retry found
@@ -718,7 +718,7 @@ impl WatchAlarms for FakeAws {
         key: &str,
         execution_arn: &str,
         task_token: &str,
-        since: &str,
+        since: u64,
     ) -> Result<Watch, Error> {
         let mut world = self.world();
         world.call(Call::Watch {
@@ -730,7 +730,7 @@ impl WatchAlarms for FakeAws {
         let later = world
             .task_tokens
             .get(key)
-            .is_some_and(|(_, registered)| registered.as_str() > since);
+            .is_some_and(|(_, registered)| *registered > since);
         let watch = match world.locks.get(key) {
             Some((h, _)) if h.execution_arn == execution_arn => match &h.fired {
                 Some(fired) => Watch::Fired(fired.clone()),
@@ -742,7 +742,7 @@ impl WatchAlarms for FakeAws {
         if watch == Watch::Watching {
             world
                 .task_tokens
-                .insert(key.into(), (task_token.into(), since.into()));
+                .insert(key.into(), (task_token.into(), since));
         }
         Ok(watch)
     }

@@ -197,14 +197,14 @@ pub struct Interrupt {
 /// task it waits in and the alarm that fired are one item, written atomically by the two sides.
 pub trait WatchAlarms: Send + Sync {
     /// Registers `task_token` as the task `execution_arn` waits in now, on its hold of `key`, unless a wait
-    /// entered after `since` (the state's entry time, as Step Functions writes it) is registered already;
-    /// refused when an alarm already fired against the hold.
+    /// entered after `since` (the state's entry time, Unix milliseconds) is registered already; refused when an
+    /// alarm already fired against the hold.
     fn watch(
         &self,
         key: &str,
         execution_arn: &str,
         task_token: &str,
-        since: &str,
+        since: u64,
     ) -> impl Future<Output = Result<Watch, Error>> + Send;
 
     /// Every hold whose deployment lists `alarm`.

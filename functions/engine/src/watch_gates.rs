@@ -200,7 +200,8 @@ where
         }
         let arn = execution_arn.as_deref();
         let registered = async {
-            guard::own_rollout(
+            // Unverified, nothing is registered; a transient failure to verify leaves the wait unwatched.
+            if let Err(e) = guard::own_rollout(
                 &self.executions,
                 &self.locks,
                 &self.scope,
@@ -208,7 +209,10 @@ where
                 arn,
                 false,
             )
-            .await?;
+            .await
+            {
+                return degraded(e);
+            }
             let wait = Wait {
                 key: rollout.deployment.lock_key(),
                 execution_arn: arn.unwrap_or_default(),
@@ -341,14 +345,10 @@ pub async fn register_or_degrade<L: WatchAlarms>(
     locks: &L,
     wait: &Wait<'_>,
 ) -> Result<Option<String>, Error> {
-    let now;
-    let since = match wait.since {
-        Some(since) => since,
-        None => {
-            now = crate::rfc3339(crate::unix_now());
-            &now
-        }
-    };
+    let since = wait
+        .since
+        .and_then(unix_millis)
+        .unwrap_or_else(|| crate::unix_now().saturating_mul(1000));
     match locks
         .watch(&wait.key, wait.execution_arn, wait.task_token, since)
         .await
@@ -383,21 +383,26 @@ fn degraded(e: Error) -> Result<Option<String>, Error> {
     }
 }
 
-/// Unix seconds of a time as CloudWatch and EventBridge write it: RFC 3339 (`…Z`, `…+00:00`) or CloudWatch's
-/// `2026-11-29T10:00:05.123+0000`.
+/// Unix seconds of a time as CloudWatch, EventBridge and Step Functions write it: RFC 3339 (`…Z`, `…+00:00`) or
+/// CloudWatch's `2026-11-29T10:00:05.123+0000`.
 pub fn unix_seconds(text: &str) -> Option<u64> {
+    unix_millis(text).map(|ms| ms / 1000)
+}
+
+/// [`unix_seconds`] in milliseconds: orders two waits entered within one second, whatever digits the text has.
+pub fn unix_millis(text: &str) -> Option<u64> {
     use aws_smithy_types::date_time::{DateTime, Format};
     let normalized = match text.len().checked_sub(5).map(|i| text.split_at(i)) {
         Some((head, "+0000")) => format!("{head}Z"),
         _ => text.replace("+00:00", "Z"),
     };
     let t = DateTime::from_str(&normalized, Format::DateTime).ok()?;
-    u64::try_from(t.secs()).ok()
+    u64::try_from(t.to_millis().ok()?).ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::unix_seconds;
+    use super::{unix_millis, unix_seconds};
 
     #[test]
     fn alarm_times_read_in_every_form_aws_writes_them() {
@@ -410,5 +415,11 @@ mod tests {
             assert_eq!(unix_seconds(text), Some(1_795_946_405), "{text}");
         }
         assert_eq!(unix_seconds("yesterday"), None);
+        // Within one second, with or without the milliseconds Step Functions may leave out.
+        assert!(unix_millis("2026-11-29T10:00:05Z") < unix_millis("2026-11-29T10:00:05.800Z"));
+        assert_eq!(
+            unix_millis("2026-11-29T10:00:05.800Z"),
+            Some(1_795_946_405_800)
+        );
     }
 }

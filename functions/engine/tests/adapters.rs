@@ -940,15 +940,15 @@ async fn analysis_reads_both_versions_in_one_call_and_fails_a_worse_target() {
     let read = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
         .match_requests(|r| {
             let queries = r.metric_data_queries();
-            // The step's own traffic: from its shift at 1,000 to the metric delay before the check at 1,300.
+            // The step's own traffic: from its shift at 1,000 to the metric delay before the last look at 1,360.
             queries.len() == 8
                 && r.start_time().map(|t| t.secs()) == Some(1_000)
-                && r.end_time().map(|t| t.secs()) == Some(1_240)
+                && r.end_time().map(|t| t.secs()) == Some(1_300)
                 && queries.iter().all(|q| {
                     let id = q.id().unwrap_or_default();
                     let version = if id.starts_with("v0_") { "7" } else { "6" };
                     let stat = q.metric_stat().unwrap();
-                    stat.period() == Some(240)
+                    stat.period() == Some(300)
                         && stat.stat() == Some(if id.ends_with("p99") { "p99" } else { "Sum" })
                         && stat.metric().unwrap().namespace() == Some("AWS/Lambda")
                         && dimensions(q)
@@ -976,7 +976,7 @@ async fn analysis_reads_both_versions_in_one_call_and_fails_a_worse_target() {
     let report = CheckAlarms::new(cloudwatch(&[&read, &describe]))
         .check_at(
             analysed(json!({"maxErrorRate": 0.05, "maxP99LatencyIncrease": 0.5})),
-            1_300,
+            1_360,
         )
         .await
         .unwrap();
@@ -996,7 +996,7 @@ async fn analysis_reads_both_versions_in_one_call_and_fails_a_worse_target() {
     assert!((e["p99Increase"].as_f64().unwrap() - 0.3).abs() < 1e-9);
     assert_eq!(
         e["window"],
-        json!({"start": 1000, "end": 1240, "periodSeconds": 240})
+        json!({"start": 1000, "end": 1300, "periodSeconds": 300})
     );
     assert_eq!(e["thresholds"]["maxErrorRate"], 0.05);
     assert_eq!(e["thresholds"]["maxP99LatencyIncrease"], 0.5);
@@ -1544,7 +1544,7 @@ async fn a_wait_registers_only_on_its_own_hold_with_no_alarm_fired() {
         .then_output(|| UpdateItemOutput::builder().build());
     assert_eq!(
         locks(&[&update])
-            .watch("orders:live", EXECUTION, "tok", "2026-11-29T10:00:00.000Z")
+            .watch("orders:live", EXECUTION, "tok", 1_795_946_400_000)
             .await
             .unwrap(),
         Watch::Watching
@@ -1561,7 +1561,7 @@ async fn a_wait_registers_only_on_its_own_hold_with_no_alarm_fired() {
     });
     assert_eq!(
         locks(&[&refused, &fired_hold])
-            .watch("orders:live", EXECUTION, "tok", "2026-11-29T10:00:00.000Z")
+            .watch("orders:live", EXECUTION, "tok", 1_795_946_400_000)
             .await
             .unwrap(),
         Watch::Fired(fired())
@@ -1569,7 +1569,7 @@ async fn a_wait_registers_only_on_its_own_hold_with_no_alarm_fired() {
     let gone = no_holder();
     assert_eq!(
         locks(&[&refused, &gone])
-            .watch("orders:live", EXECUTION, "tok", "2026-11-29T10:00:00.000Z")
+            .watch("orders:live", EXECUTION, "tok", 1_795_946_400_000)
             .await
             .unwrap(),
         Watch::NotHeld
@@ -1578,7 +1578,7 @@ async fn a_wait_registers_only_on_its_own_hold_with_no_alarm_fired() {
     let later = held_by_d1();
     assert_eq!(
         locks(&[&refused, &later])
-            .watch("orders:live", EXECUTION, "tok", "2026-11-29T10:00:00.000Z")
+            .watch("orders:live", EXECUTION, "tok", 1_795_946_400_000)
             .await
             .unwrap(),
         Watch::Superseded
@@ -1721,4 +1721,127 @@ async fn failing_a_wait_that_already_ended_is_not_an_error() {
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), ErrorType::Throttled);
+}
+
+/// The watcher over mocked clients, as EventBridge hands it an alarm: three holds list the alarm — one waiting
+/// (interrupted), one whose wait already ended (recorded for its next step), one released since the scan (not
+/// held) — and an event for an alarm nobody lists scans and writes nothing.
+#[tokio::test]
+async fn the_watcher_hands_an_alarm_to_every_deployment_that_lists_it_and_touches_nothing_else() {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_sdk_sfn::operation::send_task_failure::{SendTaskFailureError, SendTaskFailureOutput};
+    use aws_sdk_sfn::types::error::TaskTimedOut;
+    use safeshift_engine::watch_gates::WatchGates;
+    let hold = |key: &str, arn: &str| {
+        HashMap::from([
+            ("aliasKey".to_owned(), s(key)),
+            ("executionArn".to_owned(), s(arn)),
+        ])
+    };
+    let (waiting, ended, gone) = ("arn:exec:waiting", "arn:exec:ended", "arn:exec:gone");
+    let scan = mock!(aws_sdk_dynamodb::Client::scan)
+        .match_requests(|r| {
+            r.expression_attribute_values()
+                .and_then(|v| v.get(":alarm"))
+                == Some(&s("orders-errors"))
+        })
+        .then_output(move || {
+            ScanOutput::builder()
+                .items(hold("orders:live", waiting))
+                .items(hold("payments:live", ended))
+                .items(hold("search:live", gone))
+                .build()
+        });
+    let token_of = |arn: &str| format!("token-of-{arn}");
+    let record = |arn: &'static str| {
+        mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(move |r| {
+                r.expression_attribute_values().and_then(|v| v.get(":me")) == Some(&s(arn))
+            })
+            .then_output(move || {
+                UpdateItemOutput::builder()
+                    .attributes("executionArn", s(arn))
+                    .attributes("firedAlarm", s(FIRED_JSON))
+                    .attributes("taskToken", s(&token_of(arn)))
+                    .build()
+            })
+    };
+    let (record_waiting, record_ended) = (record(waiting), record(ended));
+    let record_gone = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(move |r| {
+            r.expression_attribute_values().and_then(|v| v.get(":me")) == Some(&s(gone))
+        })
+        .then_error(|| {
+            UpdateItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder().build(),
+            )
+        });
+    let interrupted = mock!(aws_sdk_sfn::Client::send_task_failure)
+        .match_requests(move |r| {
+            r.task_token() == Some(token_of(waiting).as_str())
+                && r.error() == Some("AlarmFired")
+                && r.cause()
+                    .is_some_and(|c| c.contains("orders-errors (went to ALARM at"))
+        })
+        .then_output(|| SendTaskFailureOutput::builder().build());
+    let timed_out = mock!(aws_sdk_sfn::Client::send_task_failure)
+        .match_requests(move |r| r.task_token() == Some(token_of(ended).as_str()))
+        .then_error(|| SendTaskFailureError::TaskTimedOut(TaskTimedOut::builder().build()));
+    let watcher = WatchGates::new(
+        locks(&[&scan, &record_waiting, &record_ended, &record_gone]),
+        sfn(&[]),
+        sfn(&[&interrupted, &timed_out]),
+        scope(),
+    );
+    let event = |alarm: &str| {
+        serde_json::from_value(json!({
+            "detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
+            "time": "2026-11-29T10:00:06Z",
+            "detail": {"alarmName": alarm, "state": {"value": "ALARM", "reason": "Threshold Crossed",
+                       "timestamp": "2026-11-29T10:00:05.000+0000"}}
+        }))
+        .unwrap()
+    };
+    let report =
+        serde_json::to_value(watcher.handle(event("orders-errors")).await.unwrap()).unwrap();
+    assert_eq!(
+        report["deployments"],
+        json!([
+            {"executionArn": waiting, "outcome": "interrupted"},
+            {"executionArn": ended, "outcome": "recorded"},
+            {"executionArn": gone, "outcome": "notHeld"}
+        ])
+    );
+    assert_eq!(
+        (
+            interrupted.num_calls(),
+            timed_out.num_calls(),
+            record_gone.num_calls()
+        ),
+        (1, 1, 1)
+    );
+    // An alarm no deployment lists: the scan finds nothing, nothing is written or failed.
+    let nobody =
+        mock!(aws_sdk_dynamodb::Client::scan).then_output(|| ScanOutput::builder().build());
+    let untouched = mock!(aws_sdk_dynamodb::Client::update_item)
+        .then_output(|| UpdateItemOutput::builder().build());
+    let no_fail = mock!(aws_sdk_sfn::Client::send_task_failure)
+        .then_output(|| SendTaskFailureOutput::builder().build());
+    let watcher = WatchGates::new(
+        locks(&[&nobody, &untouched]),
+        sfn(&[]),
+        sfn(&[&no_fail]),
+        scope(),
+    );
+    let report =
+        serde_json::to_value(watcher.handle(event("payments-latency")).await.unwrap()).unwrap();
+    assert_eq!(report["deployments"], json!([]));
+    assert_eq!(
+        (
+            nobody.num_calls(),
+            untouched.num_calls(),
+            no_fail.num_calls()
+        ),
+        (1, 0, 0)
+    );
 }

@@ -493,6 +493,16 @@ pub fn compare_error_rates(errors_a: u64, n_a: u64, errors_b: u64, n_b: u64) -> 
     }
 }
 
+/// [`compare_error_rates`] with Fisher's exact test whatever the counts.
+pub fn exact_error_rates(errors_a: u64, n_a: u64, errors_b: u64, n_b: u64) -> (Test, f64) {
+    let (errors_a, errors_b) = (errors_a.min(n_a), errors_b.min(n_b));
+    let (n, errors) = (n_a + n_b, errors_a + errors_b);
+    if n_a == 0 || n_b == 0 || errors == 0 || errors == n {
+        return (Test::FisherExact, 1.0);
+    }
+    (Test::FisherExact, fisher_greater(errors_a, n_a, errors, n))
+}
+
 /// P(X >= a) for X hypergeometric: `a` errors among the first group's `n_a` draws from `n` invocations of which
 /// `errors` failed.
 fn fisher_greater(a: u64, n_a: u64, errors: u64, n: u64) -> f64 {
@@ -516,12 +526,13 @@ fn percent(rate: f64) -> String {
     format!("{:.2}%", rate * 100.0)
 }
 
-/// A look at a step: how much alpha the comparison may spend, in all, by this look, and how much earlier looks
-/// of the step spent.
+/// A look at a step: how much alpha the comparison may spend, in all, by this look, how much earlier looks of
+/// the step spent, and the fraction of the step's bake it sees (1: its last look).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Look {
     pub spendable: f64,
     pub spent_before: f64,
+    pub seen: f64,
 }
 
 impl Look {
@@ -530,9 +541,19 @@ impl Look {
         Self {
             spendable: 1.0 - config.confidence,
             spent_before: 0.0,
+            seen: 1.0,
         }
     }
+
+    /// Whether this look sees the whole bake: the step's verdict.
+    pub fn is_last(&self) -> bool {
+        self.seen >= 1.0
+    }
 }
+
+/// Below this alpha a look compares the error rates with Fisher's exact test whatever the counts: the normal
+/// approximation's tail is too light that far out, and a test must hold its level for the looks' bound to hold.
+const EXACT_BELOW_ALPHA: f64 = 0.01;
 
 /// Judges the target against the thresholds and the stable version at a step's only look.
 pub fn judge(
@@ -546,7 +567,9 @@ pub fn judge(
 
 /// Judges the target against the thresholds and the stable version at one look. `fail` when any check with enough
 /// data fails (the comparison at the alpha left to this look); otherwise `inconclusive` when the target has fewer
-/// than `minInvocations`; otherwise `pass`.
+/// than `minInvocations`; otherwise `pass`. Before the last look only what is already decided fails: the
+/// comparison at its spent alpha, and errors that exceed `maxErrorRate` of the whole bake's expected
+/// invocations even if every later call succeeds; p99 and throttles are judged on the whole bake, at the last.
 pub fn judge_look(
     config: &Analysis,
     window: Window,
@@ -569,11 +592,18 @@ pub fn judge_look(
             target.version, target.invocations, config.min_invocations
         ));
     }
+    let last = look.is_last();
     if let Some(max) = config.max_error_rate {
-        // Decisive early: these errors alone exceed the bound even if every invocation still needed succeeds.
-        let decided = target.errors as f64 > max * config.min_invocations as f64;
+        // Decisive early: these errors alone exceed the bound even if every invocation still needed succeeds —
+        // needed for a verdict, and, before the last look, expected by the bake's end at the traffic seen so far.
+        let expected = if last {
+            0.0
+        } else {
+            target.invocations as f64 / look.seen.max(f64::MIN_POSITIVE)
+        };
+        let decided = target.errors as f64 > max * expected.max(config.min_invocations as f64);
         match target_rate {
-            Some(rate) if rate > max && (enough || decided) => {
+            Some(rate) if rate > max && ((enough && last) || decided) => {
                 failed = true;
                 findings.push(format!(
                     "error rate {} ({}/{}) is above maxErrorRate {}",
@@ -583,7 +613,7 @@ pub fn judge_look(
                     percent(max)
                 ));
             }
-            Some(rate) if enough => findings.push(format!(
+            Some(rate) if enough && last => findings.push(format!(
                 "error rate {} ({}/{}) is within maxErrorRate {}",
                 percent(rate),
                 target.errors,
@@ -602,12 +632,21 @@ pub fn judge_look(
                 stable.version
             ));
         } else {
-            let (test, p_value) = compare_error_rates(
-                target.errors,
-                target.invocations,
-                stable.errors,
-                stable.invocations,
-            );
+            let (test, p_value) = if alpha < EXACT_BELOW_ALPHA {
+                exact_error_rates(
+                    target.errors,
+                    target.invocations,
+                    stable.errors,
+                    stable.invocations,
+                )
+            } else {
+                compare_error_rates(
+                    target.errors,
+                    target.invocations,
+                    stable.errors,
+                    stable.invocations,
+                )
+            };
             let significant = p_value < alpha;
             alpha_spent = look.spendable.max(look.spent_before);
             let name = match test {
@@ -651,6 +690,7 @@ pub fn judge_look(
     let mut p99_increase = None;
     if let Some(max) = config.max_p99_latency_increase
         && enough
+        && last
     {
         match (target.p99_ms, stable.p99_ms) {
             (Some(t), Some(s)) if s > 0.0 => {
@@ -676,7 +716,7 @@ pub fn judge_look(
         }
     }
 
-    if target.throttles > 0 {
+    if target.throttles > 0 && last {
         if stable.invocations > 0 && stable.throttles == 0 {
             failed = true;
             findings.push(format!(
@@ -1003,6 +1043,7 @@ mod tests {
         let early = Look {
             spendable: c.alpha_spent_by(300, 60),
             spent_before: 0.0,
+            seen: 0.2,
         };
         let e = judge_look(
             &c,
@@ -1026,6 +1067,7 @@ mod tests {
         let last = Look {
             spendable: c.alpha_spent_by(300, 300),
             spent_before: e.evidence.alpha_spent,
+            seen: 1.0,
         };
         let e = judge_look(
             &c,
@@ -1056,6 +1098,72 @@ mod tests {
         assert_eq!(
             (e.verdict, e.evidence.alpha_spent),
             (Verdict::Inconclusive, 0.0)
+        );
+        // At so small an alpha the comparison is Fisher's exact test, whatever the counts.
+        let big = judge_look(
+            &c,
+            W,
+            metrics("7", 5000, 45, 100.0),
+            metrics("6", 5000, 25, 100.0),
+            early,
+        );
+        assert_eq!(big.evidence.comparison.unwrap().test, Test::FisherExact);
+    }
+
+    #[test]
+    fn before_the_last_look_only_what_is_already_decided_fails() {
+        let c = with(AnalysisInput {
+            max_error_rate: Some(0.05),
+            max_p99_latency_increase: Some(0.2),
+            compare_to_stable: Some(false),
+            min_invocations: Some(100),
+            ..Default::default()
+        });
+        let at = |seen: f64| Look {
+            seen,
+            ..Look::only(&c)
+        };
+        let slow = |errors: u64| metrics("7", 200, errors, 500.0);
+        let mut throttled = metrics("7", 200, 0, 100.0);
+        throttled.throttles = 3;
+        // A fifth of the bake seen, 200 calls: about 1,000 by its end, so 20 errors (10%) are not yet decisive
+        // against 5%, but 60 are (more than 5% of 1,000 whatever the rest brings).
+        assert_eq!(
+            judge_look(&c, W, slow(20), metrics("6", 1800, 2, 100.0), at(0.2)).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            judge_look(&c, W, slow(60), metrics("6", 1800, 2, 100.0), at(0.2)).verdict,
+            Verdict::Fail
+        );
+        // p99 and throttles are judged on the whole bake: not before the last look.
+        assert_eq!(
+            judge_look(&c, W, slow(0), metrics("6", 1800, 0, 100.0), at(0.2)).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            judge_look(
+                &c,
+                W,
+                throttled.clone(),
+                metrics("6", 1800, 0, 100.0),
+                at(0.2)
+            )
+            .verdict,
+            Verdict::Pass
+        );
+        // At the last look, every rule as ever.
+        assert_eq!(
+            judge_look(&c, W, slow(20), metrics("6", 1800, 2, 100.0), at(1.0)).verdict,
+            Verdict::Fail
+        );
+        assert_eq!(
+            judge_look(&c, W, slow(0), metrics("6", 1800, 0, 100.0), at(1.0)).verdict,
+            Verdict::Fail
+        );
+        assert_eq!(
+            judge_look(&c, W, throttled, metrics("6", 1800, 0, 100.0), at(1.0)).verdict,
+            Verdict::Fail
         );
     }
 

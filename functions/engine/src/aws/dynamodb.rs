@@ -31,7 +31,8 @@ const ALARMS: &str = "alarms";
 const FIRED: &str = "firedAlarm";
 /// The task token of the wait the holder is in now, which an alarm event fails.
 const TASK_TOKEN: &str = "taskToken";
-/// When that wait's state was entered: a late registration of an earlier wait never replaces a later one.
+/// When that wait's state was entered (Unix milliseconds): a late registration of an earlier wait never replaces
+/// a later one.
 const WAIT_SINCE: &str = "waitSince";
 /// When Prepare read the alarms (Unix seconds).
 const ALARMS_CHECKED: &str = "alarmsCheckedAt";
@@ -216,7 +217,7 @@ impl WatchAlarms for DynamoLockAdapter {
         key: &str,
         execution_arn: &str,
         task_token: &str,
-        since: &str,
+        since: u64,
     ) -> Result<Watch, Error> {
         let registered = self
             .client
@@ -230,7 +231,7 @@ impl WatchAlarms for DynamoLockAdapter {
                 "{EXECUTION} = :me AND attribute_not_exists({FIRED}) AND (attribute_not_exists({WAIT_SINCE}) OR {WAIT_SINCE} <= :since)"
             ))
             .expression_attribute_values(":token", s(task_token))
-            .expression_attribute_values(":since", s(since))
+            .expression_attribute_values(":since", n(since))
             .expression_attribute_values(":me", s(execution_arn))
             .send()
             .await;

@@ -24,12 +24,11 @@ impl<P: ReadMetrics> Gate<P> for Analysis {
                 .step_started_at
                 .unwrap_or_else(|| step.now.saturating_sub(rollout.bake_seconds));
             let window = Window::for_step(started, step.now, config.metric_delay_seconds);
-            let look = Look {
-                spendable: rollout
-                    .spendable_alpha(step.now)
-                    .unwrap_or(1.0 - config.confidence),
-                spent_before: spent_before(step.previous, config),
-            };
+            let spent = spent_before(step.previous, config);
+            let look = rollout.look(step.now, spent).unwrap_or(Look {
+                spent_before: spent,
+                ..Look::only(config)
+            });
             let (target, stable) = (
                 rollout.alias.target_version.to_string(),
                 rollout.alias.stable_version.to_string(),

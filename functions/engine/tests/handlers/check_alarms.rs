@@ -197,7 +197,7 @@ async fn a_promotion_with_no_bake_is_not_analysed_but_a_baked_one_is() {
     };
     // GIVEN a promotion held for no bake (watched for the one second a task's timeout needs at least)
     let promoted = analysed(0);
-    assert!(promoted.promoted && promoted.percent == 100.0 && promoted.bake_seconds == 0);
+    assert!(promoted.promoted && promoted.percent == 100.0 && promoted.bake_seconds == 1);
     assert_eq!(promoted.wait_seconds, 1);
     let report = check_alarms(&fake)
         .check_at(check(promoted), 1_300)

@@ -188,7 +188,7 @@ impl WatchHold {
     async fn register(fake: &FakeAws, key: &str, execution_arn: &str, token: &str) {
         use safeshift_engine::ports::{Watch, WatchAlarms};
         assert_eq!(
-            fake.watch(key, execution_arn, token, "2026-11-29T10:00:00.000Z")
+            fake.watch(key, execution_arn, token, 1_795_946_400_000)
                 .await
                 .unwrap(),
             Watch::Watching
