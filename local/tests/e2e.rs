@@ -834,6 +834,22 @@ async fn a_hundred_long_alarms_in_alarm_roll_back_within_the_state_limit() {
 
 // ---- every gate is checked before traffic moves ------------------------------------------------------------
 
+/// `input`, started as `name`, ends in Prepare with `error` naming `names`: no state past Prepare ran and the
+/// alias is on version 1 alone.
+async fn refused_before_any_write(e: &Env, name: &str, input: &Value, error: &str, names: &str) {
+    let arn = e.start(name, input).await;
+    let done = e.finish(&arn).await;
+    assert_eq!(done.error(), Some(error), "{name}: {:?}", done.cause());
+    assert!(
+        done.cause().unwrap_or_default().contains(names),
+        "{name}: {:?}",
+        done.cause()
+    );
+    let entered = states_entered(e, &arn).await;
+    assert_eq!(entered, ["Prepare", "PrepareFailed"], "{name}");
+    assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"), "{name}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alarm_already_firing_or_missing_at_start_refuses_the_deployment_before_any_write() {
     let e = env().await;
@@ -854,20 +870,7 @@ async fn an_alarm_already_firing_or_missing_at_start_refuses_the_deployment_befo
         ("firing", firing, "AlarmFiringAtStart", "orders-errors"),
         ("missing", missing, "ResourceNotFound", "orders-erors"),
     ] {
-        let arn = e.start(name, &input).await;
-        let done = e.finish(&arn).await;
-        assert_eq!(done.error(), Some(error), "{name}: {:?}", done.cause());
-        assert!(
-            done.cause().unwrap_or_default().contains(names),
-            "{name}: {:?}",
-            done.cause()
-        );
-        let entered = states_entered(&e, &arn).await;
-        assert!(
-            !entered.contains(&"ShiftWeight".to_owned()),
-            "{name}: {entered:?}"
-        );
-        assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"), "{name}");
+        refused_before_any_write(&e, name, &input, error, names).await;
     }
 }
 
@@ -1039,17 +1042,7 @@ async fn a_hook_outside_the_prefix_or_missing_is_refused_before_any_write() {
     ] {
         let mut input = canary(2);
         input["hooks"] = hooks;
-        let arn = e.start(name, &input).await;
-        let done = e.finish(&arn).await;
-        assert_eq!(done.error(), Some(error), "{name}: {:?}", done.cause());
-        assert!(
-            done.cause().unwrap_or_default().contains(names),
-            "{name}: {:?}",
-            done.cause()
-        );
-        let entered = states_entered(&e, &arn).await;
-        assert_eq!(entered, ["Prepare", "PrepareFailed"], "{name}");
-        assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"), "{name}");
+        refused_before_any_write(&e, name, &input, error, names).await;
     }
 }
 

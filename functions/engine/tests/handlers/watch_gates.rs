@@ -149,25 +149,32 @@ async fn an_alarm_back_to_ok_or_insufficient_data_changes_nothing() {
     assert!(fake.is_waiting("bake-1"));
 }
 
-#[tokio::test]
-async fn two_deployments_watching_one_alarm_are_both_interrupted() {
-    let fake = orders();
-    baking(&fake).await;
-    // A second deployment, of another function's alias, lists the same alarm and bakes with `bake-2`.
-    let other = "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:d-9";
+/// Execution d-9 of the engine's state machine.
+const OTHER: &str = "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:d-9";
+
+/// A second deployment, d-9 of `payments:live`, lists `alarms` and bakes with `bake-2`, registered.
+async fn another_deployment_baking(fake: &FakeAws, alarms: &[&str]) {
     fake.hold_lock(
         "payments:live",
         LockHolder {
-            execution_arn: other.into(),
+            execution_arn: OTHER.into(),
             deployment_id: "d-9".into(),
             stable_version: Some("3".into()),
-            alarms: vec!["orders-errors".into(), "payments-errors".into()],
+            alarms: alarms.iter().map(|a| a.to_string()).collect(),
             ..LockHolder::default()
         },
         safeshift_engine::unix_now() + 86_400,
     );
     fake.task_waits("bake-2");
-    WatchHold::register(&fake, "payments:live", other, "bake-2").await;
+    WatchHold::register(fake, "payments:live", OTHER, "bake-2").await;
+}
+
+#[tokio::test]
+async fn two_deployments_watching_one_alarm_are_both_interrupted() {
+    let fake = orders();
+    baking(&fake).await;
+    // A second deployment, of another function's alias, lists the same alarm and bakes too.
+    another_deployment_baking(&fake, &["orders-errors", "payments-errors"]).await;
     let out = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
         .await
         .unwrap();
@@ -272,19 +279,7 @@ async fn the_first_alarm_stays_the_reason_when_more_fire() {
 async fn a_failed_hand_over_to_one_deployment_still_reaches_the_others_and_is_retried() {
     let fake = orders();
     baking(&fake).await;
-    let other = "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:d-9";
-    fake.hold_lock(
-        "payments:live",
-        LockHolder {
-            execution_arn: other.into(),
-            deployment_id: "d-9".into(),
-            alarms: vec!["orders-errors".into()],
-            ..LockHolder::default()
-        },
-        safeshift_engine::unix_now() + 86_400,
-    );
-    fake.task_waits("bake-2");
-    WatchHold::register(&fake, "payments:live", other, "bake-2").await;
+    another_deployment_baking(&fake, &["orders-errors"]).await;
     // The first SendTaskFailure (to orders:live's wait) is throttled.
     fake.fail_next(
         "SendTaskFailure",
