@@ -94,7 +94,14 @@ pub struct Engine {
     check_alarms: Arc<CheckAlarms<CloudWatchAdapter>>,
     run_hook: Arc<RunHook<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter>>,
     rollback: Arc<Rollback<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter>>,
-    watch_gates: Arc<WatchGates<DynamoLockAdapter, StepFunctionsAdapter, StepFunctionsAdapter>>,
+    watch_gates: Arc<
+        WatchGates<
+            DynamoLockAdapter,
+            StepFunctionsAdapter,
+            StepFunctionsAdapter,
+            CloudWatchAdapter,
+        >,
+    >,
 }
 
 /// How long after a stopped execution the local reconciler looks at the alias again. The functions run in this
@@ -118,7 +125,7 @@ impl Engine {
                 scope.clone(),
                 ReadyWait::default(),
             )),
-            check_alarms: Arc::new(CheckAlarms::new(cloudwatch)),
+            check_alarms: Arc::new(CheckAlarms::new(cloudwatch.clone())),
             run_hook: Arc::new(RunHook::new(
                 lambda.clone(),
                 executions.clone(),
@@ -136,6 +143,7 @@ impl Engine {
                 locks,
                 executions.clone(),
                 executions,
+                cloudwatch,
                 scope.clone(),
             )),
         }

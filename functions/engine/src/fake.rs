@@ -255,6 +255,15 @@ impl FakeAws {
         self.alarm_of_kind(name, "metric", state, reason)
     }
 
+    /// Sets an alarm's state, changed at `updated_at` (RFC 3339).
+    pub fn alarm_since(&self, name: &str, state: &str, reason: &str, updated_at: &str) -> &Self {
+        self.alarm(name, state, reason);
+        if let Some(a) = self.world().alarms.iter_mut().find(|a| a.name == name) {
+            a.updated_at = Some(updated_at.into());
+        }
+        self
+    }
+
     pub fn alarm_of_kind(&self, name: &str, kind: &str, state: &str, reason: &str) -> &Self {
         let mut world = self.world();
         world.alarms.retain(|a| a.name != name);

@@ -20,6 +20,9 @@
 //! The two sides write the same item: the wait registers its token only while no alarm is recorded, and the
 //! alarm side records before it reads the token, so whichever comes second sees the first.
 //!
+//! An alarm event is acted on only when CloudWatch bears it out (DescribeAlarms: the alarm exists and is in
+//! ALARM, or changed again since the event's time): a forged or mistaken event stops nothing.
+//!
 //! Errors: `InvalidInput`, `ExecutionMismatch`, `AlarmFired`, `Throttled`, `AwsError`.
 
 use safeshift_core::Error;
@@ -30,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{Span, info, info_span, warn};
 
 use crate::guard::{self, Scope};
-use crate::ports::{AliasLock, ReadExecution, ReportTask, Watch, WatchAlarms};
+use crate::ports::{AliasLock, ReadAlarms, ReadExecution, ReportTask, Watch, WatchAlarms};
 use crate::runtime::Handler;
 
 /// The EventBridge detail type of an alarm's state change.
@@ -123,18 +126,21 @@ pub enum WatchReport {
     },
 }
 
-pub struct WatchGates<L, E, T> {
+pub struct WatchGates<L, E, T, W> {
     locks: L,
     executions: E,
     tasks: T,
+    /// Reads the alarm an event names: an event is acted on only if CloudWatch bears it out.
+    alarms: W,
     scope: Scope,
 }
 
-impl<L, E, T> Handler for WatchGates<L, E, T>
+impl<L, E, T, W> Handler for WatchGates<L, E, T, W>
 where
     L: AliasLock + WatchAlarms + 'static,
     E: ReadExecution + 'static,
     T: ReportTask + 'static,
+    W: ReadAlarms + 'static,
 {
     type Event = WatchEvent;
     type Output = WatchReport;
@@ -167,18 +173,43 @@ where
     }
 }
 
-impl<L, E, T> WatchGates<L, E, T>
+impl<L, E, T, W> WatchGates<L, E, T, W>
 where
     L: AliasLock + WatchAlarms,
     E: ReadExecution,
     T: ReportTask,
+    W: ReadAlarms,
 {
-    pub fn new(locks: L, executions: E, tasks: T, scope: Scope) -> Self {
+    pub fn new(locks: L, executions: E, tasks: T, alarms: W, scope: Scope) -> Self {
         Self {
             locks,
             executions,
             tasks,
+            alarms,
             scope,
+        }
+    }
+
+    /// Whether CloudWatch bears out an event's claim that `alarm` went to ALARM at `changed_ms` (Unix ms): it is
+    /// in ALARM now, or its state changed again since (it went back). An alarm that does not exist, or that has
+    /// been in another state since before the claimed change, did not fire then: the event is forged or wrong,
+    /// and acting on it would roll back deployments that nothing stopped. `Err` says why it is not.
+    async fn confirmed(&self, alarm: &str, changed_ms: u64) -> Result<Result<(), String>, Error> {
+        let found = self.alarms.describe_alarms(&[alarm.to_owned()]).await?;
+        let Some(a) = found.iter().find(|a| a.name == alarm) else {
+            return Ok(Err(format!("alarm `{alarm}` does not exist")));
+        };
+        if a.state == "ALARM" {
+            return Ok(Ok(()));
+        }
+        let since = a.updated_at.as_deref().and_then(unix_millis);
+        match since {
+            Some(since) if since > changed_ms => Ok(Ok(())),
+            _ => Ok(Err(format!(
+                "alarm `{alarm}` is {} since {}, not changed after the event's ALARM",
+                a.state,
+                a.updated_at.as_deref().unwrap_or("an unknown time")
+            ))),
         }
     }
 
@@ -262,14 +293,19 @@ where
         }
         // When it changed: the detail's timestamp, else the event's time; a time that does not read is now (an
         // event is never dropped for its timestamp).
-        let (changed_at, changed_unix) = [detail.state.timestamp.as_deref(), time.as_deref()]
+        let (changed_at, changed_ms) = [detail.state.timestamp.as_deref(), time.as_deref()]
             .into_iter()
             .flatten()
-            .find_map(|t| unix_seconds(t).map(|u| (t.to_owned(), u)))
+            .find_map(|t| unix_millis(t).map(|ms| (t.to_owned(), ms)))
             .unwrap_or_else(|| {
                 let now = crate::unix_now();
-                (crate::rfc3339(now), now)
+                (crate::rfc3339(now), now.saturating_mul(1000))
             });
+        if let Err(why) = self.confirmed(&detail.alarm_name, changed_ms).await? {
+            warn!(reason = %why, "an alarm event CloudWatch does not bear out: ignored");
+            return Ok(done(report));
+        }
+        let changed_unix = changed_ms / 1000;
         let fired = FiredAlarm::new(&detail.alarm_name, &detail.state.reason, changed_at);
         let mut first_error = None;
         for watcher in self.locks.watchers(&detail.alarm_name).await? {

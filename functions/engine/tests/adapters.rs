@@ -1787,10 +1787,18 @@ async fn the_watcher_hands_an_alarm_to_every_deployment_that_lists_it_and_touche
     let timed_out = mock!(aws_sdk_sfn::Client::send_task_failure)
         .match_requests(move |r| r.task_token() == Some(token_of(ended).as_str()))
         .then_error(|| SendTaskFailureError::TaskTimedOut(TaskTimedOut::builder().build()));
+    // CloudWatch bears the events out: the alarms are in ALARM.
+    let in_alarm = mock!(aws_sdk_cloudwatch::Client::describe_alarms).then_output(|| {
+        DescribeAlarmsOutput::builder()
+            .metric_alarms(metric_alarm("orders-errors", StateValue::Alarm))
+            .metric_alarms(metric_alarm("payments-latency", StateValue::Alarm))
+            .build()
+    });
     let watcher = WatchGates::new(
         locks(&[&scan, &record_waiting, &record_ended, &record_gone]),
         sfn(&[]),
         sfn(&[&interrupted, &timed_out]),
+        cloudwatch(&[&in_alarm]),
         scope(),
     );
     let event = |alarm: &str| {
@@ -1831,6 +1839,7 @@ async fn the_watcher_hands_an_alarm_to_every_deployment_that_lists_it_and_touche
         locks(&[&nobody, &untouched]),
         sfn(&[]),
         sfn(&[&no_fail]),
+        cloudwatch(&[&in_alarm]),
         scope(),
     );
     let report =

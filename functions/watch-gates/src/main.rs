@@ -3,7 +3,7 @@
 
 use safeshift_engine::guard::Scope;
 use safeshift_engine::watch_gates::WatchGates;
-use safeshift_engine::{DynamoLockAdapter, StepFunctionsAdapter, aws, runtime};
+use safeshift_engine::{CloudWatchAdapter, DynamoLockAdapter, StepFunctionsAdapter, aws, runtime};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -12,6 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = aws::load_config().await;
     let locks = DynamoLockAdapter::new(aws_sdk_dynamodb::Client::new(&config), scope.lock_table());
     let sfn = StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&config));
-    let handler = WatchGates::new(locks, sfn.clone(), sfn, scope);
+    let alarms = CloudWatchAdapter::new(aws_sdk_cloudwatch::Client::new(&config));
+    let handler = WatchGates::new(locks, sfn.clone(), sfn, alarms, scope);
     runtime::serve(handler).await
 }

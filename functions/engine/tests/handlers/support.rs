@@ -148,8 +148,9 @@ pub fn run_hook(fake: &FakeAws) -> RunHook<FakeAws, FakeAws, FakeAws> {
     )
 }
 
-pub fn watch_gates(fake: &FakeAws) -> WatchGates<FakeAws, FakeAws, FakeAws> {
+pub fn watch_gates(fake: &FakeAws) -> WatchGates<FakeAws, FakeAws, FakeAws, FakeAws> {
     WatchGates::new(
+        fake.clone(),
         fake.clone(),
         fake.clone(),
         fake.clone(),

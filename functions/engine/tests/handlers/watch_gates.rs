@@ -35,6 +35,12 @@ fn alarm_event(alarm: &str, state: &str) -> Value {
     })
 }
 
+/// `alarm` goes to ALARM in CloudWatch (at 10:00:00 in the fake), and EventBridge's event for it (at 10:00:05).
+fn fire(fake: &FakeAws, alarm: &str) -> Value {
+    fake.alarm(alarm, "ALARM", "Threshold Crossed: 5 errors");
+    alarm_event(alarm, "ALARM")
+}
+
 /// The canary at its first step (10% on 7), baking: its wait registered with token `bake-1`.
 async fn baking(fake: &FakeAws) -> safeshift_core::rollout::Rollout {
     let rollout = at_first_step(fake).await;
@@ -93,7 +99,7 @@ async fn an_alarm_fails_the_wait_of_the_deployment_that_lists_it_naming_it_when_
     let fake = orders();
     baking(&fake).await;
     fake.clear_calls();
-    let out = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+    let out = invoke(watch_gates(&fake), fire(&fake, "orders-errors"))
         .await
         .unwrap();
     assert_eq!(
@@ -126,11 +132,11 @@ async fn an_alarm_no_running_deployment_lists_changes_nothing() {
     let fake = orders();
     baking(&fake).await;
     fake.clear_calls();
-    let out = invoke(watch_gates(&fake), alarm_event("payments-latency", "ALARM"))
+    let out = invoke(watch_gates(&fake), fire(&fake, "payments-latency"))
         .await
         .unwrap();
     assert_eq!(out["deployments"], json!([]));
-    assert_eq!(operations(&fake), ["Scan"]);
+    assert_eq!(operations(&fake), ["DescribeAlarms", "Scan"]);
     assert!(fake.is_waiting("bake-1"));
     assert_eq!(fake.lock(KEY).unwrap().fired, None);
 }
@@ -175,7 +181,7 @@ async fn two_deployments_watching_one_alarm_are_both_interrupted() {
     baking(&fake).await;
     // A second deployment, of another function's alias, lists the same alarm and bakes too.
     another_deployment_baking(&fake, &["orders-errors", "payments-errors"]).await;
-    let out = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+    let out = invoke(watch_gates(&fake), fire(&fake, "orders-errors"))
         .await
         .unwrap();
     let outcomes: Vec<&str> = out["deployments"]
@@ -215,11 +221,11 @@ async fn a_deployment_that_already_finished_is_not_touched() {
     .await
     .unwrap();
     fake.clear_calls();
-    let out = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+    let out = invoke(watch_gates(&fake), fire(&fake, "orders-errors"))
         .await
         .unwrap();
     assert_eq!(out["deployments"], json!([]));
-    assert_eq!(operations(&fake), ["Scan"]);
+    assert_eq!(operations(&fake), ["DescribeAlarms", "Scan"]);
 }
 
 #[tokio::test]
@@ -229,7 +235,7 @@ async fn an_alarm_between_two_waits_is_recorded_and_stops_the_next_shift_and_the
     let rollout = baking(&fake).await;
     fake.task_ended("bake-1");
     // WHEN the alarm goes to ALARM (and back to OK before the gates read it)
-    let out = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+    let out = invoke(watch_gates(&fake), fire(&fake, "orders-errors"))
         .await
         .unwrap();
     assert_eq!(out["deployments"][0]["outcome"], "recorded");
@@ -259,10 +265,10 @@ async fn the_first_alarm_stays_the_reason_when_more_fire() {
     let fake = orders();
     let rollout = baking(&fake).await;
     fake.task_ended("bake-1");
-    invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+    invoke(watch_gates(&fake), fire(&fake, "orders-errors"))
         .await
         .unwrap();
-    let mut second = alarm_event("orders-errors", "ALARM");
+    let mut second = fire(&fake, "orders-errors");
     second["detail"]["state"]["reason"] = json!("a later crossing");
     invoke(watch_gates(&fake), second).await.unwrap();
     let err = invoke(watch_gates(&fake), bake_event(&rollout, "bake-2"))
@@ -287,7 +293,7 @@ async fn a_failed_hand_over_to_one_deployment_still_reaches_the_others_and_is_re
             operation: "SendTaskFailure".into(),
         },
     );
-    let err = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+    let err = invoke(watch_gates(&fake), fire(&fake, "orders-errors"))
         .await
         .unwrap_err();
     // The event fails (EventBridge delivers it again), but the other deployment was interrupted...
@@ -295,7 +301,7 @@ async fn a_failed_hand_over_to_one_deployment_still_reaches_the_others_and_is_re
     assert!(!fake.is_waiting("bake-2"));
     assert!(fake.is_waiting("bake-1"));
     // ...and the redelivery interrupts the first: the record stands, the token is failed now.
-    invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+    invoke(watch_gates(&fake), fire(&fake, "orders-errors"))
         .await
         .unwrap();
     assert!(!fake.is_waiting("bake-1"));
@@ -313,7 +319,7 @@ async fn an_event_that_is_neither_a_bake_nor_an_alarm_change_is_invalid_input() 
     assert_eq!(err.error_type, "InvalidInput");
     assert!(fake.calls().is_empty());
     // The handler's own type check, for an event of the right shape but another detail type.
-    let mut other = alarm_event("orders-errors", "ALARM");
+    let mut other = fire(&fake, "orders-errors");
     other["detail-type"] = json!("EC2 Instance State-change Notification");
     let err = watch_gates(&fake)
         .handle(serde_json::from_value(other).unwrap())
@@ -328,7 +334,7 @@ async fn an_event_about_an_alarm_change_before_the_deployment_read_its_alarms_is
     let fake = orders();
     baking(&fake).await;
     // WHEN a late or redelivered event arrives about a change at 09:58, when an earlier deployment ran
-    let mut stale = alarm_event("orders-errors", "ALARM");
+    let mut stale = fire(&fake, "orders-errors");
     stale["detail"]["state"]["timestamp"] = json!("2026-11-29T09:58:00.000+0000");
     let out = invoke(watch_gates(&fake), stale).await.unwrap();
     // THEN it is not this deployment's: nothing recorded, its bake goes on
@@ -357,7 +363,7 @@ async fn a_late_registration_of_an_earlier_wait_never_replaces_a_later_ones_toke
     .await
     .unwrap();
     assert_eq!(fake.task_token(KEY).as_deref(), Some("bake-2"));
-    invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+    invoke(watch_gates(&fake), fire(&fake, "orders-errors"))
         .await
         .unwrap();
     assert!(!fake.is_waiting("bake-2"), "the live wait was interrupted");
@@ -380,7 +386,7 @@ async fn aws_failing_to_register_a_wait_leaves_it_unwatched_instead_of_failing_a
     assert_eq!(out["unwatched"], "UpdateItem is being throttled by AWS");
     assert_eq!(fake.task_token(KEY), None);
     // The next shift still finds an alarm recorded meanwhile.
-    invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+    invoke(watch_gates(&fake), fire(&fake, "orders-errors"))
         .await
         .unwrap();
     let err = invoke(shift_weight(&fake), shift_event(&rollout))
@@ -400,4 +406,41 @@ async fn the_first_shift_reads_the_alarms_again_in_case_one_fired_while_prepare_
         .unwrap_err();
     assert_eq!(err.error_type, "AlarmFired");
     assert!(fake.writes().is_empty(), "no traffic moved");
+}
+
+#[tokio::test]
+async fn an_event_cloudwatch_does_not_bear_out_stops_nothing() {
+    let fake = orders();
+    baking(&fake).await;
+    fake.clear_calls();
+    // A forged (or mistaken) event: the alarm has been OK since 10:00:00, before the ALARM it claims at 10:00:05.
+    let out = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+        .await
+        .unwrap();
+    assert_eq!(out["deployments"], json!([]));
+    assert_eq!(
+        operations(&fake),
+        ["DescribeAlarms"],
+        "no hold even looked up"
+    );
+    assert!(fake.is_waiting("bake-1"));
+    assert_eq!(fake.lock(KEY).unwrap().fired, None);
+    // One about an alarm that does not exist, the same.
+    let out = invoke(watch_gates(&fake), alarm_event("no-such-alarm", "ALARM"))
+        .await
+        .unwrap();
+    assert_eq!(out["deployments"], json!([]));
+    assert!(fake.is_waiting("bake-1"));
+}
+
+#[tokio::test]
+async fn an_alarm_that_fired_and_cleared_before_its_event_was_handled_is_borne_out() {
+    let fake = orders();
+    baking(&fake).await;
+    // ALARM at 10:00:05, OK again at 10:00:07 by the time the event is handled: it changed after the claim.
+    fake.alarm_since("orders-errors", "OK", "recovered", "2026-11-29T10:00:07Z");
+    let out = invoke(watch_gates(&fake), alarm_event("orders-errors", "ALARM"))
+        .await
+        .unwrap();
+    assert_eq!(out["deployments"][0]["outcome"], "interrupted");
 }
