@@ -373,10 +373,10 @@ pub struct Wait<'a> {
 }
 
 /// Registers the wait: `AlarmFired` when a listed alarm already fired (the wait must not start),
-/// `ExecutionMismatch` when the execution no longer holds the alias. A registration that arrives after a later
-/// wait's is left out (that one is watched). When AWS does not answer (throttled, or an error the engine does
-/// not classify), the wait runs unwatched rather than failing a healthy step: returns why. It is never worse
-/// than before the watch: the check at the wait's end still reads the alarms.
+/// `ExecutionMismatch` when the execution no longer holds the alias. Returns why the wait is not watched, if it
+/// is not: a registration that arrives after a later wait's is left out (that one is watched); when AWS does not
+/// answer (throttled, or an error the engine does not classify), the wait runs unwatched rather than failing a
+/// healthy step — never worse than before the watch: the check at the wait's end still reads the alarms.
 pub async fn register_or_degrade<L: WatchAlarms>(
     locks: &L,
     wait: &Wait<'_>,
@@ -395,7 +395,10 @@ pub async fn register_or_degrade<L: WatchAlarms>(
                 since,
                 "a later wait is watched already; this late registration is left out"
             );
-            Ok(None)
+            Ok(Some(
+                "a later wait of this execution is watched already: this one ended before it was registered"
+                    .into(),
+            ))
         }
         Ok(Watch::Fired(fired)) => Err(fired.error()),
         Ok(Watch::NotHeld) => Err(Error::ExecutionMismatch {

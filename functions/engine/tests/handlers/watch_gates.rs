@@ -355,13 +355,20 @@ async fn a_late_registration_of_an_earlier_wait_never_replaces_a_later_ones_toke
     )
     .await
     .unwrap();
-    // The first step's registration, slow, lands after the second step's.
-    invoke(
+    // The first step's registration, slow, lands after the second step's: left out, and says so.
+    let late = invoke(
         watch_gates(&fake),
         bake("bake-1", "2026-11-29T10:00:00.000Z"),
     )
     .await
     .unwrap();
+    assert!(
+        late["unwatched"]
+            .as_str()
+            .unwrap()
+            .starts_with("a later wait"),
+        "{late}"
+    );
     assert_eq!(fake.task_token(KEY).as_deref(), Some("bake-2"));
     invoke(watch_gates(&fake), fire(&fake, "orders-errors"))
         .await
