@@ -126,7 +126,7 @@ impl<P: InvokeHook, E: ReadExecution, L: AliasLock + WatchAlarms> RunHook<P, E, 
 
     async fn run(&self, event: HookRequest) -> Result<HookRun, Error> {
         let arn = event.execution_arn.as_deref();
-        guard::own_rollout(
+        let (_, hold) = guard::own_rollout(
             &self.executions,
             &self.locks,
             &self.scope,
@@ -164,9 +164,10 @@ impl<P: InvokeHook, E: ReadExecution, L: AliasLock + WatchAlarms> RunHook<P, E, 
             }
         };
         let Some(hook) = hook else {
-            // No hook to run, but the promotion's last moment to act on an alarm recorded since the final check.
+            // No hook to run, but the promotion's last moment to act on an alarm recorded since the final check:
+            // the hold was just read.
             if watched && event.phase == Phase::PostTraffic {
-                self.no_alarm_fired(&event.rollout, arn).await?;
+                guard::no_alarm_fired(hold.as_ref())?;
             }
             return Ok(done(None, HookVerdict::Skipped));
         };

@@ -406,12 +406,11 @@ where
         if d.alarms.is_empty() {
             return Ok(());
         }
-        let result = alarms::judge(&d.alarms, self.alarms.describe_alarms(&d.alarms).await?)?;
-        match alarms::evidence(&result) {
-            Some(e) if !e.failing().is_empty() => Err(Error::AlarmFired {
-                alarms: e.failing().into_iter().map(str::to_owned).collect(),
-            }),
-            _ => Ok(()),
+        let alarms = alarms::firing(&d.alarms, self.alarms.describe_alarms(&d.alarms).await?)?;
+        if alarms.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::AlarmFired { alarms })
         }
     }
 

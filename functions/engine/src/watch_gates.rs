@@ -266,34 +266,35 @@ where
     }
 
     async fn alarm_changed(&self, change: AlarmChange) -> Result<WatchReport, Error> {
-        let AlarmChange {
-            detail_type,
-            time,
-            detail,
-        } = change;
-        let mut report = (
-            detail.alarm_name.clone(),
-            detail.state.value.clone(),
-            vec![],
-        );
-        let done = |(alarm, state, deployments)| WatchReport::Alarm {
-            alarm,
-            state,
-            deployments,
-        };
-        if detail_type != ALARM_STATE_CHANGE {
+        if change.detail_type != ALARM_STATE_CHANGE {
             return Err(Error::InvalidInput(safeshift_core::InvalidInput::one(
                 "detail-type",
-                format!("is `{detail_type}`; the watcher handles `{ALARM_STATE_CHANGE}` events"),
+                format!(
+                    "is `{}`; the watcher handles `{ALARM_STATE_CHANGE}` events",
+                    change.detail_type
+                ),
             )));
         }
+        let deployments = self.hand_over(&change).await?;
+        Ok(WatchReport::Alarm {
+            alarm: change.detail.alarm_name,
+            state: change.detail.state.value,
+            deployments,
+        })
+    }
+
+    /// Hands the change to every deployment that lists the alarm: none unless it went to ALARM and CloudWatch
+    /// bears it out. One deployment's failure does not keep the alarm from the others; the event fails after
+    /// them all, and is delivered again for it.
+    async fn hand_over(&self, change: &AlarmChange) -> Result<Vec<DeploymentOutcome>, Error> {
+        let detail = &change.detail;
         // Only a change to ALARM stops a deployment: OK and INSUFFICIENT_DATA change nothing.
         if detail.state.value != "ALARM" {
-            return Ok(done(report));
+            return Ok(Vec::new());
         }
         // When it changed: the detail's timestamp, else the event's time; a time that does not read is now (an
         // event is never dropped for its timestamp).
-        let (changed_at, changed_ms) = [detail.state.timestamp.as_deref(), time.as_deref()]
+        let (changed_at, changed_ms) = [detail.state.timestamp.as_deref(), change.time.as_deref()]
             .into_iter()
             .flatten()
             .find_map(|t| unix_millis(t).map(|ms| (t.to_owned(), ms)))
@@ -303,24 +304,27 @@ where
             });
         if let Err(why) = self.confirmed(&detail.alarm_name, changed_ms).await? {
             warn!(reason = %why, "an alarm event CloudWatch does not bear out: ignored");
-            return Ok(done(report));
+            return Ok(Vec::new());
         }
-        let changed_unix = changed_ms / 1000;
         let fired = FiredAlarm::new(&detail.alarm_name, &detail.state.reason, changed_at);
-        let mut first_error = None;
+        let (mut deployments, mut first_error) = (Vec::new(), None);
         for watcher in self.locks.watchers(&detail.alarm_name).await? {
             match self
-                .interrupt(&watcher.key, &watcher.execution_arn, &fired, changed_unix)
+                .interrupt(
+                    &watcher.key,
+                    &watcher.execution_arn,
+                    &fired,
+                    changed_ms / 1000,
+                )
                 .await
             {
                 Ok(outcome) => {
                     info!(execution = %watcher.execution_arn, ?outcome, "alarm handed to deployment");
-                    report.2.push(DeploymentOutcome {
+                    deployments.push(DeploymentOutcome {
                         execution_arn: watcher.execution_arn,
                         outcome,
                     });
                 }
-                // One deployment's failure does not keep the alarm from the others; the event is retried for it.
                 Err(e) => {
                     warn!(execution = %watcher.execution_arn, error = %e, "could not hand the alarm over");
                     first_error.get_or_insert(e);
@@ -329,7 +333,7 @@ where
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(done(report)),
+            None => Ok(deployments),
         }
     }
 

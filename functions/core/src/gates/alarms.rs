@@ -154,14 +154,21 @@ pub fn judge(listed: &[String], found: Vec<AlarmEvidence>) -> Result<GateResult,
 /// not after the first step has baked), and none may already be in ALARM (the deployment would roll back at its
 /// first step: `AlarmFiringAtStart`, naming them).
 pub fn check_before_start(listed: &[String], found: Vec<AlarmEvidence>) -> Result<(), Error> {
-    let result = judge(listed, found)?;
-    if result.verdict == Verdict::Fail {
-        let alarms = evidence(&result)
-            .map(|e| e.failing().into_iter().map(str::to_owned).collect())
-            .unwrap_or_default();
-        return Err(Error::AlarmFiringAtStart { alarms });
+    let alarms = firing(listed, found)?;
+    if alarms.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::AlarmFiringAtStart { alarms })
     }
-    Ok(())
+}
+
+/// The listed alarms in ALARM, by name, as the alarm gate's bounded evidence shows them (those in ALARM first);
+/// a listed alarm that does not exist is an error, as in [`judge`].
+pub fn firing(listed: &[String], found: Vec<AlarmEvidence>) -> Result<Vec<String>, Error> {
+    let result = judge(listed, found)?;
+    Ok(evidence(&result)
+        .map(|e| e.failing().into_iter().map(str::to_owned).collect())
+        .unwrap_or_default())
 }
 
 /// A listed alarm that went to ALARM while its deployment ran, as the alarm's state-change event told it. The
