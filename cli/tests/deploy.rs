@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use safeshift_local::LocalStack;
+use safeshift_local::executions;
 use safeshift_local::fixtures::Fixtures;
 use serde_json::{Value, json};
 
@@ -42,6 +43,24 @@ impl Env {
         tokio::task::spawn_blocking(move || c.output().unwrap())
             .await
             .unwrap()
+    }
+
+    /// `safeshift start` of `deployment` (written to `file`), which must succeed; returns the execution's ARN.
+    async fn start(&self, file: &str, deployment: &Value) -> String {
+        let started = self
+            .run(&[
+                "start",
+                "--input",
+                &self.input(file, deployment),
+                "--output",
+                "json",
+            ])
+            .await;
+        assert!(started.status.success(), "{}", text(&started.stderr));
+        serde_json::from_slice::<Value>(&started.stdout).unwrap()["executionArn"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     fn input(&self, name: &str, deployment: &Value) -> String {
@@ -213,19 +232,7 @@ async fn abort_stops_the_rollout_and_reverts_the_alias_itself() {
         "2",
         json!({"canary": {"percent": 10, "intervalSeconds": 60}}),
     );
-    let started = e
-        .run(&[
-            "start",
-            "--input",
-            &e.input("d.json", &d),
-            "--output",
-            "json",
-        ])
-        .await;
-    let arn = serde_json::from_slice::<Value>(&started.stdout).unwrap()["executionArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let arn = e.start("d.json", &d).await;
     wait_for_split(&e).await;
     let out = e.run(&["abort", &arn]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -336,20 +343,7 @@ async fn gated(e: &Env) -> String {
         json!({"canary": {"percent": 10, "intervalSeconds": 1}}),
     );
     d["approval"] = json!("beforePromotion");
-    let started = e
-        .run(&[
-            "start",
-            "--input",
-            &e.input("d.json", &d),
-            "--output",
-            "json",
-        ])
-        .await;
-    assert!(started.status.success(), "{}", text(&started.stderr));
-    serde_json::from_slice::<Value>(&started.stdout).unwrap()["executionArn"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    e.start("d.json", &d).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -379,43 +373,12 @@ async fn an_approval_given_while_an_alarm_fires_moves_no_traffic() {
     );
     d["approval"] = json!("beforePromotion");
     d["alarms"] = json!(["orders-errors"]);
-    let started = e
-        .run(&[
-            "start",
-            "--input",
-            &e.input("d.json", &d),
-            "--output",
-            "json",
-        ])
-        .await;
-    assert!(started.status.success(), "{}", text(&started.stderr));
-    let arn = serde_json::from_slice::<Value>(&started.stdout).unwrap()["executionArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let arn = e.start("d.json", &d).await;
     // GIVEN the canary passed its gates and waits for approval
     let sfn = aws_sdk_sfn::Client::new(&e.stack.config);
-    let entered = |events: &[aws_sdk_sfn::types::HistoryEvent], state: &str| {
-        events
-            .iter()
-            .filter_map(|ev| ev.state_entered_event_details())
-            .filter(|d| d.name() == state)
-            .count()
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while entered(
-        &safeshift_local::executions::history(&sfn, &arn)
-            .await
-            .unwrap(),
-        "Approval",
-    ) == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the rollout never reached its approval gate"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    executions::wait_for_state(&sfn, &arn, "Approval", Duration::from_secs(30))
+        .await
+        .expect("the rollout reaches its approval gate");
     // WHEN its alarm fires, and someone approves anyway
     e.fx.set_alarm(
         "orders-errors",
@@ -433,11 +396,9 @@ async fn an_approval_given_while_an_alarm_fires_moves_no_traffic() {
         "{}",
         text(&watched.stderr)
     );
-    let events = safeshift_local::executions::history(&sfn, &arn)
-        .await
-        .unwrap();
+    let entered = executions::states_entered(&executions::history(&sfn, &arn).await.unwrap());
     assert_eq!(
-        entered(&events, "ShiftWeight"),
+        entered.iter().filter(|s| *s == "ShiftWeight").count(),
         1,
         "the promotion never ran"
     );

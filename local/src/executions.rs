@@ -12,6 +12,12 @@ pub enum ExecutionError {
     StepFunctions(#[from] aws_sdk_sfn::Error),
     #[error("{arn} still running after {after:?}")]
     StillRunning { arn: String, after: Duration },
+    #[error("{arn} did not enter {state} within {after:?}")]
+    NeverEntered {
+        arn: String,
+        state: String,
+        after: Duration,
+    },
 }
 
 /// The execution's whole history, oldest first, across every page.
@@ -63,4 +69,37 @@ pub async fn wait_for_end(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The names of the states a history shows entered, in order.
+pub fn states_entered(events: &[HistoryEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(HistoryEvent::state_entered_event_details)
+        .map(|d| d.name().to_owned())
+        .collect()
+}
+
+/// Polls until the execution has entered `state` (or `timeout` passes).
+pub async fn wait_for_state(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+    state: &str,
+    timeout: Duration,
+) -> Result<(), ExecutionError> {
+    let deadline = Instant::now() + timeout;
+    while !states_entered(&history(sfn, arn).await?)
+        .iter()
+        .any(|s| s == state)
+    {
+        if Instant::now() > deadline {
+            return Err(ExecutionError::NeverEntered {
+                arn: arn.to_owned(),
+                state: state.to_owned(),
+                after: timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }

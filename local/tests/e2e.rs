@@ -118,13 +118,7 @@ async fn an_alarm_mid_rollout_rolls_back_and_fails_the_execution() {
     let arn = e.start("orders-live-2", &input).await;
     // Wait until traffic is split, then fire the alarm.
     wait_for_split(&e, "orders").await;
-    e.fx.set_alarm(
-        "orders-errors",
-        aws_sdk_cloudwatch::types::StateValue::Alarm,
-        "5 errors",
-    )
-    .await
-    .unwrap();
+    fire(&e, "orders-errors").await;
     let done = e.finish(&arn).await;
     assert_eq!(*done.status(), ExecutionStatus::Failed);
     assert_eq!(done.error(), Some("AlarmFired"), "{:?}", done.cause());
@@ -339,13 +333,7 @@ fn analysed(analysis: Value) -> Value {
 
 /// The states the execution entered, in order.
 async fn states_entered(e: &Env, arn: &str) -> Vec<String> {
-    executions::history(&e.sfn, arn)
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|ev| ev.state_entered_event_details())
-        .map(|d| d.name().to_owned())
-        .collect()
+    executions::states_entered(&executions::history(&e.sfn, arn).await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -521,13 +509,7 @@ async fn a_redelivered_failed_event_after_a_newer_deployment_leaves_the_alias_al
     // GIVEN deployment A failed on its alarm and was rolled back
     let a = e.start("orders-live-2", &input).await;
     wait_for_split(&e, "orders").await;
-    e.fx.set_alarm(
-        "orders-errors",
-        aws_sdk_cloudwatch::types::StateValue::Alarm,
-        "errors",
-    )
-    .await
-    .unwrap();
+    fire(&e, "orders-errors").await;
     assert_eq!(e.finish(&a).await.error(), Some("AlarmFired"));
     // AND a second attempt at the same target succeeded
     e.fx.set_alarm(
@@ -855,13 +837,7 @@ async fn an_alarm_already_firing_or_missing_at_start_refuses_the_deployment_befo
     let e = env().await;
     e.fx.function("orders", 2).await.unwrap();
     e.fx.alarm("orders-errors").await.unwrap();
-    e.fx.set_alarm(
-        "orders-errors",
-        aws_sdk_cloudwatch::types::StateValue::Alarm,
-        "errors",
-    )
-    .await
-    .unwrap();
+    fire(&e, "orders-errors").await;
     let mut firing = canary(2);
     firing["alarms"] = json!(["orders-errors"]);
     let mut missing = canary(2);
@@ -897,11 +873,9 @@ async fn fire(e: &Env, alarm: &str) {
 
 /// Waits (up to 30 s) until the execution has entered `state`.
 async fn wait_for_state(e: &Env, arn: &str, state: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !states_entered(e, arn).await.iter().any(|s| s == state) {
-        assert!(Instant::now() < deadline, "{arn} never entered {state}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    executions::wait_for_state(&e.sfn, arn, state, Duration::from_secs(30))
+        .await
+        .unwrap();
 }
 
 /// The execution ended FAILED with AlarmFired naming `alarm`, when it changed and why, before any bake ran out
