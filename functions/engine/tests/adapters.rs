@@ -604,6 +604,21 @@ fn hooked_input() -> Value {
     i
 }
 
+/// run-hook with a mocked Lambda, for execution d-1 running the hooked input and holding the alias.
+fn run_hook(
+    lambda_rules: &[&Rule],
+) -> RunHook<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter> {
+    RunHook::new(
+        lambda(lambda_rules),
+        sfn(&[&describe_execution_of(
+            ExecutionStatus::Running,
+            hooked_input(),
+        )]),
+        locks(&[&held_by_d1()]),
+        scope(),
+    )
+}
+
 fn rollout_with_hooks() -> Rollout {
     Rollout::prepared(
         "d-1".into(),
@@ -633,18 +648,10 @@ async fn a_hook_that_raises_fails_with_its_own_message() {
                 ))
                 .build()
         });
-    let err = RunHook::new(
-        lambda(&[&invoke]),
-        sfn(&[&describe_execution_of(
-            ExecutionStatus::Running,
-            hooked_input(),
-        )]),
-        locks(&[&held_by_d1()]),
-        scope(),
-    )
-    .handle(hook_request(rollout_with_hooks(), None))
-    .await
-    .unwrap_err();
+    let err = run_hook(&[&invoke])
+        .handle(hook_request(rollout_with_hooks(), None))
+        .await
+        .unwrap_err();
     assert_eq!(invoke.num_calls(), 1);
     assert_eq!(err.error_type(), ErrorType::HookFailed);
     assert_eq!(
@@ -663,18 +670,10 @@ async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
                 && event["taskToken"] == "tok-1"
         })
         .then_output(|| InvokeOutput::builder().status_code(202).build());
-    let out = RunHook::new(
-        lambda(&[&invoke]),
-        sfn(&[&describe_execution_of(
-            ExecutionStatus::Running,
-            hooked_input(),
-        )]),
-        locks(&[&held_by_d1()]),
-        scope(),
-    )
-    .handle(hook_request(rollout_with_hooks(), Some("tok-1")))
-    .await
-    .unwrap();
+    let out = run_hook(&[&invoke])
+        .handle(hook_request(rollout_with_hooks(), Some("tok-1")))
+        .await
+        .unwrap();
     assert_eq!(invoke.num_calls(), 1);
     assert_eq!(out.verdict, HookVerdict::Pending);
 }
@@ -692,18 +691,10 @@ async fn a_hook_outside_the_allowed_prefix_is_access_denied_after_one_call() {
         })
         .repeatedly()
         .build();
-    let err = RunHook::new(
-        lambda(&[&denied]),
-        sfn(&[&describe_execution_of(
-            ExecutionStatus::Running,
-            hooked_input(),
-        )]),
-        locks(&[&held_by_d1()]),
-        scope(),
-    )
-    .handle(hook_request(rollout_with_hooks(), None))
-    .await
-    .unwrap_err();
+    let err = run_hook(&[&denied])
+        .handle(hook_request(rollout_with_hooks(), None))
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type(), ErrorType::AccessDenied);
     assert!(err.to_string().starts_with("Invoke was denied: "), "{err}");
     assert_eq!(denied.num_calls(), 1, "access denied is not retried");
