@@ -276,6 +276,23 @@ pub async fn watch(t: &Target, arn: &str) -> anyhow::Result<ExitCode> {
 pub async fn status(t: &Target, arn: &str, output: Output) -> anyhow::Result<()> {
     let d = t.sfn.describe_execution().execution_arn(arn).send().await?;
     let progress: Option<Value> = watch::latest_rollout(&t.sfn, arn).await?;
+    let running = *d.status() == ExecutionStatus::Running;
+    let waiting = if running {
+        watch::pending_wait(&t.sfn, arn).await?.map(|(w, _)| w)
+    } else {
+        None
+    };
+    // A pause is in force only while the execution waits in Paused.
+    let paused = progress
+        .as_ref()
+        .filter(|_| waiting.as_deref() == Some("Paused"))
+        .map(|r| r["paused"].clone())
+        .filter(|p| !p.is_null());
+    let operations = progress
+        .as_ref()
+        .map(|r| r["operations"].clone())
+        .filter(|o| !o.is_null())
+        .unwrap_or_else(|| json!([]));
     let summary = json!({
         "executionArn": arn,
         "status": d.status().as_str(),
@@ -284,17 +301,61 @@ pub async fn status(t: &Target, arn: &str, output: Output) -> anyhow::Result<()>
         "step": progress.as_ref().and_then(|r| r["step"].as_u64()).map(|s| s + 1),
         "stepCount": progress.as_ref().map(|r| r["stepCount"].clone()),
         "percent": progress.as_ref().map(|r| r["percent"].clone()),
+        "waitingIn": waiting,
+        "paused": paused,
+        "operations": operations,
     });
     match output {
         Output::Json => println!("{summary}"),
         Output::Text => {
             println!("{} {}", d.name().unwrap_or_default(), d.status().as_str());
-            if let Some(r) = progress {
+            if let Some(r) = &progress {
                 println!(
                     "step {}/{} at {}%",
                     r["step"].as_u64().map_or(0, |s| s + 1),
                     r["stepCount"],
                     r["percent"]
+                );
+            }
+            if let Some(p) = &paused {
+                let by = operations
+                    .as_array()
+                    .and_then(|o| o.iter().rev().find(|o| o["action"] == "pause"));
+                println!(
+                    "PAUSED since {} by {}{}; rolls back at {} unless resumed (`safeshift resume`)",
+                    p["since"]
+                        .as_u64()
+                        .map(safeshift_core::control::clock)
+                        .unwrap_or_default(),
+                    by.and_then(|o| o["by"]["arn"].as_str())
+                        .unwrap_or("an unknown caller"),
+                    by.and_then(|o| o["reason"].as_str())
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default(),
+                    p["until"]
+                        .as_u64()
+                        .map(safeshift_core::control::clock)
+                        .unwrap_or_default(),
+                );
+            } else if waiting.as_deref() == Some("Approval") {
+                println!("waiting for approval (`safeshift approve` / `safeshift reject`)");
+            }
+            for o in operations.as_array().into_iter().flatten() {
+                println!(
+                    "  {} {}{} by {}{}: {} ({})",
+                    o["at"]
+                        .as_u64()
+                        .map(safeshift_core::control::clock)
+                        .unwrap_or_default(),
+                    o["action"].as_str().unwrap_or("?"),
+                    if o["full"] == true { " --full" } else { "" },
+                    o["by"]["arn"].as_str().unwrap_or("an unknown caller"),
+                    o["reason"]
+                        .as_str()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default(),
+                    o["outcome"].as_str().unwrap_or("?"),
+                    o["note"].as_str().unwrap_or_default(),
                 );
             }
             if let Some(e) = d.error() {
@@ -346,40 +407,15 @@ pub async fn list(t: &Target, output: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Answers the approval gate an execution waits at: go on, or fail it with `ApprovalRejected` (which rolls back).
-pub async fn decide(t: &Target, arn: &str, rejection: Option<&str>) -> anyhow::Result<()> {
-    let Some(token) = watch::pending_approval(&t.sfn, arn).await? else {
-        bail!("{arn} is not waiting for an approval; `safeshift status {arn}` says where it is");
-    };
-    match rejection {
-        None => {
-            t.sfn
-                .send_task_success()
-                .task_token(&token)
-                .output(json!({"approved": true}).to_string())
-                .send()
-                .await?;
-            println!("approved: the rollout goes on");
-        }
-        Some(reason) => {
-            let error = safeshift_core::ErrorType::ApprovalRejected.as_str();
-            t.sfn
-                .send_task_failure()
-                .task_token(&token)
-                .error(error)
-                .cause(reason)
-                .send()
-                .await?;
-            println!("rejected: the rollout rolls back");
-        }
-    }
-    Ok(())
-}
-
 /// Stops the execution, then reverts the alias right away with the reconciler's own logic (instead of waiting for
 /// EventBridge to deliver the status change). An execution that already ended is refused: it holds nothing, and
 /// the alias may be a newer deployment's by now.
-pub async fn abort(t: &Target, arn: &str, output: Output) -> anyhow::Result<()> {
+pub async fn abort(
+    t: &Target,
+    arn: &str,
+    reason: Option<&str>,
+    output: Output,
+) -> anyhow::Result<()> {
     let status = t
         .sfn
         .describe_execution()
@@ -394,10 +430,16 @@ pub async fn abort(t: &Target, arn: &str, output: Output) -> anyhow::Result<()> 
             status.as_str()
         );
     }
+    let by = crate::control::identity(t).await;
+    let cause = format!(
+        "aborted with `safeshift abort` by {}{}",
+        by.arn,
+        reason.map(|r| format!(": {r}")).unwrap_or_default()
+    );
     t.sfn
         .stop_execution()
         .execution_arn(arn)
-        .cause("aborted with `safeshift abort`")
+        .cause(&cause)
         .send()
         .await?;
     let scope = Scope::new(t.state_machine_arn.clone());
@@ -414,11 +456,14 @@ pub async fn abort(t: &Target, arn: &str, output: Output) -> anyhow::Result<()> 
         "source": "aws.states",
         "detail": {"executionArn": arn, "stateMachineArn": t.state_machine_arn, "status": "ABORTED"}
     });
-    let report = runtime::handle_json(&rollback, event).await?;
+    let mut report = runtime::handle_json(&rollback, event).await?;
     match output {
-        Output::Json => println!("{report}"),
+        Output::Json => {
+            report["cause"] = json!(cause);
+            println!("{report}")
+        }
         Output::Text => {
-            println!("stopped {arn}");
+            println!("stopped {arn}: {cause}");
             println!(
                 "rollback: {} ({})",
                 report["outcome"].as_str().unwrap_or("?"),

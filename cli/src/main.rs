@@ -1,5 +1,6 @@
 //! `safeshift`: plan, start, watch and steer safe Lambda deployments.
 
+mod control;
 mod deploy;
 mod local;
 mod plan;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use safeshift_core::InvalidInput;
+use safeshift_core::control::Action;
 
 /// Exit status for input the user must fix (bad deployment JSON, bad flags), as clap uses for usage errors.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -62,9 +64,43 @@ enum Command {
     /// Recent deployments with their outcome and duration.
     List,
     /// Stop a deployment and put its alias back on the stable version now.
-    Abort { execution: String },
+    Abort {
+        execution: String,
+        /// Why: recorded with who stopped it as the execution's cause.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Hold a deployment at its current weight. The alarms stay watched (one going to ALARM still rolls back);
+    /// `resume` goes on with the rest of the step's bake. A pause longer than the input's maxPauseSeconds (all
+    /// pauses together, default 24 h) rolls back with PauseTimedOut.
+    Pause {
+        execution: String,
+        /// Why: recorded with who paused it.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Go on from a pause, with what was left of the step's bake.
+    Resume {
+        execution: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// End the current bake now and go to the next step (the alarms are checked first; the step's metric analysis
+    /// is not). With --full, go to 100% now, past any approval gate, still running the postTraffic hook.
+    Promote {
+        execution: String,
+        #[arg(long)]
+        full: bool,
+        /// Why: recorded with who promoted it.
+        #[arg(long)]
+        reason: String,
+    },
     /// Let a deployment waiting at its approval gate go on.
-    Approve { execution: String },
+    Approve {
+        execution: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Refuse a deployment waiting at its approval gate: it rolls back and fails with ApprovalRejected.
     Reject {
         execution: String,
@@ -192,16 +228,53 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             deploy::list(&deploy::connect(&cli.aws).await?, output).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Approve { execution } => {
-            deploy::decide(&deploy::connect(&cli.aws).await?, &execution, None).await?;
+        Command::Approve { execution, reason } => {
+            let t = deploy::connect(&cli.aws).await?;
+            control::act(
+                &t,
+                &execution,
+                Action::Approve,
+                false,
+                reason.as_deref(),
+                output,
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Reject { execution, reason } => {
-            deploy::decide(&deploy::connect(&cli.aws).await?, &execution, Some(&reason)).await?;
+            control::reject(&deploy::connect(&cli.aws).await?, &execution, &reason).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Abort { execution } => {
-            deploy::abort(&deploy::connect(&cli.aws).await?, &execution, output).await?;
+        Command::Pause { execution, reason } => {
+            let t = deploy::connect(&cli.aws).await?;
+            control::act(&t, &execution, Action::Pause, false, Some(&reason), output).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume { execution, reason } => {
+            let t = deploy::connect(&cli.aws).await?;
+            control::act(
+                &t,
+                &execution,
+                Action::Resume,
+                false,
+                reason.as_deref(),
+                output,
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Promote {
+            execution,
+            full,
+            reason,
+        } => {
+            let t = deploy::connect(&cli.aws).await?;
+            control::act(&t, &execution, Action::Promote, full, Some(&reason), output).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Abort { execution, reason } => {
+            let t = deploy::connect(&cli.aws).await?;
+            deploy::abort(&t, &execution, reason.as_deref(), output).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Local { command } => {

@@ -52,7 +52,7 @@ pub async fn latest_rollout(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Res
     // Read forward and take the last: moto ignores reverseOrder.
     Ok(history(sfn, arn).await?.iter().rev().find_map(|e| {
         let d = e.state_exited_event_details()?;
-        matches!(d.name(), "ShiftWeight" | "Prepare")
+        matches!(d.name(), "ShiftWeight" | "Prepare" | "Steer")
             .then(|| serde_json::from_str(d.output()?).ok())?
     }))
 }
@@ -65,34 +65,44 @@ fn bake_started(event: &HistoryEvent) -> Option<u64> {
     serde_json::from_str::<Value>(d.output()?).ok()?["bakeSeconds"].as_u64()
 }
 
-/// The task token of the approval the execution is waiting on, if it is waiting on one.
-pub async fn pending_approval(
+/// The states that wait for a task token an operator may answer.
+const WAITS: [&str; 4] = ["Bake", "ExtendBake", "Paused", "Approval"];
+
+/// The wait the execution is in, and its task token, if it is in one whose token is known yet.
+pub async fn pending_wait(
     sfn: &aws_sdk_sfn::Client,
     arn: &str,
-) -> anyhow::Result<Option<String>> {
-    let mut in_approval = false;
+) -> anyhow::Result<Option<(String, String)>> {
+    let mut waiting: Option<String> = None;
     let mut token = None;
     for event in history(sfn, arn).await? {
         if let Some(d) = event.state_entered_event_details() {
-            in_approval = d.name() == "Approval";
+            waiting = WAITS.contains(&d.name()).then(|| d.name().to_owned());
             token = None;
         } else if event.state_exited_event_details().is_some() {
-            in_approval = false;
+            waiting = None;
             token = None;
-        } else if in_approval && let Some(d) = event.task_scheduled_event_details() {
+        } else if waiting.is_some()
+            && let Some(d) = event.task_scheduled_event_details()
+        {
             let parameters: Value = serde_json::from_str(d.parameters()).unwrap_or_default();
-            token = parameters["Payload"]["taskToken"]
+            let payload = &parameters["Payload"];
+            token = payload["taskToken"]
                 .as_str()
+                .or_else(|| payload["bake"]["taskToken"].as_str())
                 .map(str::to_owned);
         }
     }
-    Ok(token)
+    Ok(waiting.zip(token))
 }
 
 fn describe(event: &HistoryEvent) -> Option<String> {
     match event.r#type() {
         HistoryEventType::TaskStateEntered if event.state_entered_event_details()?.name() == "Approval" => {
             Some("waiting for approval: `safeshift approve EXECUTION` to go on, `safeshift reject EXECUTION` to roll back".into())
+        }
+        HistoryEventType::TaskStateEntered if event.state_entered_event_details()?.name() == "Paused" => {
+            Some("  paused: `safeshift resume EXECUTION` goes on, `safeshift promote EXECUTION` ends the bake".into())
         }
         HistoryEventType::TaskStateExited | HistoryEventType::PassStateExited => {
             let d = event.state_exited_event_details()?;
@@ -171,7 +181,27 @@ fn exited(state: &str, o: &Value) -> Option<String> {
             "  gate failed: {}",
             o["gates"]["error"].as_str().unwrap_or("?")
         )),
-        "Approval" => Some("  approved".into()),
+        "Steer" => {
+            let op = o["operations"].as_array().and_then(|ops| ops.last())?;
+            let by = op["by"]["arn"].as_str().unwrap_or("an unknown caller");
+            let reason = op["reason"]
+                .as_str()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            let full = if op["full"] == true { " --full" } else { "" };
+            let what = op["action"].as_str().unwrap_or("?");
+            Some(match o["steered"]["outcome"].as_str() {
+                Some("refused") => format!(
+                    "  {what}{full} by {by}{reason} refused: {}",
+                    o["steered"]["note"].as_str().unwrap_or_default()
+                ),
+                _ => format!(
+                    "  {what}{full} by {by}{reason}: {}",
+                    op["note"].as_str().unwrap_or_default()
+                ),
+            })
+        }
+        "PauseTimedOut" => Some("  the pause ran out (maxPauseSeconds): rolling back".into()),
         "RollBack" => {
             let r = &o["rollback"];
             Some(format!(

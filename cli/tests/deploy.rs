@@ -1,82 +1,15 @@
 //! `safeshift start|watch|status|list|abort` through the real binary, against a local stack, configured the aws
 //! CLI's way (AWS_ENDPOINT_URL, region, SAFESHIFT_STATE_MACHINE).
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use safeshift_local::LocalStack;
 use safeshift_local::executions;
-use safeshift_local::fixtures::Fixtures;
 use serde_json::{Value, json};
 
-struct Env {
-    stack: LocalStack,
-    fx: Fixtures,
-    dir: PathBuf,
-}
+mod common;
 
-async fn env(name: &str) -> Env {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv");
-    let stack = LocalStack::start(0, &venv, None).await.unwrap();
-    let fx = Fixtures::new(&stack);
-    let dir = std::env::temp_dir().join(format!("safeshift-deploy-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    Env { stack, fx, dir }
-}
-
-impl Env {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_safeshift"));
-        c.current_dir(&self.dir)
-            .args(args)
-            .env("AWS_ENDPOINT_URL", self.stack.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "local")
-            .env("AWS_SECRET_ACCESS_KEY", "local")
-            .env("SAFESHIFT_STATE_MACHINE", &self.stack.state_machine_arn);
-        c
-    }
-
-    async fn run(&self, args: &[&str]) -> Output {
-        let mut c = self.command(args);
-        tokio::task::spawn_blocking(move || c.output().unwrap())
-            .await
-            .unwrap()
-    }
-
-    /// `safeshift start` of `deployment` (written to `file`), which must succeed; returns the execution's ARN.
-    async fn start(&self, file: &str, deployment: &Value) -> String {
-        let started = self
-            .run(&[
-                "start",
-                "--input",
-                &self.input(file, deployment),
-                "--output",
-                "json",
-            ])
-            .await;
-        assert!(started.status.success(), "{}", text(&started.stderr));
-        serde_json::from_slice::<Value>(&started.stdout).unwrap()["executionArn"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    fn input(&self, name: &str, deployment: &Value) -> String {
-        let path = self.dir.join(name);
-        std::fs::write(&path, deployment.to_string()).unwrap();
-        path.to_string_lossy().into_owned()
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn deployment(target: &str, strategy: Value) -> Value {
-    json!({"functionName": "orders", "alias": "live", "targetVersion": target, "strategy": strategy})
-}
+use common::{Env, deployment, env, text};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn start_and_wait_follows_a_rollout_to_promotion() {

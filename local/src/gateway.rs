@@ -20,6 +20,7 @@ use safeshift_engine::rollback::Rollback;
 use safeshift_engine::run_hook::RunHook;
 use safeshift_engine::runtime;
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
+use safeshift_engine::steer::Steer;
 use safeshift_engine::watch_gates::WatchGates;
 use safeshift_engine::{CloudWatchAdapter, DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter};
 use serde_json::{Value, json};
@@ -158,7 +159,13 @@ impl Engine {
     ) -> Result<Value, (String, String)> {
         match function {
             EngineFunction::ShiftWeight => {
-                runtime::invoke(Arc::clone(&self.shift_weight), event).await
+                runtime::invoke_routed(
+                    Arc::clone(&self.shift_weight),
+                    "steer",
+                    Arc::new(Steer),
+                    event,
+                )
+                .await
             }
             EngineFunction::CheckAlarms => {
                 runtime::invoke(Arc::clone(&self.check_alarms), event).await

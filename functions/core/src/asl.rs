@@ -118,7 +118,8 @@ impl Definition {
         &self.start_at
     }
 
-    /// Every transition out of a state, each marked whether it is a Catch (the failure path).
+    /// Every transition out of a state, each marked whether it is a Catch (the failure path). A Catch of
+    /// `States.Timeout` alone is not: a watched wait (Bake, ExtendBake, Paused) ends by timing out.
     pub fn edges(&self, name: &str) -> Vec<(String, bool)> {
         let s = &self.states[name];
         let mut out = Vec::new();
@@ -133,7 +134,10 @@ impl Definition {
             push(&c["Next"], false);
         }
         for c in s["Catch"].as_array().into_iter().flatten() {
-            push(&c["Next"], true);
+            let timeout_only = c["ErrorEquals"]
+                .as_array()
+                .is_some_and(|e| e.len() == 1 && e[0] == "States.Timeout");
+            push(&c["Next"], !timeout_only);
         }
         out
     }
@@ -351,8 +355,25 @@ impl Definition {
             .filter(|s| !model.looped.contains(*s))
             .map(|s| self.worst_case_events(s))
             .sum();
+        // Each operator control ends a wait and goes through Steer (and its choice) into a wait again.
+        let waits = self
+            .states
+            .iter()
+            .filter(|(_, s)| s["Next"] == "Steer")
+            .map(|(name, _)| self.worst_case_events(name))
+            .max()
+            .unwrap_or(0);
+        // Steer, then its Choice (entered and exited), then a wait again.
+        let controls = match self.states.contains_key("Steer") {
+            true => {
+                (self.worst_case_events("Steer") + 2 + waits)
+                    * crate::control::MAX_OPERATIONS as u64
+            }
+            false => 0,
+        };
         // ExecutionStarted and the closing event.
         Ok(2 + once
+            + controls
             + events(&model.approval)
             + events(&model.look) * looks
             + per_step * steps as u64)

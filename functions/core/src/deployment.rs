@@ -40,6 +40,24 @@ pub struct DeploymentInput {
     pub approval: Option<Approval>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pause_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident_fix: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<Emergency>,
+}
+
+/// How long a deployment may stay paused in all, unless the input says otherwise: a day.
+pub const DEFAULT_MAX_PAUSE_SECONDS: u64 = 86_400;
+
+/// A deliberate emergency deployment: all at once, no bake, no metric analysis, no approval gate, and alarms
+/// already in ALARM do not block it (as `incidentFix`). Only with a reason, which the output keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Emergency {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A manual approval gate: the rollout waits for `safeshift approve` (or rolls back on `reject`) before a step.
@@ -100,6 +118,15 @@ pub struct Deployment {
     /// Metric analysis of the target version's own metrics, next to the stable version's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub analysis: Option<Analysis>,
+    /// How long the rollout may stay paused, all pauses together; past it, a pause rolls back.
+    #[serde(skip_serializing_if = "is_default_pause")]
+    pub max_pause_seconds: u64,
+    /// Shipping the fix for an incident: alarms already in ALARM when the deployment starts neither block it nor
+    /// fail it until they leave ALARM; the fix's own metrics (an `analysis` block, required) judge it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incident_fix: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<Emergency>,
     #[serde(skip)]
     schedule: Schedule,
 }
@@ -182,10 +209,44 @@ impl Deployment {
         };
         let alarms = input.alarms.clone().unwrap_or_default();
         check_alarms(&mut problems, &alarms);
+        let emergency = check_emergency(&mut problems, input.emergency.as_ref());
+        // An emergency deployment goes all at once, unjudged by metrics and ungated: whatever else the input
+        // says about the schedule gives way (the output and `plan` say so).
+        let emergency_input;
+        let input = if emergency.is_some() {
+            emergency_input = DeploymentInput {
+                strategy: Some(StrategyInput::Named("AllAtOnce".into())),
+                bake_seconds: None,
+                approval: None,
+                analysis: None,
+                ..input.clone()
+            };
+            &emergency_input
+        } else {
+            input
+        };
         let analysis = input
             .analysis
             .as_ref()
             .and_then(|a| Analysis::validate(a, &mut problems));
+        let max_pause_seconds = field(
+            &mut problems,
+            "maxPauseSeconds",
+            match input.max_pause_seconds {
+                None => Ok(DEFAULT_MAX_PAUSE_SECONDS),
+                Some(s) if (0..=DEFAULT_MAX_PAUSE_SECONDS as i64).contains(&s) => Ok(s as u64),
+                Some(s) => Err(format!(
+                    "must be from 0 (no pausing) to {DEFAULT_MAX_PAUSE_SECONDS} seconds (got {s})"
+                )),
+            },
+        );
+        let incident_fix = input.incident_fix.unwrap_or(false);
+        if incident_fix && emergency.is_none() && input.analysis.is_none() {
+            problems.push(FieldError::new(
+                "incidentFix",
+                "needs an analysis block: with the incident's alarms not judging the fix until they leave ALARM, the fix's own metrics are what stop a bad one",
+            ));
+        }
 
         let strategy = match &input.strategy {
             None => {
@@ -236,6 +297,9 @@ impl Deployment {
                 bake_seconds,
                 approval: input.approval,
                 analysis,
+                max_pause_seconds: max_pause_seconds.unwrap_or(DEFAULT_MAX_PAUSE_SECONDS),
+                incident_fix: incident_fix || emergency.is_some(),
+                emergency,
                 schedule,
             }),
             _ => Err(InvalidInput { problems }),
@@ -290,6 +354,39 @@ impl Deployment {
         let keep = readable.len().min(MAX_EXECUTION_NAME - tail.len());
         format!("{}{tail}", &readable[..keep])
     }
+}
+
+/// An emergency needs its reason: it skips every gradual safety the deployment would otherwise have.
+fn check_emergency(
+    problems: &mut Vec<FieldError>,
+    emergency: Option<&Emergency>,
+) -> Option<Emergency> {
+    let e = emergency?;
+    match e.reason.as_deref().map(str::trim) {
+        None | Some("") => {
+            problems.push(FieldError::new(
+                "emergency.reason",
+                "is required: an emergency deployment goes to 100% at once without bakes or metric analysis, and the record says why",
+            ));
+            None
+        }
+        Some(r) if r.len() > crate::control::MAX_REASON_BYTES => {
+            problems.push(FieldError::new(
+                "emergency.reason",
+                format!(
+                    "must be at most {} bytes (got {})",
+                    crate::control::MAX_REASON_BYTES,
+                    r.len()
+                ),
+            ));
+            None
+        }
+        Some(_) => Some(e.clone()),
+    }
+}
+
+fn is_default_pause(seconds: &u64) -> bool {
+    *seconds == DEFAULT_MAX_PAUSE_SECONDS
 }
 
 /// Step Functions' limit on an execution name.

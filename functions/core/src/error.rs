@@ -137,6 +137,9 @@ pub enum Error {
     /// Someone rejected the deployment at its manual approval gate.
     #[error("the deployment was rejected at its approval gate: {reason}")]
     ApprovalRejected { reason: String },
+    /// An operator paused the deployment and nobody resumed it within its pause limit (`maxPauseSeconds`).
+    #[error("paused and not resumed within the pause limit: {reason}")]
+    PauseTimedOut { reason: String },
     /// An engine function was asked to act for something other than a running execution of this engine's state
     /// machine — a direct invocation, or a rollout that is not its execution's own. Nothing was written.
     #[error("refused: {reason}")]
@@ -192,6 +195,7 @@ mod tests {
             "AnalysisInconclusive",
             "HookFailed",
             "ApprovalRejected",
+            "PauseTimedOut",
             "ExecutionMismatch",
             "AccessDenied",
             "Throttled",

@@ -8,6 +8,7 @@
 
 pub mod alias;
 pub mod asl;
+pub mod control;
 pub mod deployment;
 pub mod error;
 pub mod gates;

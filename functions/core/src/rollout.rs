@@ -5,8 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::alias::{AliasState, AliasTarget, AliasUpdate};
+use crate::control::{Operation, Pause, Skip};
 use crate::deployment::Deployment;
 use crate::error::Error;
+use crate::gates::alarms::IncidentAlarm;
 use crate::gates::analysis::{self, OnInconclusive};
 use crate::gates::bounds::{self, MAX_RECORD_SUMMARY_BYTES};
 use crate::gates::{Extensions, GateReport, Verdict};
@@ -47,6 +49,28 @@ pub struct Rollout {
     /// The gates' verdict on every step passed so far, oldest first: why the rollout moved on, in its output.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub passed_gates: Vec<GateRecord>,
+    /// Every operator control, oldest first: who, when, why, and what it did (at most
+    /// [`crate::control::MAX_OPERATIONS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<Operation>,
+    /// The pause in force, if any: the state machine's `Paused` waits `paused.timeoutSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+    /// Seconds spent paused so far, against the deployment's `maxPauseSeconds`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paused_total_seconds: u64,
+    /// The current step's bake was ended early by `promote`: the gates judge only the alarms, and with `full`
+    /// the next shift is the promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<Skip>,
+    /// Shipping an incident's fix (`incidentFix`): the alarms that were in ALARM when it started, which do not
+    /// judge it until they leave that ALARM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incident_alarms: Vec<IncidentAlarm>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A rollout as it arrives: today's shape, or the shape engines before the alias target was pulled out of the
@@ -77,6 +101,16 @@ struct RolloutWire {
     step_started_at: Option<u64>,
     #[serde(default)]
     passed_gates: Vec<GateRecord>,
+    #[serde(default)]
+    operations: Vec<Operation>,
+    #[serde(default)]
+    paused: Option<Pause>,
+    #[serde(default)]
+    paused_total_seconds: u64,
+    #[serde(default)]
+    skip: Option<Skip>,
+    #[serde(default)]
+    incident_alarms: Vec<IncidentAlarm>,
 }
 
 impl TryFrom<RolloutWire> for Rollout {
@@ -124,6 +158,11 @@ impl TryFrom<RolloutWire> for Rollout {
             approval_required: w.approval_required,
             step_started_at: w.step_started_at,
             passed_gates: w.passed_gates,
+            operations: w.operations,
+            paused: w.paused,
+            paused_total_seconds: w.paused_total_seconds,
+            skip: w.skip,
+            incident_alarms: w.incident_alarms,
         })
     }
 }
@@ -169,6 +208,19 @@ impl Rollout {
             approval_required: false,
             step_started_at: None,
             passed_gates: Vec::new(),
+            operations: Vec::new(),
+            paused: None,
+            paused_total_seconds: 0,
+            skip: None,
+            incident_alarms: Vec::new(),
+        }
+    }
+
+    /// This prepared rollout, shipping an incident's fix under these alarms (see [`IncidentAlarm`]).
+    pub fn with_incident_alarms(self, incident_alarms: Vec<IncidentAlarm>) -> Self {
+        Self {
+            incident_alarms,
+            ..self
         }
     }
 
@@ -191,6 +243,9 @@ impl Rollout {
 
     /// The step the next shift applies; `None` once promoted.
     pub fn next_step(&self) -> Option<usize> {
+        if self.skip.is_some_and(|s| s.full && s.step == self.step) && !self.promoted {
+            return Some(self.step_count - 1);
+        }
         let next = self.step.map_or(0, |s| s + 1);
         (next < self.step_count).then_some(next)
     }
@@ -225,8 +280,14 @@ impl Rollout {
             promoted: s.is_promotion(),
             approval_required: self.deployment.approval_step() == Some(step + 1),
             step_started_at: Some(now),
+            skip: None,
             ..self.clone()
         }
+    }
+
+    /// An operator ended the current step's bake (`promote`): its metrics are not judged.
+    pub fn bake_skipped(&self) -> bool {
+        self.skip.is_some_and(|s| s.step == self.step)
     }
 
     /// The routing this rollout's last write set: `None` before its first shift (it has written nothing).
@@ -270,6 +331,9 @@ impl Rollout {
     /// After a look at `now`: how long until the step is looked at again while it still bakes, `None` once the
     /// look saw the whole bake (or the step is not analysed).
     pub fn next_look(&self, now: u64) -> Option<u64> {
+        if self.bake_skipped() {
+            return None;
+        }
         let (a, step) = self.analysed_step()?;
         a.next_look(step, self.observed_seconds(a, now))
     }

@@ -48,7 +48,31 @@ fn each_bad_input_names_its_field_and_reason() {
             "unknown field (typo that would drop a safety check)",
             with("alarm", json!(["x"])),
             "alarm",
-            "unknown field `alarm`, expected one of `functionName`, `alias`, `targetVersion`, `strategy`, `alarms`, `hooks`, `bakeSeconds`, `approval`, `analysis`",
+            "unknown field `alarm`, expected one of `functionName`, `alias`, `targetVersion`, `strategy`, `alarms`, `hooks`, `bakeSeconds`, `approval`, `analysis`, `maxPauseSeconds`, `incidentFix`, `emergency`",
+        ),
+        (
+            "an emergency without its reason",
+            with("emergency", json!({})),
+            "emergency.reason",
+            "is required: an emergency deployment goes to 100% at once without bakes or metric analysis, and the record says why",
+        ),
+        (
+            "an emergency with a blank reason",
+            with("emergency", json!({"reason": "  "})),
+            "emergency.reason",
+            "is required: an emergency deployment goes to 100% at once without bakes or metric analysis, and the record says why",
+        ),
+        (
+            "an incident fix with nothing to judge it",
+            with("incidentFix", json!(true)),
+            "incidentFix",
+            "needs an analysis block: with the incident's alarms not judging the fix until they leave ALARM, the fix's own metrics are what stop a bad one",
+        ),
+        (
+            "a pause limit past a day",
+            with("maxPauseSeconds", json!(86_401)),
+            "maxPauseSeconds",
+            "must be from 0 (no pausing) to 86400 seconds (got 86401)",
         ),
         (
             "missing function",

@@ -15,7 +15,7 @@ const PREPARE: &str = "Prepare";
 const RELEASE: &str = "ReleaseLock";
 /// The watched waits: a bake, a bake extension. Their timeout is the bake (`TimeoutSecondsPath`), which ends them
 /// the normal way on to CheckGates; a listed alarm fails them with AlarmFired.
-const WAITS: [&str; 2] = ["Bake", "ExtendBake"];
+const WAITS: [&str; 3] = ["Bake", "ExtendBake", "Paused"];
 
 fn rollout() -> &'static Definition {
     Definition::rollout()
@@ -95,6 +95,8 @@ fn every_task_is_bounded_retried_and_caught_into_the_rollback_path() {
             // The deployment has succeeded by then; a lock left behind is taken over once its holder ended.
             RELEASE => assert!(ends_in("Succeed"), "{name}: {targets:?}"),
             // The bake's end goes on to the gates; anything else rolls back.
+            // A pause that runs out rolls back too, by way of recording why.
+            "Paused" => assert_eq!(targets, ["PauseTimedOut", ROLLBACK], "{name}: {targets:?}"),
             _ if WAITS.contains(&name) => {
                 assert_eq!(targets, ["CheckGates", ROLLBACK], "{name}: {targets:?}")
             }
@@ -136,6 +138,10 @@ fn every_task_repeats_the_one_retry_and_catch() {
         {"ErrorEquals": ["States.Timeout"], "ResultPath": null, "Next": "CheckGates"},
         {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": ROLLBACK}
     ]);
+    let pause_catch = json!([
+        {"ErrorEquals": ["States.Timeout"], "ResultPath": null, "Next": "PauseTimedOut"},
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": ROLLBACK}
+    ]);
     // A wait retries sooner and less: a retry starts its bake again, and each attempt writes four history events.
     let mut wait_retry = retry.clone();
     wait_retry[0]["IntervalSeconds"] = json!(1);
@@ -157,6 +163,7 @@ fn every_task_repeats_the_one_retry_and_catch() {
             ROLLBACK => &rollback_catch,
             PREPARE => &prepare_catch,
             RELEASE => &release_catch,
+            "Paused" => &pause_catch,
             _ if WAITS.contains(&name) => &wait_catch,
             _ => &catch,
         };
@@ -254,12 +261,17 @@ fn the_approval_gate_waits_for_a_token_and_a_rejection_rolls_back() {
         approval["Parameters"]["Payload"]["taskToken.$"],
         "$$.Task.Token"
     );
-    // Approved, the gates are judged again before the next shift.
-    assert_eq!(approval["Next"], "Approved");
-    let approved = rollout().state("Approved").unwrap();
-    assert_eq!(approved["ResultPath"], "$.approvalRequired");
-    assert_eq!(approved["Result"], false);
-    assert_eq!(approved["Next"], "CheckGates");
+    // Approved, Steer records who approved and why, and the gates are judged again before the next shift.
+    assert_eq!(approval["Next"], "Steer");
+    assert_eq!(approval["ResultPath"], "$.control");
+    let steered = rollout().state("Steered").unwrap();
+    assert!(
+        steered["Choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["StringEquals"] == "check" && c["Next"] == "CheckGates")
+    );
     let verdict = rollout().state("Verdict").unwrap();
     assert!(
         verdict["Choices"]
@@ -275,6 +287,7 @@ fn the_approval_gate_waits_for_a_token_and_a_rejection_rolls_back() {
         execution
             >= safeshift_core::schedule::MAX_TOTAL_SECONDS
                 + approval["TimeoutSeconds"].as_u64().unwrap()
+                + safeshift_core::deployment::DEFAULT_MAX_PAUSE_SECONDS
     );
 }
 
@@ -305,8 +318,8 @@ fn at_most_four_transitions_per_step() {
             per_step: 4,
             // Prepare, PreTrafficHook, PostTrafficHook, ReleaseLock, Deployed.
             fixed: 5,
-            // Approval, Approved, then CheckGates and Verdict again.
-            approval: 4,
+            // Approval, Steer (which records the approval), Steered, then CheckGates and Verdict again.
+            approval: 5,
             extension: 3,
             // ExtendBake, CheckGates, Verdict: a look at a step still baking costs what an extension does.
             look: 3
@@ -328,7 +341,9 @@ fn an_inconclusive_gate_extends_the_bake_and_judges_again() {
         .unwrap();
     assert_eq!(extend["Type"], "Task");
     assert_eq!(extend["TimeoutSecondsPath"], "$.gates.extendSeconds");
-    assert_eq!(extend["Next"], "CheckGates");
+    // Its end (a timeout) is judged; an operator's control goes to Steer.
+    assert_eq!(extend["Catch"][0]["Next"], "CheckGates");
+    assert_eq!(extend["Next"], "Steer");
     // A failed gate records the gate's own error name (AlarmFired, AnalysisFailed, AnalysisInconclusive).
     let failed = rollout().state("GateFailed").unwrap();
     assert_eq!(failed["Parameters"]["Error.$"], "$.gates.error");

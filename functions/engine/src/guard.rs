@@ -64,7 +64,7 @@ impl Scope {
 /// How long a lock lasts whatever becomes of its holder: past the longest execution (the state machine's
 /// `TimeoutSeconds`, checked by a test), so a lock outlives every running holder and never blocks an alias for
 /// much longer after a holder that vanished.
-pub const LOCK_SECONDS: u64 = 270_000;
+pub const LOCK_SECONDS: u64 = 360_000;
 
 /// How long after an execution stopped a write it started may still land: the shift-weight function's timeout
 /// (template.yaml; a test keeps the two equal). The reconciler looks at the alias again once it has passed.

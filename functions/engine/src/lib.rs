@@ -14,6 +14,7 @@ pub mod rollback;
 pub mod run_hook;
 pub mod runtime;
 pub mod shift_weight;
+pub mod steer;
 pub mod watch_gates;
 pub mod write;
 

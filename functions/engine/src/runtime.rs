@@ -111,6 +111,35 @@ pub async fn serve<H: Handler>(handler: H) -> Result<(), lambda_runtime::Error> 
     .await
 }
 
+/// Two handlers behind one function: an event whose top-level object has `key` goes to `second`, any other to
+/// `first` (whose decoding then names what it expected).
+pub async fn invoke_routed<A: Handler, B: Handler>(
+    first: Arc<A>,
+    key: &str,
+    second: Arc<B>,
+    event: Value,
+) -> Result<Value, Diagnostic> {
+    if event.get(key).is_some() {
+        invoke(second, event).await
+    } else {
+        invoke(first, event).await
+    }
+}
+
+/// [`serve`] for two handlers behind one function, routed as [`invoke_routed`] does.
+pub async fn serve_routed<A: Handler, B: Handler>(
+    first: A,
+    key: &'static str,
+    second: B,
+) -> Result<(), lambda_runtime::Error> {
+    init_logging();
+    let (first, second) = (Arc::new(first), Arc::new(second));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        invoke_routed(Arc::clone(&first), key, Arc::clone(&second), event.payload)
+    }))
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

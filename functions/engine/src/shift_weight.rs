@@ -179,7 +179,7 @@ where
                 // No more traffic after a listed alarm fired, even one that is OK again by now.
                 guard::no_alarm_fired(hold.as_ref())?;
                 if rollout.step.is_none() {
-                    self.no_alarm_in_alarm(&rollout.deployment).await?;
+                    self.no_alarm_in_alarm(&rollout).await?;
                 }
                 if let Some(gates) = gates {
                     rollout.record(&gates);
@@ -271,10 +271,12 @@ where
         let stable = prepare::check_alias_before_start(&deployment, &alias)?;
         // An alarm that changes from here on is this deployment's to act on (a little earlier, for clocks).
         let alarms_checked_at = crate::unix_now().saturating_sub(CLOCK_SKEW_SECONDS);
-        if !deployment.alarms.is_empty() {
+        let incident_alarms = if deployment.alarms.is_empty() {
+            Vec::new()
+        } else {
             let found = self.alarms.describe_alarms(&deployment.alarms).await?;
-            alarms::check_before_start(&deployment.alarms, found)?;
-        }
+            alarms::check_before_start(&deployment.alarms, found, deployment.incident_fix)?
+        };
         self.check_hooks(&deployment).await?;
         let target = self
             .wait_until_ready(function, &deployment.target_version.to_string())
@@ -293,13 +295,11 @@ where
             alarms_checked_at,
         )
         .await?;
-        info!(stable = %stable, revision = %alias.revision_id, "prepared");
-        Ok(Rollout::prepared(
-            deployment_id,
-            deployment,
-            stable,
-            alias.revision_id,
-        ))
+        info!(stable = %stable, revision = %alias.revision_id, incident_alarms = incident_alarms.len(), "prepared");
+        Ok(
+            Rollout::prepared(deployment_id, deployment, stable, alias.revision_id)
+                .with_incident_alarms(incident_alarms),
+        )
     }
 
     /// Takes the alias's lock for this execution: one deployment per alias. A lock whose holder has ended (it
@@ -402,11 +402,16 @@ where
     /// Before the first traffic moves, the alarms once more: one that went to ALARM while Prepare was still
     /// checking (waiting for a Pending target, say) found no hold to be recorded on, and would otherwise go
     /// unnoticed until the first step's check.
-    async fn no_alarm_in_alarm(&self, d: &Deployment) -> Result<(), Error> {
+    async fn no_alarm_in_alarm(&self, rollout: &Rollout) -> Result<(), Error> {
+        let d = &rollout.deployment;
         if d.alarms.is_empty() {
             return Ok(());
         }
-        let alarms = alarms::firing(&d.alarms, self.alarms.describe_alarms(&d.alarms).await?)?;
+        let alarms = alarms::firing_during(
+            &d.alarms,
+            self.alarms.describe_alarms(&d.alarms).await?,
+            &rollout.incident_alarms,
+        )?;
         if alarms.is_empty() {
             Ok(())
         } else {

@@ -5,6 +5,7 @@
 
 use safeshift_engine::guard::Scope;
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
+use safeshift_engine::steer::Steer;
 use safeshift_engine::{
     CloudWatchAdapter, DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter, aws, runtime,
 };
@@ -28,5 +29,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         scope,
         ReadyWait::default(),
     );
-    runtime::serve(handler).await
+    // Steering out of a wait (an operator's control) needs no AWS access: it only reads and records the state.
+    runtime::serve_routed(handler, "steer", Steer).await
 }

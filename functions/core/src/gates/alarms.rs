@@ -108,6 +108,35 @@ fn in_alarm(names: &[&str]) -> String {
 /// Judges the alarms. Every listed alarm must be found: a missing one is an error, never "healthy". Only ALARM
 /// fails a step (INSUFFICIENT_DATA passes, as in CodeDeploy, and stays visible in the evidence).
 pub fn judge(listed: &[String], found: Vec<AlarmEvidence>) -> Result<GateResult, Error> {
+    judge_during(listed, found, &[])
+}
+
+/// An alarm that was already in ALARM when an `incidentFix` deployment started: the incident the fix is for.
+/// It does not judge the fix while it stays in that same ALARM (its state unchanged since `since`); once it has
+/// left ALARM, it judges as any other — going back to ALARM fails the step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IncidentAlarm {
+    pub name: String,
+    /// When it went to ALARM, as CloudWatch stamped it (`StateUpdatedTimestamp`, RFC 3339).
+    pub since: String,
+}
+
+/// Whether `alarm` is still in the ALARM an incident fix started under.
+fn still_the_incident(alarm: &AlarmEvidence, incident: &[IncidentAlarm]) -> bool {
+    alarm.state == "ALARM"
+        && incident
+            .iter()
+            .any(|i| i.name == alarm.name && alarm.updated_at.as_deref() == Some(i.since.as_str()))
+}
+
+/// [`judge`] for a deployment shipping an incident's fix: the `incident` alarms, still in the ALARM they were
+/// in at the start, are shown but do not fail the step.
+pub fn judge_during(
+    listed: &[String],
+    found: Vec<AlarmEvidence>,
+    incident: &[IncidentAlarm],
+) -> Result<GateResult, Error> {
     if let Some(missing) = listed
         .iter()
         .find(|name| !found.iter().any(|a| &a.name == *name))
@@ -122,7 +151,15 @@ pub fn judge(listed: &[String], found: Vec<AlarmEvidence>) -> Result<GateResult,
         .filter(|a| listed.contains(&a.name))
         .collect();
     // Judged on every alarm read; only what the report shows is bounded.
-    let failing = failing(&read);
+    let waived: Vec<&str> = read
+        .iter()
+        .filter(|a| still_the_incident(a, incident))
+        .map(|a| a.name.as_str())
+        .collect();
+    let failing: Vec<&str> = failing(&read)
+        .into_iter()
+        .filter(|name| !waived.contains(name))
+        .collect();
     // A passing step's finding stays one short line however many alarms there are: it is kept in the rollout's
     // record of every step, while the names and states are in the evidence.
     let (verdict, error, finding) = if failing.is_empty() {
@@ -139,7 +176,13 @@ pub fn judge(listed: &[String], found: Vec<AlarmEvidence>) -> Result<GateResult,
             in_alarm(&failing),
         )
     };
-    let findings = vec![finding];
+    let mut findings = vec![finding];
+    if !waived.is_empty() {
+        findings.push(format!(
+            "still in the incident's ALARM, not judging this fix until it leaves ALARM (incidentFix): {}",
+            waived.join(", ")
+        ));
+    }
     let evidence = AlarmsEvidence::shown(read);
     Ok(GateResult {
         gate: GATE.into(),
@@ -153,21 +196,58 @@ pub fn judge(listed: &[String], found: Vec<AlarmEvidence>) -> Result<GateResult,
 /// Prepare's check of the alarms, before any traffic moves: every listed alarm must exist (a typo is found now,
 /// not after the first step has baked), and none may already be in ALARM (the deployment would roll back at its
 /// first step: `AlarmFiringAtStart`, naming them).
-pub fn check_before_start(listed: &[String], found: Vec<AlarmEvidence>) -> Result<(), Error> {
-    let alarms = firing(listed, found)?;
-    if alarms.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::AlarmFiringAtStart { alarms })
+///
+/// Shipping an incident's fix (`incident_fix`), the alarms in ALARM are the incident: they are returned, with
+/// when each went to ALARM, instead of refusing.
+pub fn check_before_start(
+    listed: &[String],
+    found: Vec<AlarmEvidence>,
+    incident_fix: bool,
+) -> Result<Vec<IncidentAlarm>, Error> {
+    judge(listed, found.clone())?;
+    let in_alarm: Vec<&AlarmEvidence> = found
+        .iter()
+        .filter(|a| a.state == "ALARM" && listed.contains(&a.name))
+        .collect();
+    if in_alarm.is_empty() {
+        return Ok(Vec::new());
     }
+    if !incident_fix {
+        return Err(Error::AlarmFiringAtStart {
+            alarms: firing(listed, found)?,
+        });
+    }
+    Ok(in_alarm
+        .into_iter()
+        .map(|a| IncidentAlarm {
+            name: a.name.clone(),
+            // An alarm without its change time cannot be told apart from a new ALARM: it stays judged.
+            since: a.updated_at.clone().unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// The listed alarms in ALARM, by name, as the alarm gate's bounded evidence shows them (those in ALARM first);
 /// a listed alarm that does not exist is an error, as in [`judge`].
 pub fn firing(listed: &[String], found: Vec<AlarmEvidence>) -> Result<Vec<String>, Error> {
-    let result = judge(listed, found)?;
+    firing_during(listed, found, &[])
+}
+
+/// [`firing`], leaving out the alarms still in an incident's ALARM (see [`judge_during`]).
+pub fn firing_during(
+    listed: &[String],
+    found: Vec<AlarmEvidence>,
+    incident: &[IncidentAlarm],
+) -> Result<Vec<String>, Error> {
+    let result = judge_during(listed, found, incident)?;
     Ok(evidence(&result)
-        .map(|e| e.failing().into_iter().map(str::to_owned).collect())
+        .map(|e| {
+            e.alarms
+                .iter()
+                .filter(|a| a.state == "ALARM" && !still_the_incident(a, incident))
+                .map(|a| a.name.clone())
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -272,10 +352,11 @@ mod tests {
     #[test]
     fn before_start_a_missing_or_firing_alarm_refuses_the_deployment() {
         let listed = vec!["a".to_string(), "b".to_string()];
-        let missing = check_before_start(&listed, vec![alarm("a", "OK")]).unwrap_err();
+        let missing = check_before_start(&listed, vec![alarm("a", "OK")], false).unwrap_err();
         assert_eq!(missing.to_string(), "alarm `b` does not exist");
         let firing =
-            check_before_start(&listed, vec![alarm("a", "ALARM"), alarm("b", "OK")]).unwrap_err();
+            check_before_start(&listed, vec![alarm("a", "ALARM"), alarm("b", "OK")], false)
+                .unwrap_err();
         assert_eq!(firing.error_type(), ErrorType::AlarmFiringAtStart);
         assert_eq!(
             firing.to_string(),
@@ -284,9 +365,65 @@ mod tests {
         assert!(
             check_before_start(
                 &listed,
-                vec![alarm("a", "OK"), alarm("b", "INSUFFICIENT_DATA")]
+                vec![alarm("a", "OK"), alarm("b", "INSUFFICIENT_DATA")],
+                false
             )
-            .is_ok()
+            .is_ok_and(|incident| incident.is_empty())
+        );
+    }
+
+    fn since(name: &str, state: &str, at: &str) -> AlarmEvidence {
+        AlarmEvidence {
+            updated_at: Some(at.into()),
+            ..alarm(name, state)
+        }
+    }
+
+    #[test]
+    fn an_incident_fix_starts_under_its_alarm_and_is_judged_once_the_alarm_left_it() {
+        let listed = vec!["a".to_string(), "b".to_string()];
+        let start = vec![
+            since("a", "ALARM", "2026-11-29T10:00:00Z"),
+            since("b", "OK", "2026-11-29T09:00:00Z"),
+        ];
+        // A missing alarm is still refused, incident or not.
+        assert!(check_before_start(&listed, vec![start[0].clone()], true).is_err());
+        let incident = check_before_start(&listed, start.clone(), true).unwrap();
+        assert_eq!(
+            incident,
+            [IncidentAlarm {
+                name: "a".into(),
+                since: "2026-11-29T10:00:00Z".into()
+            }]
+        );
+        // Still in the same ALARM: shown, not judged.
+        let during = judge_during(&listed, start.clone(), &incident).unwrap();
+        assert_eq!(during.verdict, Verdict::Pass);
+        assert!(
+            during.findings[1].contains("incidentFix): a"),
+            "{:?}",
+            during.findings
+        );
+        assert!(firing_during(&listed, start, &incident).unwrap().is_empty());
+        // It left ALARM and came back (a later change time): the fix is judged by it again, and fails.
+        let again = vec![
+            since("a", "ALARM", "2026-11-29T10:07:00Z"),
+            since("b", "OK", "2026-11-29T09:00:00Z"),
+        ];
+        let judged = judge_during(&listed, again.clone(), &incident).unwrap();
+        assert_eq!(
+            (judged.verdict, judged.error),
+            (Verdict::Fail, Some(ErrorType::AlarmFired))
+        );
+        assert_eq!(firing_during(&listed, again, &incident).unwrap(), ["a"]);
+        // Another alarm going to ALARM is never the incident's.
+        let other = vec![
+            since("a", "ALARM", "2026-11-29T10:00:00Z"),
+            since("b", "ALARM", "2026-11-29T10:05:00Z"),
+        ];
+        assert_eq!(
+            judge_during(&listed, other, &incident).unwrap().verdict,
+            Verdict::Fail
         );
     }
 

@@ -273,6 +273,27 @@ impl Analysis {
     }
 }
 
+/// The analysis of a step whose bake an operator ended early (`promote`): not judged, and saying who ended it.
+pub fn skipped(by: Option<&crate::control::Operation>) -> super::GateResult {
+    let who = by
+        .and_then(|o| o.by.as_ref())
+        .map_or("an operator".to_owned(), |b| b.arn.clone());
+    let why = by
+        .and_then(|o| o.reason.as_deref())
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    super::GateResult {
+        gate: GATE.into(),
+        verdict: super::Verdict::Pass,
+        error: None,
+        findings: vec![format!(
+            "not judged: the bake was ended early by {who} (promote){why}"
+        )],
+        evidence: serde_json::json!({"skipped": true}),
+    }
+    .bounded()
+}
+
 /// How long an extension of a step waits: the step's own bake, so the window grows by what the step was given.
 pub fn extension_seconds(bake_seconds: u64) -> u64 {
     if bake_seconds == 0 {

@@ -15,7 +15,7 @@ impl<P: ReadAlarms> Gate<P> for Alarms {
                 return Ok(None);
             }
             let found = ports.describe_alarms(listed).await?;
-            alarms::judge(listed, found).map(Some)
+            alarms::judge_during(listed, found, &step.rollout.incident_alarms).map(Some)
         })
     }
 }

@@ -18,6 +18,9 @@ impl<P: ReadMetrics> Gate<P> for Analysis {
             if !rollout.is_analysed_now() {
                 return Ok(None);
             }
+            if rollout.bake_skipped() {
+                return Ok(Some(analysis::skipped(rollout.operations.last())));
+            }
             // `shift-weight` records every step's start; without it, the step's bake is the best guess of its
             // window.
             let started = rollout

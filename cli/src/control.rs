@@ -1,0 +1,205 @@
+//! Steering a rollout in flight: pause, resume, promote, approve, reject, each recorded with who did it and why.
+//!
+//! Every wait of the state machine is a task waiting for its token (`Bake`, `ExtendBake`, `Paused`, `Approval`),
+//! and the token is in the execution's history. A control is that wait's `SendTaskSuccess` with
+//! `{"action", "full", "reason", "by", "id"}`; the state machine's `Steer` records it and says what it did, which
+//! is read back here by `id`. A script does the same with `aws stepfunctions send-task-success`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aws_sdk_sfn::types::ExecutionStatus;
+use safeshift_core::control::{Action, Identity};
+use safeshift_local::executions::history;
+use serde_json::{Value, json};
+
+use crate::Output;
+use crate::deploy::Target;
+use crate::watch;
+
+/// How long a control waits for the rollout to reach a wait (it is between two for a moment after each shift and
+/// check), and then for Steer to record it.
+const SETTLE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(250);
+
+/// The caller, as STS sees the credentials this CLI uses. Step Functions does not pass the caller to the task, so
+/// the record holds what the CLI says; CloudTrail's record of the same `SendTaskSuccess` is authoritative.
+pub async fn identity(t: &Target) -> Identity {
+    match aws_sdk_sts::Client::new(&t.config)
+        .get_caller_identity()
+        .send()
+        .await
+    {
+        Ok(id) => Identity {
+            arn: id.arn().unwrap_or("unknown").to_owned(),
+            account: id.account().map(str::to_owned),
+            user_id: id.user_id().map(str::to_owned),
+        },
+        Err(e) => {
+            eprintln!(
+                "warning: cannot tell who you are (sts:GetCallerIdentity: {}); recording the action as by an unknown caller",
+                aws_sdk_sts::error::DisplayErrorContext(&e)
+            );
+            Identity {
+                arn: "unknown".into(),
+                account: None,
+                user_id: None,
+            }
+        }
+    }
+}
+
+/// Why `action` does not fit the wait the rollout is in, if it does not: said before anything is sent.
+fn misfit(action: Action, wait: &str) -> Option<&'static str> {
+    match (action, wait) {
+        (Action::Pause, "Paused") => Some("is paused already; `safeshift resume` goes on"),
+        (Action::Pause, "Approval") => Some(
+            "is waiting for approval, which holds its weight already; `safeshift approve` or `reject` answer it",
+        ),
+        (Action::Resume, w) if w != "Paused" => Some("is not paused"),
+        (Action::Approve, w) if w != "Approval" => Some("is not waiting for an approval"),
+        _ => None,
+    }
+}
+
+/// Sends `action` to the wait the execution is in (waiting up to [`SETTLE`] for it to reach one) and reports what
+/// the rollout made of it. An action that does not fit the wait is refused here, before anything is sent.
+pub async fn act(
+    t: &Target,
+    arn: &str,
+    action: Action,
+    full: bool,
+    reason: Option<&str>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let by = identity(t).await;
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let control = json!({"action": action, "full": full, "reason": reason, "by": by, "id": id});
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let status = t
+            .sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await?
+            .status()
+            .clone();
+        if status != ExecutionStatus::Running {
+            bail!(
+                "{arn} already ended {}: there is nothing to {}",
+                status.as_str(),
+                action.as_str()
+            );
+        }
+        let Some((wait, token)) = watch::pending_wait(&t.sfn, arn).await? else {
+            if Instant::now() > deadline {
+                bail!(
+                    "{arn} did not reach a wait (a bake, a pause or an approval) within {} s; `safeshift status {arn}` says where it is",
+                    SETTLE.as_secs()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+            continue;
+        };
+        if let Some(why) = misfit(action, &wait) {
+            bail!("{arn} {why}");
+        }
+        match t
+            .sfn
+            .send_task_success()
+            .task_token(&token)
+            .output(control.to_string())
+            .send()
+            .await
+        {
+            Ok(_) => break,
+            // The wait ended between reading its token and answering it: act on the next one.
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    s.is_task_timed_out() || s.is_task_does_not_exist() || s.is_invalid_token()
+                }) && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(POLL).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("sending `{}` to {arn}", action.as_str()));
+            }
+        }
+    }
+    let steered = recorded(t, arn, &id).await?;
+    match output {
+        Output::Json => println!("{steered}"),
+        Output::Text => {
+            let outcome = steered["steered"]["outcome"].as_str().unwrap_or("?");
+            println!(
+                "{} by {}{}: {} — {}",
+                action.as_str(),
+                by.arn,
+                reason.map(|r| format!(" ({r})")).unwrap_or_default(),
+                outcome,
+                steered["steered"]["note"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    if steered["steered"]["outcome"] == "refused" {
+        bail!(
+            "the rollout refused it: {}",
+            steered["steered"]["note"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Steer's output for the control `id`, once the execution recorded it.
+async fn recorded(t: &Target, arn: &str, id: &str) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        for event in history(&t.sfn, arn).await?.iter().rev() {
+            let Some(d) = event
+                .state_exited_event_details()
+                .filter(|d| d.name() == "Steer")
+            else {
+                continue;
+            };
+            let output: Value =
+                serde_json::from_str(d.output().unwrap_or("{}")).unwrap_or_default();
+            if output["steered"]["id"] == id {
+                return Ok(output);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "sent, but {arn} has not recorded it within {} s; `safeshift status {arn}` shows its controls",
+                SETTLE.as_secs()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Refuses the deployment at its approval gate: it rolls back with `ApprovalRejected`, the cause naming who and why.
+pub async fn reject(t: &Target, arn: &str, reason: &str) -> anyhow::Result<()> {
+    let Some((wait, token)) = watch::pending_wait(&t.sfn, arn).await? else {
+        bail!("{arn} is not waiting for an approval; `safeshift status {arn}` says where it is");
+    };
+    if wait != "Approval" {
+        bail!("{arn} is not waiting for an approval (it is in {wait}); `safeshift abort` stops it");
+    }
+    let by = identity(t).await;
+    t.sfn
+        .send_task_failure()
+        .task_token(&token)
+        .error(safeshift_core::ErrorType::ApprovalRejected.as_str())
+        .cause(format!("rejected by {}: {reason}", by.arn))
+        .send()
+        .await?;
+    println!("rejected by {} ({reason}): the rollout rolls back", by.arn);
+    Ok(())
+}
