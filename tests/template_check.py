@@ -287,6 +287,26 @@ def the_reconciler_outlasts_the_longest_write():
 
 
 @check
+def the_operator_policy_steers_only_this_state_machine():
+    policy = RESOURCES["OperatorPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    granted = {}
+    for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+        assert st["Effect"] == "Allow"
+        for action in as_list(st["Action"]):
+            granted[action] = st["Resource"]
+    steering = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:StartExecution"}
+    assert steering <= set(granted), granted
+    for action in steering:
+        assert granted[action] == {"Ref": "RolloutStateMachine"}, (action, granted[action])
+    assert "execution:${AWS::StackName}-rollout:*" in str(granted["states:StopExecution"])
+    # No alias write and no wildcard: the engine's roles make every change to an alias.
+    assert not any(a.startswith("lambda:") or a.startswith("dynamodb:") for a in granted), granted
+    assert "*" not in granted.values()
+    assert CFN["Outputs"]["OperatorPolicyArn"]["Value"] == {"Ref": "OperatorPolicy"}
+
+
+@check
 def outputs_give_the_state_machine_and_its_console_url():
     assert {"StateMachineArn", "StateMachineConsoleUrl"} <= set(CFN["Outputs"])
 

@@ -72,6 +72,7 @@ pub async fn act(
     reason: Option<&str>,
     output: Output,
 ) -> anyhow::Result<()> {
+    check_reason(reason)?;
     let by = identity(t).await;
     let id = format!(
         "{}-{}",
@@ -157,6 +158,18 @@ pub async fn act(
     Ok(())
 }
 
+/// A reason travels in the execution's state (at most 256 KB in all): a pasted log is refused here, not cut there.
+pub fn check_reason(reason: Option<&str>) -> anyhow::Result<()> {
+    let max = safeshift_core::control::MAX_REASON_BYTES;
+    match reason {
+        Some(r) if r.len() > max => bail!(
+            "--reason is {} bytes; at most {max}: say why in a sentence",
+            r.len()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Steer's output for the control `id`, once the execution recorded it.
 async fn recorded(t: &Target, arn: &str, id: &str) -> anyhow::Result<Value> {
     let deadline = Instant::now() + SETTLE;
@@ -186,6 +199,7 @@ async fn recorded(t: &Target, arn: &str, id: &str) -> anyhow::Result<Value> {
 
 /// Refuses the deployment at its approval gate: it rolls back with `ApprovalRejected`, the cause naming who and why.
 pub async fn reject(t: &Target, arn: &str, reason: &str) -> anyhow::Result<()> {
+    check_reason(Some(reason))?;
     let Some((wait, token)) = watch::pending_wait(&t.sfn, arn).await? else {
         bail!("{arn} is not waiting for an approval; `safeshift status {arn}` says where it is");
     };

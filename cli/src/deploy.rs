@@ -430,6 +430,7 @@ pub async fn abort(
             status.as_str()
         );
     }
+    crate::control::check_reason(reason)?;
     let by = crate::control::identity(t).await;
     let cause = format!(
         "aborted with `safeshift abort` by {}{}",
@@ -456,7 +457,19 @@ pub async fn abort(
         "source": "aws.states",
         "detail": {"executionArn": arn, "stateMachineArn": t.state_machine_arn, "status": "ABORTED"}
     });
-    let mut report = runtime::handle_json(&rollback, event).await?;
+    let mut report = match runtime::handle_json(&rollback, event).await {
+        Ok(report) => report,
+        // The operator policy lets people stop an execution, not write aliases: the engine's reconciler, which
+        // EventBridge runs for this same stop, reverts the alias instead.
+        Err(e) if e.error_type() == safeshift_core::ErrorType::AccessDenied => {
+            println!("stopped {arn}: {cause}");
+            println!(
+                "the alias is reverted by the engine's reconciler (your credentials may not write it: {e})"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     match output {
         Output::Json => {
             report["cause"] = json!(cause);

@@ -14,7 +14,8 @@ use crate::gates::bounds;
 use crate::rollout::Rollout;
 
 /// The most controls one deployment records: each costs a handful of history events, and the history is
-/// bounded (`asl::Definition::worst_case_history` counts them). Beyond it a control is refused, unrecorded.
+/// bounded (`asl::Definition::worst_case_history` counts them). Beyond it a pause (or a control that does not
+/// fit) is refused, unrecorded; a resume, promote or approval still goes through, so a rollout is never stuck.
 pub const MAX_OPERATIONS: usize = 25;
 /// How much of a reason, and of each identity field, an operation keeps.
 pub const MAX_REASON_BYTES: usize = 512;
@@ -211,7 +212,15 @@ pub fn steer(
             return (r, refused(next, "the control names no action", control.id));
         }
     };
-    if r.operations.len() >= MAX_OPERATIONS {
+    // Only a control that holds or loops is capped: a resume, a promote or an approval moves the rollout on (at
+    // most once per pause, per step, per gate), and refusing one would leave a pause or a gate to time out.
+    let progresses = matches!(
+        (action, wait),
+        (Action::Resume | Action::Promote, WaitState::Paused)
+            | (Action::Promote, WaitState::Bake | WaitState::ExtendBake)
+            | (Action::Approve | Action::Promote, WaitState::Approval)
+    );
+    if r.operations.len() >= MAX_OPERATIONS && !progresses {
         let next = back(&mut r);
         let note = format!(
             "a deployment records at most {MAX_OPERATIONS} controls; this one was not carried out"
@@ -561,19 +570,28 @@ mod tests {
             1_001_000,
         );
         assert_eq!((s.next, s.outcome), (Next::Approval, Outcome::Refused));
-        // The record is bounded: past the limit a control is refused and not recorded.
+        // The record is bounded: past the limit a control that would loop is refused and not recorded, while an
+        // approval still goes through (refusing it would leave the gate to time out).
         r.operations = vec![approved.operations[0].clone(); MAX_OPERATIONS];
-        let (full, s) = steer(
-            &r,
-            control(Action::Approve, false),
-            WaitState::Approval,
-            1_000_000,
-            None,
-            1_001_000,
-        );
+        let at_gate = |r: &Rollout, action| {
+            steer(
+                r,
+                control(action, false),
+                WaitState::Approval,
+                1_000_000,
+                None,
+                1_001_000,
+            )
+        };
+        let (full, s) = at_gate(&r, Action::Pause);
         assert_eq!(
             (s.next, s.outcome, full.operations.len()),
             (Next::Approval, Outcome::Refused, MAX_OPERATIONS)
+        );
+        let (through, s) = at_gate(&r, Action::Approve);
+        assert_eq!(
+            (s.next, s.outcome, through.operations.len()),
+            (Next::Check, Outcome::Applied, MAX_OPERATIONS + 1)
         );
     }
 }

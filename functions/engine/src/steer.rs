@@ -144,3 +144,97 @@ impl Handler for Steer {
         self.steer_at(event.steer.state, now_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A rollout at its first step (10%, baking 60 s), as the state machine holds it during an ExtendBake, with the
+    /// gates' last look and the control that ended the wait.
+    fn state(sent: Value, wait: &str) -> Map<String, Value> {
+        let d = safeshift_core::Deployment::parse(
+            r#"{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"Linear10PercentEvery1Minute"}"#,
+        )
+        .unwrap();
+        let r = Rollout::prepared(
+            "d-1".into(),
+            d,
+            safeshift_core::names::Version::new(6).unwrap(),
+            "r0".into(),
+        )
+        .advanced(0, "r1".into(), 1_000);
+        let mut s = serde_json::to_value(r).unwrap();
+        s["gates"] = json!({"verdict": "pass", "step": 0, "baking": true, "extendSeconds": 30, "extensions": 1,
+            "results": [{"gate": "analysis", "verdict": "pass", "evidence": {"alphaSpent": 0.001}}]});
+        s["control"] =
+            json!({"sent": sent, "waitState": wait, "waitEnteredAt": "2026-11-29T10:00:00.000Z"});
+        let Value::Object(m) = s else { unreachable!() };
+        m
+    }
+
+    const ENTERED_MS: u64 = 1_795_946_400_000;
+
+    #[test]
+    fn a_pause_keeps_the_gates_last_look_and_records_who_and_why() {
+        let sent = json!({"action": "pause", "reason": "dashboards", "by": {"arn": "arn:aws:iam::1:user/alice"}, "id": "c-1"});
+        let out = Steer
+            .steer_at(state(sent, "ExtendBake"), ENTERED_MS + 10_000)
+            .unwrap();
+        // The look's report goes on counting alpha and extensions after a resume.
+        assert_eq!(out["gates"]["extensions"], 1);
+        assert_eq!(out["gates"]["results"][0]["evidence"]["alphaSpent"], 0.001);
+        assert!(out.get("control").is_none());
+        assert_eq!(out["steered"]["next"], "pause");
+        assert_eq!(out["steered"]["id"], "c-1");
+        assert_eq!(out["paused"]["remainingWaitSeconds"], 20);
+        assert_eq!(
+            out["operations"][0]["by"]["arn"],
+            "arn:aws:iam::1:user/alice"
+        );
+        assert_eq!(out["operations"][0]["reason"], "dashboards");
+        // Resumed: the pause leaves no trace but its record, and the wait is what was left.
+        let mut resumed = match out {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        resumed.insert(
+            "control".into(),
+            json!({"sent": {"action": "resume"}, "waitState": "Paused", "waitEnteredAt": "2026-11-29T10:00:10.000Z"}),
+        );
+        let out = Steer.steer_at(resumed, ENTERED_MS + 70_000).unwrap();
+        assert!(out.get("paused").is_none(), "{out:#}");
+        assert_eq!(
+            (
+                out["waitSeconds"].as_u64(),
+                out["pausedTotalSeconds"].as_u64()
+            ),
+            (Some(20), Some(60))
+        );
+        assert_eq!(out["operations"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_control_that_does_not_read_is_refused_and_the_wait_goes_on() {
+        let out = Steer
+            .steer_at(
+                state(json!({"action": "explode"}), "Bake"),
+                ENTERED_MS + 5_000,
+            )
+            .unwrap();
+        assert_eq!(
+            (
+                out["steered"]["next"].as_str(),
+                out["steered"]["outcome"].as_str()
+            ),
+            (Some("wait"), Some("refused"))
+        );
+        assert_eq!(out["waitSeconds"], 55);
+        let mut bad = state(json!({}), "Bake");
+        bad.remove("control");
+        assert!(matches!(
+            Steer.steer_at(bad, ENTERED_MS),
+            Err(Error::InvalidInput(_))
+        ));
+    }
+}

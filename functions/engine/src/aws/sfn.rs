@@ -61,8 +61,11 @@ impl ReadExecution for StepFunctionsAdapter {
                 .await
                 .map_err(|e| classify("GetExecutionHistory", e, |_| None))?;
             for event in out.events() {
+                // A wait's success carries what whoever answered its token sent (an operator's control): never a
+                // rollout the engine wrote, so never one a rollback may trust.
                 let output = event
                     .task_succeeded_event_details()
+                    .filter(|d| !d.resource().ends_with(".waitForTaskToken"))
                     .and_then(|d| d.output())
                     .or_else(|| {
                         event
