@@ -81,8 +81,12 @@ pub async fn act(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    let control = json!({"action": action, "full": full, "reason": reason, "by": by, "id": id});
+    if !steers(t, arn).await? {
+        return legacy(t, arn, action).await;
+    }
     let deadline = Instant::now() + SETTLE;
+    // The step the operator's control is for: the one the rollout is at when its wait is first found.
+    let mut seen: Option<Option<u64>> = None;
     loop {
         let status = t
             .sfn
@@ -112,6 +116,22 @@ pub async fn act(
         if let Some(why) = misfit(action, &wait) {
             bail!("{arn} {why}");
         }
+        let step = watch::latest_rollout(&t.sfn, arn)
+            .await?
+            .and_then(|r| r["step"].as_u64())
+            .map(|s| s + 1);
+        match seen {
+            None => seen = Some(step),
+            // The wait ended while answering it, and the rollout took its next step meanwhile: that is not the
+            // step this control was meant for.
+            Some(first) if first != step => bail!(
+                "{arn} moved on to step {} while the {} was sent; nothing was changed — run it again if you still mean it",
+                step.unwrap_or(0),
+                action.as_str()
+            ),
+            Some(_) => {}
+        }
+        let control = json!({"action": action, "full": full, "reason": reason, "by": by, "id": id, "step": step});
         match t
             .sfn
             .send_task_success()
@@ -167,6 +187,45 @@ pub fn check_reason(reason: Option<&str>) -> anyhow::Result<()> {
             r.len()
         ),
         _ => Ok(()),
+    }
+}
+
+/// Whether the execution runs a definition with operator controls (`Steer`). One started before the upgrade runs
+/// the definition it started with, where a bake's task ending with success goes straight on to the gates: a pause
+/// sent there would end the bake instead.
+async fn steers(t: &Target, arn: &str) -> anyhow::Result<bool> {
+    let definition = t
+        .sfn
+        .describe_state_machine_for_execution()
+        .execution_arn(arn)
+        .send()
+        .await
+        .with_context(|| format!("reading the state machine definition {arn} runs"))?;
+    let definition: Value = serde_json::from_str(definition.definition()).unwrap_or_default();
+    Ok(definition["States"].get("Steer").is_some())
+}
+
+/// An execution that started before controls existed: only its approval gate can be answered, the old way.
+async fn legacy(t: &Target, arn: &str, action: Action) -> anyhow::Result<()> {
+    let waiting = watch::pending_wait(&t.sfn, arn).await?;
+    match (action, waiting) {
+        (Action::Approve, Some((wait, token))) if wait == "Approval" => {
+            t.sfn
+                .send_task_success()
+                .task_token(&token)
+                .output(json!({"approved": true}).to_string())
+                .send()
+                .await?;
+            println!(
+                "approved (this execution started before operator controls existed: its history does not record who)"
+            );
+            Ok(())
+        }
+        (Action::Approve, _) => bail!("{arn} is not waiting for an approval"),
+        _ => bail!(
+            "{arn} started before operator controls existed and runs that state machine definition: `{}` would end its bake instead; only approve, reject and abort work on it",
+            action.as_str()
+        ),
     }
 }
 

@@ -18,6 +18,18 @@ pub fn render_text(plan: &Plan, deployment: &Deployment) -> String {
         "Deployment of {}:{} to version {} ({})",
         plan.function_name, plan.alias, plan.target_version, plan.strategy
     );
+    if let Some(e) = &deployment.emergency {
+        let _ = writeln!(
+            out,
+            "EMERGENCY ({}): all at once, no bake, no metric analysis, no approval gate; alarms already in ALARM do not block it",
+            e.reason.as_deref().unwrap_or_default()
+        );
+    } else if deployment.incident_fix {
+        let _ = writeln!(
+            out,
+            "Incident fix: alarms already in ALARM do not judge it until they leave ALARM; its own metrics do"
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,

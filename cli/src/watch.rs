@@ -182,7 +182,17 @@ fn exited(state: &str, o: &Value) -> Option<String> {
             o["gates"]["error"].as_str().unwrap_or("?")
         )),
         "Steer" => {
-            let op = o["operations"].as_array().and_then(|ops| ops.last())?;
+            // A control refused without a record leaves only Steer's answer.
+            let op = o["operations"]
+                .as_array()
+                .and_then(|ops| ops.last())
+                .filter(|op| op["id"] == o["steered"]["id"]);
+            let Some(op) = op else {
+                return Some(format!(
+                    "  a control was refused: {}",
+                    o["steered"]["note"].as_str().unwrap_or_default()
+                ));
+            };
             let by = op["by"]["arn"].as_str().unwrap_or("an unknown caller");
             let reason = op["reason"]
                 .as_str()

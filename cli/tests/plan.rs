@@ -243,3 +243,23 @@ fn the_readme_examples_all_plan() {
     }
     assert!(seen >= 5, "only {seen} examples");
 }
+
+#[test]
+fn an_emergency_plans_one_step_and_says_what_it_gives_up() {
+    let mut input = deployment(json!("Linear10PercentEvery10Minutes"));
+    input["analysis"] = json!({"maxErrorRate": 0.01});
+    input["approval"] = json!("beforePromotion");
+    input["emergency"] = json!({"reason": "INC-42: checkout down"});
+    let out = plan(&input, &[]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("EMERGENCY (INC-42: checkout down): all at once, no bake, no metric analysis, no approval gate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("   1      100%          0s            0s  promotion"),
+        "{text}"
+    );
+    assert_eq!(plan_json(&input)["steps"].as_array().unwrap().len(), 1);
+}

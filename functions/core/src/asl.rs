@@ -363,11 +363,14 @@ impl Definition {
             .map(|(name, _)| self.worst_case_events(name))
             .max()
             .unwrap_or(0);
-        // Steer, then its Choice (entered and exited), then a wait again.
+        // Steer, then its Choice (entered and exited), then a wait again: the recorded controls (past the cap,
+        // only a way out of a pause or the approval gate: one per recorded pause, one per gate), and those refused
+        // without a record until Steer ends the rollout.
         let controls = match self.states.contains_key("Steer") {
             true => {
-                (self.worst_case_events("Steer") + 2 + waits)
-                    * crate::control::MAX_OPERATIONS as u64
+                let recorded = 2 * crate::control::MAX_OPERATIONS as u64 + 1;
+                let unrecorded = u64::from(crate::control::MAX_UNRECORDED) + 1;
+                (self.worst_case_events("Steer") + 2 + waits) * (recorded + unrecorded)
             }
             false => 0,
         };

@@ -14,8 +14,8 @@ use crate::gates::bounds;
 use crate::rollout::Rollout;
 
 /// The most controls one deployment records: each costs a handful of history events, and the history is
-/// bounded (`asl::Definition::worst_case_history` counts them). Beyond it a pause (or a control that does not
-/// fit) is refused, unrecorded; a resume, promote or approval still goes through, so a rollout is never stuck.
+/// bounded (`asl::Definition::worst_case_history` counts them). Beyond it a control is refused, unrecorded —
+/// except a way out of a pause or of the approval gate, so a rollout is never stuck.
 pub const MAX_OPERATIONS: usize = 25;
 /// How much of a reason, and of each identity field, an operation keeps.
 pub const MAX_REASON_BYTES: usize = 512;
@@ -77,6 +77,10 @@ pub struct Control {
     /// The sender's own id for this control, so it can find the record it left.
     #[serde(default)]
     pub id: Option<String>,
+    /// The step (1-based) the sender saw the rollout at: a control that arrives once the rollout moved on is
+    /// refused rather than applied to a step nobody looked at.
+    #[serde(default)]
+    pub step: Option<usize>,
 }
 
 /// The wait a control ended.
@@ -142,7 +146,15 @@ pub struct Skip {
     /// Straight to the promotion: the next shift is the last step.
     #[serde(default)]
     pub full: bool,
+    /// The promote's record in `Rollout::operations`: who ended the bake, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<usize>,
 }
+
+/// The most controls one deployment refuses without recording them (unreadable, or past [`MAX_OPERATIONS`]);
+/// past it, `Steer` fails and the rollout rolls back: something is sending controls in a loop, and the history
+/// must stay bounded.
+pub const MAX_UNRECORDED: u32 = 10;
 
 /// Where the rollout goes after `Steer` (the state machine's `Steered` choice reads `steered.next`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,19 +221,31 @@ pub fn steer(
         (None, Some(true)) => Action::Approve,
         _ => {
             let next = back(&mut r);
+            r.unrecorded_controls += 1;
             return (r, refused(next, "the control names no action", control.id));
         }
     };
-    // Only a control that holds or loops is capped: a resume, a promote or an approval moves the rollout on (at
-    // most once per pause, per step, per gate), and refusing one would leave a pause or a gate to time out.
+    let at = rollout.step.map(|s| s + 1);
+    if control.step.is_some_and(|seen| Some(seen) != at) {
+        let next = back(&mut r);
+        r.unrecorded_controls += 1;
+        let note = format!(
+            "the rollout moved on (now step {}); the control was for step {}: not carried out",
+            at.unwrap_or(0),
+            control.step.unwrap_or(0)
+        );
+        return (r, refused(next, &note, control.id));
+    }
+    // Past the cap, only a way out of a pause or of the approval gate goes through (at most one per recorded
+    // pause, one per gate): refusing it would leave the pause or the gate to time out and roll back.
     let progresses = matches!(
         (action, wait),
         (Action::Resume | Action::Promote, WaitState::Paused)
-            | (Action::Promote, WaitState::Bake | WaitState::ExtendBake)
             | (Action::Approve | Action::Promote, WaitState::Approval)
     );
     if r.operations.len() >= MAX_OPERATIONS && !progresses {
         let next = back(&mut r);
+        r.unrecorded_controls += 1;
         let note = format!(
             "a deployment records at most {MAX_OPERATIONS} controls; this one was not carried out"
         );
@@ -341,7 +365,12 @@ pub fn steer(
 }
 
 fn promote(r: &mut Rollout, full: bool) -> (Outcome, Next, String) {
-    r.skip = Some(Skip { step: r.step, full });
+    r.skip = Some(Skip {
+        step: r.step,
+        full,
+        // Recorded next, by `steer`.
+        operation: Some(r.operations.len()),
+    });
     let note = if full && !r.promoted {
         r.approval_required = false;
         "going to 100% now: the alarms are checked, then the promotion and the postTraffic hook"
@@ -593,5 +622,26 @@ mod tests {
             (s.next, s.outcome, through.operations.len()),
             (Next::Check, Outcome::Applied, MAX_OPERATIONS + 1)
         );
+    }
+
+    #[test]
+    fn a_control_for_a_step_the_rollout_left_is_refused_and_counted() {
+        let r = rollout("");
+        let late = Control {
+            step: Some(2),
+            ..control(Action::Promote, false)
+        };
+        let (back, s) = steer(&r, late, WaitState::Bake, 1_000_000, None, 1_010_000);
+        assert_eq!((s.next, s.outcome), (Next::Wait, Outcome::Refused));
+        assert!(s.note.contains("moved on (now step 1)"), "{}", s.note);
+        assert!(back.skip.is_none() && back.operations.is_empty());
+        assert_eq!(back.unrecorded_controls, 1);
+        let on_time = Control {
+            step: Some(1),
+            ..control(Action::Promote, false)
+        };
+        let (promoted, s) = steer(&r, on_time, WaitState::Bake, 1_000_000, None, 1_010_000);
+        assert_eq!((s.next, s.outcome), (Next::Check, Outcome::Applied));
+        assert_eq!(promoted.skip.unwrap().operation, Some(0));
     }
 }

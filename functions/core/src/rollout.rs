@@ -67,6 +67,13 @@ pub struct Rollout {
     /// judge it until they leave that ALARM.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incident_alarms: Vec<IncidentAlarm>,
+    /// Controls refused without a record (see [`crate::control::MAX_UNRECORDED`]).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub unrecorded_controls: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -111,6 +118,8 @@ struct RolloutWire {
     skip: Option<Skip>,
     #[serde(default)]
     incident_alarms: Vec<IncidentAlarm>,
+    #[serde(default)]
+    unrecorded_controls: u32,
 }
 
 impl TryFrom<RolloutWire> for Rollout {
@@ -163,6 +172,7 @@ impl TryFrom<RolloutWire> for Rollout {
             paused_total_seconds: w.paused_total_seconds,
             skip: w.skip,
             incident_alarms: w.incident_alarms,
+            unrecorded_controls: w.unrecorded_controls,
         })
     }
 }
@@ -213,6 +223,7 @@ impl Rollout {
             paused_total_seconds: 0,
             skip: None,
             incident_alarms: Vec::new(),
+            unrecorded_controls: 0,
         }
     }
 

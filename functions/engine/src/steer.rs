@@ -46,11 +46,12 @@ struct Ended {
 
 /// The rollout's fields a control may clear: removed before the new rollout is merged in, so a pause that
 /// ended or a skip that was used leaves no trace (the rollout leaves out what is empty).
-const CONTROL_FIELDS: [&str; 5] = [
+const CONTROL_FIELDS: [&str; 6] = [
     "operations",
     "paused",
     "pausedTotalSeconds",
     "skip",
+    "unrecordedControls",
     "steered",
 ];
 
@@ -90,6 +91,17 @@ impl Steer {
             extend_seconds,
             now_ms,
         );
+        if rollout.unrecorded_controls > control::MAX_UNRECORDED {
+            return Err(InvalidInput::one(
+                "control",
+                format!(
+                    "more than {} controls were refused without a record (unreadable, for a step the rollout had left, or past the {} recorded): something is sending controls in a loop; rolling back keeps the execution's history bounded",
+                    control::MAX_UNRECORDED,
+                    control::MAX_OPERATIONS
+                ),
+            )
+            .into());
+        }
         info!(
             next = ?steered.next,
             outcome = ?steered.outcome,
@@ -236,5 +248,14 @@ mod tests {
             Steer.steer_at(bad, ENTERED_MS),
             Err(Error::InvalidInput(_))
         ));
+    }
+
+    #[test]
+    fn controls_sent_in_a_loop_end_the_rollout() {
+        let mut looping = state(json!({"nonsense": true}), "Bake");
+        looping.insert("unrecordedControls".into(), json!(control::MAX_UNRECORDED));
+        let err = Steer.steer_at(looping, ENTERED_MS + 1_000).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+        assert!(err.to_string().contains("in a loop"), "{err}");
     }
 }

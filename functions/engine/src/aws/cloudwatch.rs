@@ -70,7 +70,13 @@ impl ReadAlarms for CloudWatchAdapter {
                             .map(|s| s.as_str().to_owned())
                             .unwrap_or_default(),
                         reason: $alarm.state_reason().unwrap_or_default().to_owned(),
-                        updated_at: timestamp($alarm.state_updated_timestamp()),
+                        // When the state value last changed: a composite alarm's update time also moves when
+                        // a child changes under an unchanged state.
+                        updated_at: timestamp(
+                            $alarm
+                                .state_transitioned_timestamp()
+                                .or($alarm.state_updated_timestamp()),
+                        ),
                     }
                 };
             }

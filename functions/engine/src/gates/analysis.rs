@@ -19,7 +19,10 @@ impl<P: ReadMetrics> Gate<P> for Analysis {
                 return Ok(None);
             }
             if rollout.bake_skipped() {
-                return Ok(Some(analysis::skipped(rollout.operations.last())));
+                let promote = rollout.skip.and_then(|s| s.operation);
+                return Ok(Some(analysis::skipped(
+                    promote.and_then(|i| rollout.operations.get(i)),
+                )));
             }
             // `shift-weight` records every step's start; without it, the step's bake is the best guess of its
             // window.
