@@ -233,6 +233,15 @@ async fn legacy(t: &Target, arn: &str, action: Action) -> anyhow::Result<()> {
 async fn recorded(t: &Target, arn: &str, id: &str) -> anyhow::Result<Value> {
     let deadline = Instant::now() + SETTLE;
     loop {
+        // Status first, history second: a record written before the end is read before giving up on it.
+        let status = t
+            .sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await?
+            .status()
+            .clone();
         for event in history(&t.sfn, arn).await?.iter().rev() {
             let Some(d) = event
                 .state_exited_event_details()
@@ -245,6 +254,13 @@ async fn recorded(t: &Target, arn: &str, id: &str) -> anyhow::Result<Value> {
             if output["steered"]["id"] == id {
                 return Ok(output);
             }
+        }
+        // An alarm may have ended the wait at the same moment: the rollout then rolled back without the control.
+        if status != ExecutionStatus::Running {
+            bail!(
+                "{arn} already ended {} before acting on it; `safeshift status {arn}` says why",
+                status.as_str()
+            );
         }
         if Instant::now() > deadline {
             bail!(
