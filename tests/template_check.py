@@ -164,7 +164,7 @@ def every_trust_policy_is_conditioned_on_this_account():
 
 def rule_targeting(function):
     rules = [r["Properties"] for r in of_type("AWS::Events::Rule").values()
-             if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [function, "Arn"]}]
+             if r["Properties"]["Targets"][0].get("Arn") == {"Fn::GetAtt": [function, "Arn"]}]
     assert len(rules) == 1, rules
     return rules[0]
 
@@ -172,7 +172,8 @@ def rule_targeting(function):
 @check
 def the_reconciler_hears_aborted_timed_out_and_failed_executions_of_this_state_machine():
     rules = of_type("AWS::Events::Rule")
-    assert len(rules) == 2, sorted(rules)
+    # The reconciler's, the watcher's, and (when asked for) the notifications'.
+    assert sorted(rules) == ["NeedsAPersonRule", "RollbackFunctionExecutionEnded", "WatchGatesFunctionAlarmChanged"], sorted(rules)
     rule = rule_targeting("RollbackFunction")
     pattern = rule["EventPattern"]
     assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
@@ -193,6 +194,27 @@ def the_watcher_hears_alarms_going_to_alarm_and_may_fail_only_this_state_machine
     granted = {a: s["Resource"] for _, s in statements(RESOURCES["WatchGatesRole"]) for a in as_list(s["Action"])}
     assert "stateMachine:${AWS::StackName}-rollout" in json.dumps(granted["states:SendTaskFailure"]), granted
     assert not any(a.startswith("lambda:") for a in granted), "the watcher moves no alias and invokes nothing"
+
+
+@check
+def lifecycle_events_go_to_the_bus_and_only_what_needs_a_person_is_forwarded():
+    for role in ["ShiftWeightRole", "CheckAlarmsRole", "RunHookRole", "RollbackRole"]:
+        granted = {a: s["Resource"] for _, s in statements(RESOURCES[role]) for a in as_list(s["Action"])}
+        assert "event-bus/${EventBusName}" in json.dumps(granted["events:PutEvents"]), (role, granted)
+    assert CFN["Resources"]["ShiftWeightFunction"]["Properties"]["Environment"]["Variables"]["SAFESHIFT_EVENT_BUS"] \
+        == {"Ref": "EventBusName"}
+    rule = RESOURCES["NeedsAPersonRule"]
+    assert rule["Condition"] == "NotifiesPeople"
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern == {"source": ["safeshift"],
+                       "detail-type": ["Deployment Rolled Back", "Approval Pending", "Rollback Failed"]}, pattern
+    # Off by default, and no secret in the template's text: the webhook URL is NoEcho, its token resolved.
+    params = RAW["Parameters"]
+    assert params["NotificationTopicArn"]["Default"] == "" and params["ChatWebhookUrl"]["Default"] == ""
+    assert params["ChatWebhookUrl"]["NoEcho"] is True
+    key = RESOURCES["ChatWebhookConnection"]["Properties"]["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyValue"]
+    assert "resolve:secretsmanager" in json.dumps(key), key
+    assert RESOURCES["NotificationTopic"]["Condition"] == "CreateTopic"
 
 
 @check

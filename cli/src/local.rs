@@ -190,6 +190,7 @@ pub async fn demo(venv: &Path) -> anyhow::Result<()> {
     println!("== Rollout 1: version 2, healthy ==");
     let ended = run(&sfn, &stack, "orders-api-live-2", &input("2"), None).await?;
     report(&fx, ended).await?;
+    show_events(&stack.config).await?;
 
     println!("\n== Rollout 2: version 3, starts throwing errors once it takes traffic ==");
     let ended = run(
@@ -201,6 +202,7 @@ pub async fn demo(venv: &Path) -> anyhow::Result<()> {
     )
     .await?;
     report(&fx, ended).await?;
+    show_events(&stack.config).await?;
 
     println!(
         "\n== Rollout 3: version 4, no alarm configured; its own metrics against version 2's give it away =="
@@ -218,6 +220,7 @@ pub async fn demo(venv: &Path) -> anyhow::Result<()> {
     )
     .await?;
     report(&fx, ended).await?;
+    show_events(&stack.config).await?;
     println!("\nStopping the local stack.");
     Ok(())
 }
@@ -276,6 +279,23 @@ enum Breakage {
     Alarm,
     /// The new version's own metrics are bad; no alarm is involved.
     Metrics,
+}
+
+/// The lifecycle events a subscriber received since the last look (the local stack's own queue on the bus).
+pub async fn show_events(config: &aws_config::SdkConfig) -> anyhow::Result<()> {
+    let events = safeshift_local::stack::received_events(config).await?;
+    println!("events published (source safeshift, as a subscriber receives them):");
+    for e in &events {
+        println!(
+            "  {:<24} {}",
+            e["detail-type"].as_str().unwrap_or("?"),
+            e["detail"]
+        );
+    }
+    if events.is_empty() {
+        println!("  (none)");
+    }
+    Ok(())
 }
 
 async fn report(fx: &Fixtures, ended: watch::Ended) -> anyhow::Result<()> {

@@ -127,6 +127,8 @@ enum LocalCommand {
     },
     /// Stop everything `up` started.
     Down,
+    /// The lifecycle events deployments published since the last look, as a subscriber receives them.
+    Events,
     /// Run the stack in the foreground (what `up` starts in the background).
     #[command(hide = true)]
     Serve {
@@ -281,6 +283,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match command {
                 LocalCommand::Up { port, venv } => local::up(port, &venv)?,
                 LocalCommand::Down => local::down()?,
+                LocalCommand::Events => {
+                    let Some(r) = local::running() else {
+                        anyhow::bail!(
+                            "no local stack is running here; `safeshift local up` starts one"
+                        );
+                    };
+                    local::show_events(&safeshift_local::stack::sdk_config(&r.endpoint).await)
+                        .await?
+                }
                 LocalCommand::Serve { port, venv } => local::serve(port, &venv).await?,
                 LocalCommand::Demo { venv } => local::demo(&venv).await?,
             }

@@ -131,6 +131,22 @@ async fn a_paused_rollout_holds_its_weight_and_a_resume_bakes_what_was_left() {
         (Some("pause"), Some(CALLER))
     );
     assert_eq!(ops[1]["reason"], "looks fine");
+    // Subscribers heard both, with who and why.
+    let events = e.stack.events().await.unwrap();
+    let of = |t: &str| {
+        events
+            .iter()
+            .find(|ev| ev["detail-type"] == t)
+            .unwrap_or_else(|| panic!("no {t} in {events:#?}"))["detail"]
+            .clone()
+    };
+    let paused = of("Deployment Paused");
+    assert_eq!(
+        (paused["by"].as_str(), paused["reason"].as_str()),
+        (Some(CALLER), Some("checking the dashboard"))
+    );
+    assert_eq!(paused["until"], until);
+    assert_eq!(of("Deployment Resumed")["reason"], "looks fine");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -290,6 +290,15 @@ async fn approve_lets_a_gated_rollout_finish() {
     let stdout = text(&watched.stdout);
     assert!(stdout.contains("waiting for approval"), "{stdout}");
     assert!(stdout.contains("approved"), "{stdout}");
+    let events = e.stack.events().await.unwrap();
+    let pending = events
+        .iter()
+        .find(|ev| ev["detail-type"] == "Approval Pending")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(
+        pending["detail"]["approve"],
+        format!("safeshift approve {arn}")
+    );
     assert_eq!(
         e.fx.routing("orders").await.unwrap(),
         ("2".to_owned(), vec![])

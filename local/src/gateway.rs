@@ -16,13 +16,16 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use safeshift_engine::check_alarms::CheckAlarms;
 use safeshift_engine::guard::Scope;
+use safeshift_engine::ports::Events;
 use safeshift_engine::rollback::Rollback;
 use safeshift_engine::run_hook::RunHook;
 use safeshift_engine::runtime;
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
 use safeshift_engine::steer::Steer;
 use safeshift_engine::watch_gates::WatchGates;
-use safeshift_engine::{CloudWatchAdapter, DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter};
+use safeshift_engine::{
+    CloudWatchAdapter, DynamoLockAdapter, EventBridgeAdapter, LambdaAdapter, StepFunctionsAdapter,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -93,6 +96,7 @@ pub struct Engine {
     shift_weight:
         Arc<ShiftWeight<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter, CloudWatchAdapter>>,
     check_alarms: Arc<CheckAlarms<CloudWatchAdapter>>,
+    steer: Arc<Steer>,
     run_hook: Arc<RunHook<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter>>,
     rollback: Arc<Rollback<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter>>,
     watch_gates: Arc<
@@ -117,29 +121,46 @@ impl Engine {
         let cloudwatch = CloudWatchAdapter::new(aws_sdk_cloudwatch::Client::new(config));
         let locks =
             DynamoLockAdapter::new(aws_sdk_dynamodb::Client::new(config), scope.lock_table());
+        // Published to moto's default bus, where the stack's own subscriber (a queue) receives them.
+        let events = Events(Arc::new(EventBridgeAdapter::new(
+            aws_sdk_eventbridge::Client::new(config),
+            "default",
+        )));
         Self {
-            shift_weight: Arc::new(ShiftWeight::new(
-                lambda.clone(),
-                executions.clone(),
-                locks.clone(),
-                cloudwatch.clone(),
-                scope.clone(),
-                ReadyWait::default(),
-            )),
-            check_alarms: Arc::new(CheckAlarms::new(cloudwatch.clone())),
-            run_hook: Arc::new(RunHook::new(
-                lambda.clone(),
-                executions.clone(),
-                locks.clone(),
-                scope.clone(),
-            )),
-            rollback: Arc::new(Rollback::new(
-                lambda,
-                executions.clone(),
-                locks.clone(),
-                scope.clone(),
-                LOCAL_LONGEST_WRITE,
-            )),
+            steer: Arc::new(Steer::with_events(events.clone())),
+            shift_weight: Arc::new(
+                ShiftWeight::new(
+                    lambda.clone(),
+                    executions.clone(),
+                    locks.clone(),
+                    cloudwatch.clone(),
+                    scope.clone(),
+                    ReadyWait::default(),
+                )
+                .with_events(events.clone()),
+            ),
+            check_alarms: Arc::new(
+                CheckAlarms::new(cloudwatch.clone()).with_events(events.clone()),
+            ),
+            run_hook: Arc::new(
+                RunHook::new(
+                    lambda.clone(),
+                    executions.clone(),
+                    locks.clone(),
+                    scope.clone(),
+                )
+                .with_events(events.clone()),
+            ),
+            rollback: Arc::new(
+                Rollback::new(
+                    lambda,
+                    executions.clone(),
+                    locks.clone(),
+                    scope.clone(),
+                    LOCAL_LONGEST_WRITE,
+                )
+                .with_events(events),
+            ),
             watch_gates: Arc::new(WatchGates::new(
                 locks,
                 executions.clone(),
@@ -162,7 +183,7 @@ impl Engine {
                 runtime::invoke_routed(
                     Arc::clone(&self.shift_weight),
                     "steer",
-                    Arc::new(Steer),
+                    Arc::clone(&self.steer),
                     event,
                 )
                 .await

@@ -36,6 +36,8 @@ pub enum LocalError {
     StateMachine(String),
     #[error("creating the lock table failed: {0}")]
     LockTable(String),
+    #[error("the lifecycle events' queue failed: {0}")]
+    Events(String),
     #[error("starting execution `{name}` failed: {reason}")]
     StartExecution { name: String, reason: String },
 }
@@ -162,6 +164,7 @@ impl LocalStack {
         };
         moto::create_role(moto_port, "safeshift-rollout")?;
         create_lock_table(&stack.config).await?;
+        subscribe_to_events(&stack.config).await?;
         let sfn = aws_sdk_sfn::Client::new(&stack.config);
         let created = sfn
             .create_state_machine()
@@ -194,6 +197,92 @@ impl LocalStack {
     pub fn moto_pid(&self) -> u32 {
         self.moto.pid()
     }
+
+    /// The lifecycle events published since the last call, as a subscriber's queue receives them: EventBridge's
+    /// envelope (`source`, `detail-type`, `detail`, …), oldest first.
+    pub async fn events(&self) -> Result<Vec<serde_json::Value>, LocalError> {
+        received_events(&self.config).await
+    }
+}
+
+/// The queue the local stack subscribes to every `safeshift` event, as a user's own subscriber would.
+pub const EVENTS_QUEUE: &str = "safeshift-events";
+
+/// What a subscriber does in AWS: a rule on the default bus matching `source: safeshift`, into a queue.
+pub async fn subscribe_to_events(config: &aws_config::SdkConfig) -> Result<(), LocalError> {
+    let fail = |e: String| LocalError::Events(e);
+    aws_sdk_sqs::Client::new(config)
+        .create_queue()
+        .queue_name(EVENTS_QUEUE)
+        .send()
+        .await
+        .map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+    let events = aws_sdk_eventbridge::Client::new(config);
+    events
+        .put_rule()
+        .name(EVENTS_QUEUE)
+        .event_pattern(serde_json::json!({"source": [safeshift_core::events::SOURCE]}).to_string())
+        .send()
+        .await
+        .map_err(|e| fail(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string()))?;
+    events
+        .put_targets()
+        .rule(EVENTS_QUEUE)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{EVENTS_QUEUE}"))
+                .build()
+                .map_err(|e| fail(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| fail(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string()))?;
+    Ok(())
+}
+
+/// Drains the events queue.
+pub async fn received_events(
+    config: &aws_config::SdkConfig,
+) -> Result<Vec<serde_json::Value>, LocalError> {
+    let fail = |e: String| LocalError::Events(e);
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(EVENTS_QUEUE)
+        .send()
+        .await
+        .map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
+    let mut events = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        if out.messages().is_empty() {
+            break;
+        }
+        for m in out.messages() {
+            if let Some(body) = m.body() {
+                events.push(serde_json::from_str(body).unwrap_or(serde_json::Value::Null));
+            }
+            if let Some(handle) = m.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+            }
+        }
+    }
+    Ok(events)
 }
 
 impl Drop for LocalStack {

@@ -1091,3 +1091,100 @@ async fn each_step_is_judged_on_its_own_traffic_and_looked_at_while_it_bakes() {
     };
     tokio::join!(last_step, early);
 }
+
+/// The events a subscriber's queue received for one deployment, as (detail-type, detail), in publishing order.
+async fn events_of(e: &Env, deployment_id: &str) -> Vec<(String, Value)> {
+    e.stack
+        .events()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|ev| ev["detail"]["deploymentId"] == deployment_id)
+        .map(|ev| {
+            assert_eq!(ev["source"], "safeshift", "{ev:#}");
+            (
+                ev["detail-type"].as_str().unwrap().to_owned(),
+                ev["detail"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promoted_and_a_rolled_back_deployment_tell_their_subscribers() {
+    let promoted = async {
+        let e = env().await;
+        e.fx.function("orders", 2).await.unwrap();
+        let input = deployment(json!({"canary": {"percent": 20, "intervalSeconds": 1}}));
+        let arn = e.start("orders-live-2", &input).await;
+        assert_eq!(*e.finish(&arn).await.status(), ExecutionStatus::Succeeded);
+        let events = events_of(&e, "orders-live-2").await;
+        let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "Deployment Started",
+                "Step Shifted",
+                "Gates Passed",
+                "Step Shifted",
+                "Gates Passed",
+                "Deployment Succeeded"
+            ]
+        );
+        let (_, shifted) = &events[1];
+        assert_eq!(
+            (shifted["functionName"].as_str(), shifted["alias"].as_str()),
+            (Some("orders"), Some("live"))
+        );
+        assert_eq!(
+            (
+                shifted["stableVersion"].as_str(),
+                shifted["targetVersion"].as_str()
+            ),
+            (Some("1"), Some("2"))
+        );
+        assert_eq!(
+            (shifted["step"].as_u64(), shifted["percent"].as_f64()),
+            (Some(1), Some(20.0))
+        );
+        assert_eq!(events[0].1["executionArn"], arn.as_str());
+        assert_eq!(events[5].1["step"], 2);
+    };
+    let rolled_back = async {
+        let e = env().await;
+        e.fx.function("orders", 2).await.unwrap();
+        let input =
+            analysed(json!({"maxErrorRate": 0.05, "minInvocations": 100, "metricDelaySeconds": 0}));
+        let arn = e.start("orders-live-2", &input).await;
+        wait_for_split(&e, "orders").await;
+        e.traffic([200, 30, 0], [1800, 9, 0]).await;
+        assert_eq!(*e.finish(&arn).await.status(), ExecutionStatus::Failed);
+        let events = events_of(&e, "orders-live-2").await;
+        let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "Deployment Started",
+                "Step Shifted",
+                "Gate Failed",
+                "Deployment Rolled Back"
+            ]
+        );
+        let (_, failed) = &events[2];
+        assert_eq!(failed["error"], "AnalysisFailed");
+        assert!(
+            failed["gates"][0]["findings"][0]
+                .as_str()
+                .unwrap()
+                .contains("above maxErrorRate"),
+            "{failed:#}"
+        );
+        let (_, back) = &events[3];
+        assert_eq!(
+            (back["outcome"].as_str(), back["error"].as_str()),
+            (Some("reverted"), Some("AnalysisFailed"))
+        );
+        assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
+    };
+    tokio::join!(promoted, rolled_back);
+}

@@ -11,6 +11,7 @@ pub mod asl;
 pub mod control;
 pub mod deployment;
 pub mod error;
+pub mod events;
 pub mod gates;
 pub mod hooks;
 pub mod names;

@@ -13,13 +13,14 @@
 //! "healthy"), `InvalidInput`, `Throttled`, `AwsError`.
 
 use safeshift_core::Error;
+use safeshift_core::events::LifecycleEvent;
 use safeshift_core::gates::{self, GateReport, Verdict};
 use safeshift_core::rollout::Rollout;
 use serde::Deserialize;
 use tracing::{Span, info};
 
 use crate::gates::{Gate, StepUnderCheck};
-use crate::ports::{ReadAlarms, ReadMetrics};
+use crate::ports::{Events, ReadAlarms, ReadMetrics};
 use crate::runtime::Handler;
 
 /// The state as the state machine passes it to CheckGates.
@@ -37,6 +38,7 @@ pub struct CheckEvent {
 pub struct CheckAlarms<P> {
     ports: P,
     gates: Vec<Box<dyn Gate<P>>>,
+    events: Events,
 }
 
 impl<P: ReadAlarms + ReadMetrics> CheckAlarms<P> {
@@ -44,7 +46,13 @@ impl<P: ReadAlarms + ReadMetrics> CheckAlarms<P> {
         Self {
             ports,
             gates: crate::gates::all(),
+            events: Events::default(),
         }
+    }
+
+    /// Publishes each step's verdict: passed (after its last look) or failed (best effort).
+    pub fn with_events(self, events: Events) -> Self {
+        Self { events, ..self }
     }
 
     /// Runs the gates on the event's step as of `now` (Unix seconds): the end of the step's metric window.
@@ -109,6 +117,11 @@ impl<P: ReadAlarms + ReadMetrics + 'static> Handler for CheckAlarms<P> {
     }
 
     async fn handle(&self, event: CheckEvent) -> Result<GateReport, Error> {
-        self.check_at(event, crate::unix_now()).await
+        let rollout = event.rollout.clone();
+        let report = self.check_at(event, crate::unix_now()).await?;
+        if let Some(e) = LifecycleEvent::judged(&rollout, &report) {
+            self.events.publish(e).await;
+        }
+        Ok(report)
     }
 }

@@ -18,7 +18,9 @@ pub mod steer;
 pub mod watch_gates;
 pub mod write;
 
-pub use aws::{CloudWatchAdapter, DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter};
+pub use aws::{
+    CloudWatchAdapter, DynamoLockAdapter, EventBridgeAdapter, LambdaAdapter, StepFunctionsAdapter,
+};
 
 /// The wall clock in Unix seconds: when a step started, and the end of its metric window.
 pub fn unix_now() -> u64 {

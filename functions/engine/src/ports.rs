@@ -232,3 +232,80 @@ pub trait ReportTask: Send + Sync {
         cause: &str,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
 }
+
+/// Publishes lifecycle events, best effort: it never fails, and never takes longer than its own bound, so a
+/// deployment is never failed or held up by its notifications. Object-safe, so a handler holds any publisher
+/// (`Arc<dyn Publish>`) without another type parameter; [`NoEvents`] publishes nothing.
+pub trait Publish: Send + Sync {
+    fn publish<'a>(
+        &'a self,
+        event: &'a safeshift_core::events::LifecycleEvent,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
+/// The publisher of a handler built without one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEvents;
+
+impl Publish for NoEvents {
+    fn publish<'a>(
+        &'a self,
+        _event: &'a safeshift_core::events::LifecycleEvent,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async {})
+    }
+}
+
+/// Records what would have been published: for tests, and for showing a run's events.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded(
+    pub std::sync::Arc<std::sync::Mutex<Vec<safeshift_core::events::LifecycleEvent>>>,
+);
+
+impl Recorded {
+    /// The detail-types published so far, in order.
+    pub fn detail_types(&self) -> Vec<&'static str> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|e| e.detail_type.as_str())
+            .collect()
+    }
+
+    pub fn events(&self) -> Vec<safeshift_core::events::LifecycleEvent> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+}
+
+impl Publish for Recorded {
+    fn publish<'a>(
+        &'a self,
+        event: &'a safeshift_core::events::LifecycleEvent,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        self.0.lock().expect("not poisoned").push(event.clone());
+        Box::pin(async {})
+    }
+}
+
+/// A handler's publisher: [`NoEvents`] unless the function's `main` gives it one (`with_events`).
+#[derive(Clone)]
+pub struct Events(pub std::sync::Arc<dyn Publish>);
+
+impl Default for Events {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(NoEvents))
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Events")
+    }
+}
+
+impl Events {
+    pub async fn publish(&self, event: safeshift_core::events::LifecycleEvent) {
+        self.0.publish(&event).await;
+    }
+}

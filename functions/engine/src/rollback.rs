@@ -21,6 +21,7 @@
 use std::time::Duration;
 
 use safeshift_core::alias::AliasState;
+use safeshift_core::events::LifecycleEvent;
 use safeshift_core::rollback::{RollbackDecision, decide_rollback};
 use safeshift_core::rollout::Rollout;
 use safeshift_core::{Deployment, Error};
@@ -29,7 +30,7 @@ use serde_json::Value;
 use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::guard::{self, Scope};
-use crate::ports::{AliasLock, LockHolder, ReadAlias, ReadExecution, WriteAlias};
+use crate::ports::{AliasLock, Events, LockHolder, ReadAlias, ReadExecution, WriteAlias};
 use crate::runtime::Handler;
 
 /// Execution statuses after which no Catch ran and the alias may still be split.
@@ -99,6 +100,7 @@ pub struct Rollback<A, E, L> {
     scope: Scope,
     /// How long after an execution stopped one of its writes could still land: its longest write's bound.
     settle: Duration,
+    events: Events,
 }
 
 impl<A, E, L> Handler for Rollback<A, E, L>
@@ -147,7 +149,13 @@ where
             locks,
             scope,
             settle,
+            events: Events::default(),
         }
+    }
+
+    /// Publishes the rollback's end, or its failure (best effort).
+    pub fn with_events(self, events: Events) -> Self {
+        Self { events, ..self }
     }
 
     async fn after_catch(
@@ -157,6 +165,7 @@ where
     ) -> Result<Report, Error> {
         // Prepare's output is the first state with a deployment id: without one, nothing was prepared.
         let prepared = state.get("deploymentId").is_some();
+        let cause = state["error"]["Error"].as_str().map(str::to_owned);
         let rollout = match serde_json::from_value::<Rollout>(state) {
             Ok(rollout) => rollout,
             Err(_) if !prepared => {
@@ -180,7 +189,7 @@ where
             step = rollout.step.map(|s| s + 1),
             weight = rollout.percent / 100.0
         );
-        async {
+        let result: Result<Report, Error> = async {
             guard::own_rollout(
                 &self.executions,
                 &self.locks,
@@ -200,7 +209,26 @@ where
             Ok(report)
         }
         .instrument(span)
-        .await
+        .await;
+        let arn = execution_arn.as_deref();
+        let event = match &result {
+            Ok(report) => LifecycleEvent::rolled_back(
+                &rollout,
+                arn,
+                serde_json::to_value(report.outcome)
+                    .ok()
+                    .and_then(|o| o.as_str().map(str::to_owned))
+                    .as_deref()
+                    .unwrap_or("?"),
+                &report.reason,
+                cause.as_deref(),
+            ),
+            // A refusal to act for another execution is no failed rollback of this one.
+            Err(Error::ExecutionMismatch { .. }) => return result,
+            Err(e) => LifecycleEvent::rollback_failed(&rollout, arn, &e.to_string()),
+        };
+        self.events.publish(event).await;
+        result
     }
 
     async fn revert(&self, rollout: &Rollout) -> Result<Report, Error> {

@@ -20,13 +20,14 @@
 //! `InvalidInput`, `Throttled`, `AwsError`.
 
 use safeshift_core::Error;
+use safeshift_core::events::LifecycleEvent;
 use safeshift_core::hooks::{self, HookEvent, Phase};
 use safeshift_core::rollout::Rollout;
 use serde::{Deserialize, Serialize};
 use tracing::{Span, info};
 
 use crate::guard::{self, Scope};
-use crate::ports::{AliasLock, InvokeHook, InvokeMode, ReadExecution, WatchAlarms};
+use crate::ports::{AliasLock, Events, InvokeHook, InvokeMode, ReadExecution, WatchAlarms};
 use crate::runtime::Handler;
 
 /// Which hook to run, for which rollout.
@@ -80,6 +81,7 @@ pub struct RunHook<P, E, L> {
     executions: E,
     locks: L,
     scope: Scope,
+    events: Events,
 }
 
 impl<P, E, L> Handler for RunHook<P, E, L>
@@ -114,7 +116,13 @@ impl<P: InvokeHook, E: ReadExecution, L: AliasLock + WatchAlarms> RunHook<P, E, 
             executions,
             locks,
             scope,
+            events: Events::default(),
         }
+    }
+
+    /// Publishes an approval gate's wait (best effort).
+    pub fn with_events(self, events: Events) -> Self {
+        Self { events, ..self }
     }
 
     /// `AlarmFired` when a listed alarm was recorded on the hold since Prepare.
@@ -160,6 +168,9 @@ impl<P: InvokeHook, E: ReadExecution, L: AliasLock + WatchAlarms> RunHook<P, E, 
                     step = event.rollout.step.map(|s| s + 2),
                     "waiting for approval"
                 );
+                self.events
+                    .publish(LifecycleEvent::approval_pending(&event.rollout, arn))
+                    .await;
                 return Ok(done(None, HookVerdict::Pending));
             }
         };

@@ -28,6 +28,7 @@
 use std::time::Duration;
 
 use safeshift_core::error::Resource;
+use safeshift_core::events::LifecycleEvent;
 use safeshift_core::gates::{GateReport, alarms};
 use safeshift_core::names::Version;
 use safeshift_core::prepare::{self, Readiness, VersionConfig};
@@ -39,8 +40,8 @@ use tracing::{Span, info, info_span};
 
 use crate::guard::{self, Scope};
 use crate::ports::{
-    AliasLock, ExecutionRecord, LockHolder, ReadAlarms, ReadAlias, ReadExecution, ReadVersion,
-    WriteAlias,
+    AliasLock, Events, ExecutionRecord, LockHolder, ReadAlarms, ReadAlias, ReadExecution,
+    ReadVersion, WriteAlias,
 };
 use crate::runtime::Handler;
 
@@ -125,6 +126,7 @@ pub struct ShiftWeight<A, E, L, W> {
     alarms: W,
     scope: Scope,
     wait: ReadyWait,
+    events: Events,
 }
 
 impl<A, E, L, W> Handler for ShiftWeight<A, E, L, W>
@@ -167,8 +169,14 @@ where
         match event {
             ShiftWeightEvent::Prepare(p) => {
                 let deployment = Deployment::from_value(p.input)?;
-                self.prepare(p.deployment_id, p.execution_arn, deployment)
-                    .await
+                let arn = p.execution_arn.clone();
+                let rollout = self
+                    .prepare(p.deployment_id, p.execution_arn, deployment)
+                    .await?;
+                self.events
+                    .publish(LifecycleEvent::started(&rollout, arn.as_deref()))
+                    .await;
+                Ok(rollout)
             }
             ShiftWeightEvent::Shift(event) => {
                 let ShiftEvent {
@@ -184,7 +192,11 @@ where
                 if let Some(gates) = gates {
                     rollout.record(&gates);
                 }
-                self.shift(rollout).await
+                let shifted = self.shift(rollout).await?;
+                self.events
+                    .publish(LifecycleEvent::shifted(&shifted, execution_arn.as_deref()))
+                    .await;
+                Ok(shifted)
             }
             ShiftWeightEvent::Release(event) => {
                 let ReleaseEvent {
@@ -197,6 +209,9 @@ where
                     .release(&state.deployment.lock_key(), &arn)
                     .await?;
                 info!(execution = %arn, status = %record.status, "released the alias");
+                self.events
+                    .publish(LifecycleEvent::succeeded(&state, Some(&arn)))
+                    .await;
                 Ok(state)
             }
         }
@@ -225,7 +240,13 @@ where
             alarms,
             scope,
             wait,
+            events: Events::default(),
         }
+    }
+
+    /// Publishes the deployment's start, each shift and its success (best effort).
+    pub fn with_events(self, events: Events) -> Self {
+        Self { events, ..self }
     }
 
     /// The rollout must be its running execution's own, and that execution must still hold the alias with the

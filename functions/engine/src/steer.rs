@@ -12,12 +12,14 @@
 //! Errors: `InvalidInput` when the state is not a rollout's or the control's wrapper is missing.
 
 use safeshift_core::control::{self, Control, WaitState};
+use safeshift_core::events::LifecycleEvent;
 use safeshift_core::rollout::Rollout;
 use safeshift_core::{Error, InvalidInput};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tracing::{Span, info};
 
+use crate::ports::Events;
 use crate::runtime::Handler;
 use crate::watch_gates::unix_millis;
 
@@ -55,10 +57,17 @@ const CONTROL_FIELDS: [&str; 6] = [
     "steered",
 ];
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Steer;
+#[derive(Debug, Clone, Default)]
+pub struct Steer {
+    events: Events,
+}
 
 impl Steer {
+    /// Publishes a pause or a resume (best effort).
+    pub fn with_events(events: Events) -> Self {
+        Self { events }
+    }
+
     /// Applies the control in `state` at `now_ms` (Unix milliseconds).
     pub fn steer_at(&self, mut state: Map<String, Value>, now_ms: u64) -> Result<Value, Error> {
         let ended: Ended = state
@@ -153,7 +162,16 @@ impl Handler for Steer {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        self.steer_at(event.steer.state, now_ms)
+        let state = self.steer_at(event.steer.state, now_ms)?;
+        // Applied pauses and resumes are news; anything else Steer did shows in the execution.
+        if state["steered"]["outcome"] == "applied"
+            && let Ok(rollout) = serde_json::from_value::<Rollout>(state.clone())
+            && let Some(op) = rollout.operations.last()
+            && let Some(e) = LifecycleEvent::steered(&rollout, op)
+        {
+            self.events.publish(e).await;
+        }
+        Ok(state)
     }
 }
 
@@ -190,7 +208,7 @@ mod tests {
     #[test]
     fn a_pause_keeps_the_gates_last_look_and_records_who_and_why() {
         let sent = json!({"action": "pause", "reason": "dashboards", "by": {"arn": "arn:aws:iam::1:user/alice"}, "id": "c-1"});
-        let out = Steer
+        let out = Steer::default()
             .steer_at(state(sent, "ExtendBake"), ENTERED_MS + 10_000)
             .unwrap();
         // The look's report goes on counting alpha and extensions after a resume.
@@ -214,7 +232,9 @@ mod tests {
             "control".into(),
             json!({"sent": {"action": "resume"}, "waitState": "Paused", "waitEnteredAt": "2026-11-29T10:00:10.000Z"}),
         );
-        let out = Steer.steer_at(resumed, ENTERED_MS + 70_000).unwrap();
+        let out = Steer::default()
+            .steer_at(resumed, ENTERED_MS + 70_000)
+            .unwrap();
         assert!(out.get("paused").is_none(), "{out:#}");
         assert_eq!(
             (
@@ -228,7 +248,7 @@ mod tests {
 
     #[test]
     fn a_control_that_does_not_read_is_refused_and_the_wait_goes_on() {
-        let out = Steer
+        let out = Steer::default()
             .steer_at(
                 state(json!({"action": "explode"}), "Bake"),
                 ENTERED_MS + 5_000,
@@ -245,7 +265,7 @@ mod tests {
         let mut bad = state(json!({}), "Bake");
         bad.remove("control");
         assert!(matches!(
-            Steer.steer_at(bad, ENTERED_MS),
+            Steer::default().steer_at(bad, ENTERED_MS),
             Err(Error::InvalidInput(_))
         ));
     }
@@ -254,7 +274,9 @@ mod tests {
     fn controls_sent_in_a_loop_end_the_rollout() {
         let mut looping = state(json!({"nonsense": true}), "Bake");
         looping.insert("unrecordedControls".into(), json!(control::MAX_UNRECORDED));
-        let err = Steer.steer_at(looping, ENTERED_MS + 1_000).unwrap_err();
+        let err = Steer::default()
+            .steer_at(looping, ENTERED_MS + 1_000)
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidInput(_)), "{err}");
         assert!(err.to_string().contains("in a loop"), "{err}");
     }

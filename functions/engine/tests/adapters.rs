@@ -55,8 +55,8 @@ use safeshift_core::{Deployment, ErrorType};
 use safeshift_engine::check_alarms::{CheckAlarms, CheckEvent};
 use safeshift_engine::guard::{LONGEST_WRITE, Scope};
 use safeshift_engine::ports::{
-    AliasLock, Interrupt, InvokeHook, InvokeMode, LockHolder, ReadAlias, ReadVersion, ReportTask,
-    Watch, WatchAlarms, Watcher,
+    AliasLock, Events, Interrupt, InvokeHook, InvokeMode, LockHolder, ReadAlias, ReadVersion,
+    ReportTask, Watch, WatchAlarms, Watcher,
 };
 use safeshift_engine::rollback::{Outcome, Rollback, RollbackEvent, StatusChange, StatusDetail};
 use safeshift_engine::run_hook::{HookRequest, HookVerdict, RunHook};
@@ -1844,4 +1844,68 @@ async fn the_watcher_hands_an_alarm_to_every_deployment_that_lists_it_and_touche
         ),
         (1, 0, 0)
     );
+}
+
+fn eventbridge(rules: &[&Rule]) -> safeshift_engine::EventBridgeAdapter {
+    safeshift_engine::EventBridgeAdapter::new(
+        mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, rules, |c| c
+            .retry_config(fast_retries())),
+        "default",
+    )
+}
+
+#[tokio::test]
+async fn a_lifecycle_event_goes_to_the_bus_with_its_source_type_and_detail() {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&sent);
+    let put = mock!(aws_sdk_eventbridge::Client::put_events)
+        .match_requests(move |r| {
+            seen.lock().unwrap().extend(r.entries().iter().map(|e| {
+                (
+                    e.source().unwrap_or_default().to_owned(),
+                    e.detail_type().unwrap_or_default().to_owned(),
+                    e.event_bus_name().unwrap_or_default().to_owned(),
+                    serde_json::from_str::<Value>(e.detail().unwrap_or("null")).unwrap(),
+                )
+            }));
+            true
+        })
+        .then_output(|| {
+            aws_sdk_eventbridge::operation::put_events::PutEventsOutput::builder()
+                .failed_entry_count(0)
+                .build()
+        });
+    // A step with no gates passes, and says so.
+    let report = CheckAlarms::new(cloudwatch(&[]))
+        .with_events(Events(Arc::new(eventbridge(&[&put]))))
+        .handle(at_step_one(json!([]), None))
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass);
+    let sent = sent.lock().unwrap();
+    let (source, detail_type, bus, detail) = sent.last().expect("published");
+    assert_eq!(
+        (source.as_str(), detail_type.as_str(), bus.as_str()),
+        ("safeshift", "Gates Passed", "default")
+    );
+    assert_eq!(detail["step"], 1);
+    assert!(detail["summary"].as_str().is_some(), "{detail:#}");
+}
+
+#[tokio::test]
+async fn an_eventbridge_outage_never_fails_or_holds_up_a_step() {
+    let down = mock!(aws_sdk_eventbridge::Client::put_events).then_http_response(|| {
+        HttpResponse::new(
+            StatusCode::try_from(500).unwrap(),
+            SdkBody::from(r#"{"__type":"InternalException","message":"down"}"#),
+        )
+    });
+    let report = CheckAlarms::new(cloudwatch(&[]))
+        .with_events(Events(Arc::new(eventbridge(&[&down]))))
+        .handle(at_step_one(json!([]), None))
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass);
+    // Attempted, with the SDK's retries, then dropped: the step's verdict is untouched.
+    assert_eq!(down.num_calls(), 3, "the event was attempted");
 }

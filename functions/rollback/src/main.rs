@@ -4,7 +4,11 @@
 // depth.
 #![recursion_limit = "256"]
 
+use std::sync::Arc;
+
+use safeshift_engine::EventBridgeAdapter;
 use safeshift_engine::guard::{LONGEST_WRITE, Scope};
+use safeshift_engine::ports::Events;
 use safeshift_engine::rollback::Rollback;
 use safeshift_engine::{DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter, aws, runtime};
 
@@ -16,6 +20,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let locks = DynamoLockAdapter::new(aws_sdk_dynamodb::Client::new(&config), scope.lock_table());
     let executions = StepFunctionsAdapter::new(aws_sdk_sfn::Client::new(&config));
     let lambda = LambdaAdapter::connect(&config).await;
-    let handler = Rollback::new(lambda, executions, locks, scope, LONGEST_WRITE);
+    let events = Events(Arc::new(EventBridgeAdapter::from_env(&config)));
+    let handler =
+        Rollback::new(lambda, executions, locks, scope, LONGEST_WRITE).with_events(events);
     runtime::serve(handler).await
 }

@@ -1,7 +1,11 @@
 //! The `run-hook` Lambda function: see `safeshift_engine::run_hook` for its input, output, errors and the hook
 //! contract.
 
+use std::sync::Arc;
+
+use safeshift_engine::EventBridgeAdapter;
 use safeshift_engine::guard::Scope;
+use safeshift_engine::ports::Events;
 use safeshift_engine::run_hook::RunHook;
 use safeshift_engine::{DynamoLockAdapter, LambdaAdapter, StepFunctionsAdapter, aws, runtime};
 
@@ -18,5 +22,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         locks,
         scope,
     );
+    let handler = handler.with_events(Events(Arc::new(EventBridgeAdapter::from_env(&config))));
     runtime::serve(handler).await
 }

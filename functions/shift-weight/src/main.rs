@@ -3,7 +3,11 @@
 // depth.
 #![recursion_limit = "256"]
 
+use std::sync::Arc;
+
+use safeshift_engine::EventBridgeAdapter;
 use safeshift_engine::guard::Scope;
+use safeshift_engine::ports::Events;
 use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
 use safeshift_engine::steer::Steer;
 use safeshift_engine::{
@@ -30,5 +34,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ReadyWait::default(),
     );
     // Steering out of a wait (an operator's control) needs no AWS access: it only reads and records the state.
-    runtime::serve_routed(handler, "steer", Steer).await
+    let events = Events(Arc::new(EventBridgeAdapter::from_env(&config)));
+    let handler = handler.with_events(events.clone());
+    runtime::serve_routed(handler, "steer", Steer::with_events(events)).await
 }

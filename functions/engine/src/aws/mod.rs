@@ -4,11 +4,13 @@
 
 mod cloudwatch;
 mod dynamodb;
+mod events;
 mod lambda;
 mod sfn;
 
 pub use cloudwatch::CloudWatchAdapter;
 pub use dynamodb::DynamoLockAdapter;
+pub use events::{EventBridgeAdapter, PUBLISH_TIMEOUT};
 pub use lambda::LambdaAdapter;
 pub use sfn::StepFunctionsAdapter;
 
