@@ -103,7 +103,13 @@ pub async fn act(
                 action.as_str()
             );
         }
-        let Some((wait, token)) = watch::pending_wait(&t.sfn, arn).await? else {
+        let Some(watch::Waiting {
+            state: wait,
+            token,
+            step,
+            operations,
+        }) = watch::current_wait(&t.sfn, arn).await?
+        else {
             if Instant::now() > deadline {
                 bail!(
                     "{arn} did not reach a wait (a bake, a pause or an approval) within {} s; `safeshift status {arn}` says where it is",
@@ -116,10 +122,18 @@ pub async fn act(
         if let Some(why) = misfit(action, &wait) {
             bail!("{arn} {why}");
         }
-        let step = watch::latest_rollout(&t.sfn, arn)
-            .await?
-            .and_then(|r| r["step"].as_u64())
-            .map(|s| s + 1);
+        // Past the recorded controls' cap only a way out of a pause or the gate goes through: say so here rather
+        // than send one the rollout would refuse (and count against it).
+        let way_out = matches!(
+            (action, wait.as_str()),
+            (Action::Resume | Action::Promote, "Paused")
+                | (Action::Approve | Action::Promote, "Approval")
+        );
+        if operations >= safeshift_core::control::MAX_OPERATIONS && !way_out {
+            bail!(
+                "{arn} has recorded {operations} controls, the most a deployment keeps; only resume, approve or promote out of a pause or an approval gate still go through"
+            );
+        }
         match seen {
             None => seen = Some(step),
             // The wait ended while answering it, and the rollout took its next step meanwhile: that is not the
@@ -194,15 +208,26 @@ pub fn check_reason(reason: Option<&str>) -> anyhow::Result<()> {
 /// the definition it started with, where a bake's task ending with success goes straight on to the gates: a pause
 /// sent there would end the bake instead.
 async fn steers(t: &Target, arn: &str) -> anyhow::Result<bool> {
-    let definition = t
+    match t
         .sfn
         .describe_state_machine_for_execution()
         .execution_arn(arn)
         .send()
         .await
-        .with_context(|| format!("reading the state machine definition {arn} runs"))?;
-    let definition: Value = serde_json::from_str(definition.definition()).unwrap_or_default();
-    Ok(definition["States"].get("Steer").is_some())
+    {
+        Ok(d) => match serde_json::from_str::<Value>(d.definition()) {
+            Ok(definition) => Ok(definition["States"].get("Steer").is_some()),
+            Err(_) => Ok(true),
+        },
+        // Policies written before controls may not grant it: assume the current definition, and say so.
+        Err(e) => {
+            eprintln!(
+                "warning: cannot read the definition {arn} runs ({}); assuming it has operator controls",
+                aws_sdk_sfn::error::DisplayErrorContext(&e)
+            );
+            Ok(true)
+        }
+    }
 }
 
 /// An execution that started before controls existed: only its approval gate can be answered, the old way.

@@ -73,9 +73,31 @@ pub async fn pending_wait(
     sfn: &aws_sdk_sfn::Client,
     arn: &str,
 ) -> anyhow::Result<Option<(String, String)>> {
+    Ok(current_wait(sfn, arn).await?.map(|w| (w.state, w.token)))
+}
+
+/// The wait the execution is in, read in one pass over its history with the rollout as it entered it.
+pub struct Waiting {
+    pub state: String,
+    pub token: String,
+    /// The step (1-based) the rollout was at when it entered the wait.
+    pub step: Option<u64>,
+    /// How many controls the rollout had recorded.
+    pub operations: usize,
+}
+
+pub async fn current_wait(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Result<Option<Waiting>> {
     let mut waiting: Option<String> = None;
     let mut token = None;
+    let mut rollout = Value::Null;
     for event in history(sfn, arn).await? {
+        if let Some(d) = event
+            .state_exited_event_details()
+            .filter(|d| matches!(d.name(), "ShiftWeight" | "Prepare" | "Steer"))
+            && let Some(Ok(o)) = d.output().map(serde_json::from_str::<Value>)
+        {
+            rollout = o;
+        }
         if let Some(d) = event.state_entered_event_details() {
             waiting = WAITS.contains(&d.name()).then(|| d.name().to_owned());
             token = None;
@@ -93,7 +115,12 @@ pub async fn pending_wait(
                 .map(str::to_owned);
         }
     }
-    Ok(waiting.zip(token))
+    Ok(waiting.zip(token).map(|(state, token)| Waiting {
+        state,
+        token,
+        step: rollout["step"].as_u64().map(|s| s + 1),
+        operations: rollout["operations"].as_array().map_or(0, Vec::len),
+    }))
 }
 
 fn describe(event: &HistoryEvent) -> Option<String> {
@@ -182,11 +209,12 @@ fn exited(state: &str, o: &Value) -> Option<String> {
             o["gates"]["error"].as_str().unwrap_or("?")
         )),
         "Steer" => {
-            // A control refused without a record leaves only Steer's answer.
+            // An applied control is the last record; a refused one may have left none (only Steer's answer).
+            let applied = o["steered"]["outcome"] == "applied";
             let op = o["operations"]
                 .as_array()
                 .and_then(|ops| ops.last())
-                .filter(|op| op["id"] == o["steered"]["id"]);
+                .filter(|op| applied || (!op["id"].is_null() && op["id"] == o["steered"]["id"]));
             let Some(op) = op else {
                 return Some(format!(
                     "  a control was refused: {}",

@@ -180,23 +180,30 @@ impl LifecycleEvent {
         )
     }
 
-    /// A pause or a resume an operator applied.
-    pub fn steered(rollout: &Rollout, operation: &Operation) -> Option<Self> {
-        let detail_type = match operation.action {
-            crate::control::Action::Pause => DetailType::DeploymentPaused,
-            crate::control::Action::Resume => DetailType::DeploymentResumed,
-            _ => return None,
-        };
-        Some(Self::about(
-            detail_type,
-            rollout,
-            None,
-            json!({
-                "by": operation.by.as_ref().map(|b| &b.arn),
-                "reason": operation.reason,
-                "until": rollout.paused.as_ref().map(|p| p.until),
-            }),
-        ))
+    /// A pause an operator applied, or its end (a resume, or a promote out of the pause: `action` says which).
+    pub fn steered(
+        rollout: &Rollout,
+        execution_arn: Option<&str>,
+        operation: &Operation,
+        ended_a_pause: bool,
+    ) -> Option<Self> {
+        use crate::control::Action;
+        let by = operation.by.as_ref().map(|b| &b.arn);
+        match operation.action {
+            Action::Pause => Some(Self::about(
+                DetailType::DeploymentPaused,
+                rollout,
+                execution_arn,
+                json!({"by": by, "reason": operation.reason, "until": rollout.paused.as_ref().map(|p| p.until)}),
+            )),
+            Action::Resume | Action::Promote if ended_a_pause => Some(Self::about(
+                DetailType::DeploymentResumed,
+                rollout,
+                execution_arn,
+                json!({"by": by, "reason": operation.reason, "action": operation.action}),
+            )),
+            _ => None,
+        }
     }
 
     /// The rollback's end: `outcome` (reverted, left alone, nothing to revert) and why; `error` is what caused
@@ -302,5 +309,35 @@ mod tests {
                 .detail_type,
             DetailType::GatesPassed
         );
+    }
+
+    #[test]
+    fn a_pause_and_its_end_are_events_and_nothing_else_an_operator_does() {
+        use crate::control::{Action, Operation, Outcome};
+        let op = |action| Operation {
+            action,
+            full: false,
+            by: None,
+            reason: Some("why".into()),
+            at: 1,
+            step: Some(1),
+            percent: 10.0,
+            outcome: Outcome::Applied,
+            note: String::new(),
+            id: None,
+        };
+        let r = rollout();
+        let paused = LifecycleEvent::steered(&r, Some("arn:x"), &op(Action::Pause), false).unwrap();
+        assert_eq!(
+            (paused.detail_type, paused.detail["executionArn"].as_str()),
+            (DetailType::DeploymentPaused, Some("arn:x"))
+        );
+        let resumed = LifecycleEvent::steered(&r, None, &op(Action::Promote), true).unwrap();
+        assert_eq!(
+            (resumed.detail_type, resumed.detail["action"].as_str()),
+            (DetailType::DeploymentResumed, Some("promote"))
+        );
+        assert!(LifecycleEvent::steered(&r, None, &op(Action::Promote), false).is_none());
+        assert!(LifecycleEvent::steered(&r, None, &op(Action::Approve), false).is_none());
     }
 }

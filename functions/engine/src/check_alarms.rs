@@ -118,8 +118,16 @@ impl<P: ReadAlarms + ReadMetrics + 'static> Handler for CheckAlarms<P> {
 
     async fn handle(&self, event: CheckEvent) -> Result<GateReport, Error> {
         let rollout = event.rollout.clone();
+        // After an approval or a promote the same step is judged again: its pass was said already.
+        let passed_before = event
+            .gates
+            .as_ref()
+            .and_then(|g| serde_json::from_value::<GateReport>(g.clone()).ok())
+            .is_some_and(|p| p.step == rollout.step && p.verdict == Verdict::Pass && !p.baking);
         let report = self.check_at(event, crate::unix_now()).await?;
-        if let Some(e) = LifecycleEvent::judged(&rollout, &report) {
+        if let Some(e) = LifecycleEvent::judged(&rollout, &report)
+            && !(passed_before && report.verdict == Verdict::Pass)
+        {
             self.events.publish(e).await;
         }
         Ok(report)

@@ -223,8 +223,14 @@ where
                 &report.reason,
                 cause.as_deref(),
             ),
-            // A refusal to act for another execution is no failed rollback of this one.
-            Err(Error::ExecutionMismatch { .. }) => return result,
+            // A refusal to act for another execution is no failed rollback of this one; a throttle or a transient
+            // AWS error is retried by the state machine, so it is no failed rollback yet either (one that fails
+            // every retry ends in RollbackFailed, and the reconciler takes it over).
+            Err(
+                Error::ExecutionMismatch { .. } | Error::Throttled { .. } | Error::AwsError { .. },
+            ) => {
+                return result;
+            }
             Err(e) => LifecycleEvent::rollback_failed(&rollout, arn, &e.to_string()),
         };
         self.events.publish(event).await;

@@ -205,13 +205,15 @@ where
                 } = *event;
                 let (record, _) = self.own(&state, execution_arn.as_deref()).await?;
                 let arn = execution_arn.unwrap_or_default();
+                // Promoted and its post-traffic hook passed: the deployment has succeeded whatever becomes of the
+                // release (a failed one is caught into Deployed), so this is said first.
+                self.events
+                    .publish(LifecycleEvent::succeeded(&state, Some(&arn)))
+                    .await;
                 self.locks
                     .release(&state.deployment.lock_key(), &arn)
                     .await?;
                 info!(execution = %arn, status = %record.status, "released the alias");
-                self.events
-                    .publish(LifecycleEvent::succeeded(&state, Some(&arn)))
-                    .await;
                 Ok(state)
             }
         }

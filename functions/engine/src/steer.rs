@@ -162,12 +162,14 @@ impl Handler for Steer {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        let arn = event.steer.execution_arn.clone();
+        let from_pause = event.steer.state["control"]["waitState"] == "Paused";
         let state = self.steer_at(event.steer.state, now_ms)?;
-        // Applied pauses and resumes are news; anything else Steer did shows in the execution.
+        // A pause and its end are news; anything else Steer did shows in the execution.
         if state["steered"]["outcome"] == "applied"
             && let Ok(rollout) = serde_json::from_value::<Rollout>(state.clone())
             && let Some(op) = rollout.operations.last()
-            && let Some(e) = LifecycleEvent::steered(&rollout, op)
+            && let Some(e) = LifecycleEvent::steered(&rollout, arn.as_deref(), op, from_pause)
         {
             self.events.publish(e).await;
         }
