@@ -67,9 +67,19 @@ impl Env {
         &self,
         arn: &str,
     ) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
-        executions::wait_for_end(&self.sfn, arn, Duration::from_secs(90))
-            .await
-            .unwrap()
+        match executions::wait_for_end(&self.sfn, arn, Duration::from_secs(90)).await {
+            Ok(done) => done,
+            Err(e) => {
+                let history = executions::history(&self.sfn, arn)
+                    .await
+                    .unwrap_or_default();
+                let entered = executions::states_entered(&history);
+                panic!(
+                    "{e:?}; last states entered: {:?}",
+                    &entered[entered.len().saturating_sub(20)..]
+                )
+            }
+        }
     }
 }
 
@@ -1187,4 +1197,201 @@ async fn a_promoted_and_a_rolled_back_deployment_tell_their_subscribers() {
         assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
     };
     tokio::join!(promoted, rolled_back);
+}
+
+/// The hooks the execution ran, in order, each with what its state recorded.
+async fn hook_states(e: &Env, arn: &str) -> Vec<(String, Value)> {
+    executions::history(&e.sfn, arn)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|ev| {
+            let d = ev.state_exited_event_details()?;
+            let key = match d.name() {
+                "PreTrafficHook" | "BeforeStepHook" | "PostTrafficHook" => "hook",
+                "AfterStepHook" => "afterStep",
+                "OnRollbackHook" => "onRollback",
+                _ => return None,
+            };
+            let out: Value = serde_json::from_str(d.output()?).ok()?;
+            // A hook point with no hook is passed through, not run.
+            (out[key]["verdict"] != "skipped").then(|| (d.name().to_owned(), out[key].clone()))
+        })
+        .collect()
+}
+
+const HOOK: &str = "SafeshiftHook_orders-check";
+
+fn stepped() -> Value {
+    deployment(
+        json!({"steps": [{"percent": 10, "bakeSeconds": 1}, {"percent": 50, "bakeSeconds": 1}]}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hooks_run_at_every_step_and_any_of_them_can_stop_the_rollout() {
+    // Every hook point on a three-step deployment, in order, each told where the rollout stands.
+    let every = async {
+        let e = env().await;
+        e.fx.function("orders", 2).await.unwrap();
+        e.fx.function(HOOK, 1).await.unwrap();
+        let mut input = stepped();
+        input["hooks"] =
+            json!({"preTraffic": HOOK, "beforeStep": HOOK, "afterStep": HOOK, "postTraffic": HOOK});
+        let arn = e.start("orders-live-2", &input).await;
+        let done = e.finish(&arn).await;
+        assert_eq!(
+            *done.status(),
+            ExecutionStatus::Succeeded,
+            "{:?}",
+            done.cause()
+        );
+        let hooks = hook_states(&e, &arn).await;
+        let order: Vec<&str> = hooks.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "PreTrafficHook",
+                "AfterStepHook",
+                "BeforeStepHook",
+                "AfterStepHook",
+                "BeforeStepHook",
+                "PostTrafficHook"
+            ]
+        );
+        // moto's hook answers with the event it was given: what the hook saw, kept as the hook's output.
+        let (_, before) = &hooks[2];
+        assert_eq!(
+            (before["verdict"].as_str(), before["hook"].as_str()),
+            (Some("pass"), Some(HOOK))
+        );
+        assert_eq!(before["output"]["phase"], "beforeStep");
+        assert_eq!(
+            (
+                before["output"]["step"].as_u64(),
+                before["output"]["nextPercent"].as_f64()
+            ),
+            (Some(1), Some(50.0))
+        );
+        let (_, after) = &hooks[3];
+        assert_eq!(
+            (
+                after["output"]["phase"].as_str(),
+                after["output"]["step"].as_u64()
+            ),
+            (Some("afterStep"), Some(2))
+        );
+        assert_eq!(
+            after["output"]["passedGates"].as_array().map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(e.fx.routing("orders").await.unwrap(), stable("2"));
+    };
+    // A failing afterStep hook rolls back at that step; a failing onRollback hook never blocks the rollback.
+    let after_step_fails = async {
+        let e = env().await;
+        e.fx.function("orders", 2).await.unwrap();
+        e.fx.function(HOOK, 1).await.unwrap();
+        e.fx.queue_hook_results(&[
+            json!({"status": "Failed", "message": "synthetic checkout failed"}),
+            json!({"status": "Failed", "message": "the pager is down too"}),
+        ])
+        .unwrap();
+        let mut input = stepped();
+        input["hooks"] = json!({"afterStep": HOOK, "onRollback": HOOK});
+        let arn = e.start("orders-live-2", &input).await;
+        let done = e.finish(&arn).await;
+        assert_eq!(*done.status(), ExecutionStatus::Failed);
+        assert_eq!(
+            done.error(),
+            Some("HookFailed"),
+            "the rollback's cause, not the onRollback hook's"
+        );
+        let cause = done.cause().unwrap();
+        assert!(
+            cause.contains("afterStep hook")
+                && cause.contains("at step 1: synthetic checkout failed"),
+            "{cause}"
+        );
+        let order: Vec<String> = hook_states(&e, &arn)
+            .await
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(order, ["AfterStepHook", "OnRollbackHook"]);
+        let entered = states_entered(&e, &arn).await;
+        assert_eq!(
+            entered.iter().filter(|s| *s == "ShiftWeight").count(),
+            1,
+            "{entered:?}"
+        );
+        assert_eq!(entered.last().map(String::as_str), Some("RolledBack"));
+        assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
+    };
+    // A callback hook that never answers times out and rolls back; one that answers lets the rollout on.
+    let callback = async {
+        let e = env().await;
+        e.fx.function("orders", 2).await.unwrap();
+        e.fx.function(HOOK, 1).await.unwrap();
+        let mut input = stepped();
+        input["hooks"] =
+            json!({"afterStep": {"function": HOOK, "mode": "callback", "timeoutSeconds": 2}});
+        let arn = e.start("orders-live-2", &input).await;
+        let done = e.finish(&arn).await;
+        assert_eq!(*done.status(), ExecutionStatus::Failed);
+        assert_eq!(done.error(), Some("HookFailed"), "{:?}", done.cause());
+        assert!(
+            done.cause()
+                .unwrap()
+                .contains("did not answer within its time"),
+            "{:?}",
+            done.cause()
+        );
+        assert_eq!(e.fx.routing("orders").await.unwrap(), stable("1"));
+
+        e.fx.function("answered", 2).await.unwrap();
+        let mut input = stepped();
+        input["functionName"] = json!("answered");
+        input["hooks"] =
+            json!({"beforeStep": {"function": HOOK, "mode": "callback", "timeoutSeconds": 60}});
+        let arn = e.start("answered-live-2", &input).await;
+        // Each hook event carries its token; the test answers as the hook would (before step 2 and before the
+        // promotion), once the engine has started the hook (the task is submitted).
+        let mut answered = std::collections::BTreeSet::new();
+        while answered.len() < 2 {
+            let history = executions::history(&e.sfn, &arn).await.unwrap();
+            for (i, ev) in history.iter().enumerate() {
+                let Some(p) = ev
+                    .task_scheduled_event_details()
+                    .and_then(|d| serde_json::from_str::<Value>(d.parameters()).ok())
+                    .filter(|p| p["Payload"]["phase"] == "beforeStep")
+                else {
+                    continue;
+                };
+                let token = p["Payload"]["taskToken"].as_str().unwrap().to_owned();
+                let submitted = history[i..]
+                    .iter()
+                    .any(|ev| *ev.r#type() == aws_sdk_sfn::types::HistoryEventType::TaskSubmitted);
+                if submitted && answered.insert(token.clone()) {
+                    e.sfn
+                        .send_task_success()
+                        .task_token(token)
+                        .output(json!({"verdict": "pass", "checkedBy": "the hook"}).to_string())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let done = e.finish(&arn).await;
+        assert_eq!(
+            *done.status(),
+            ExecutionStatus::Succeeded,
+            "{:?}",
+            done.cause()
+        );
+        assert_eq!(e.fx.routing("answered").await.unwrap(), stable("2"));
+    };
+    tokio::join!(every, after_step_fails, callback);
 }

@@ -47,6 +47,10 @@ pub struct TransitionModel {
     pub extension: u64,
     /// States one look at a step still baking adds (the Verdict's branch on `$.gates.baking`).
     pub look: u64,
+    /// States a `beforeStep` hook adds to each step from the second (the Verdict's branch on it).
+    pub before_step_hook: u64,
+    /// States an `afterStep` hook adds to each traffic step (the hook, then the gates again).
+    pub after_step_hook: u64,
 }
 
 impl TransitionModel {
@@ -59,6 +63,14 @@ impl TransitionModel {
             + self.extension * extensions
             + self.look * looks
     }
+
+    /// What `beforeStep` and `afterStep` hooks add to a schedule of `steps` steps: each runs once per traffic
+    /// step (the promotion is no traffic step; beforeStep runs before each shift from the second on).
+    pub fn hook_transitions(&self, steps: usize, before_step: bool, after_step: bool) -> u64 {
+        let traffic = steps.saturating_sub(1) as u64;
+        u64::from(before_step) * self.before_step_hook * traffic
+            + u64::from(after_step) * self.after_step_hook * traffic
+    }
 }
 
 /// The step loop: its shortest cycle, and the states each conditional branch off it adds when taken.
@@ -68,6 +80,8 @@ struct LoopModel {
     approval: Vec<String>,
     extension: Vec<String>,
     look: Vec<String>,
+    before_step_hook: Vec<String>,
+    after_step_hook: Vec<String>,
 }
 
 impl Definition {
@@ -227,6 +241,8 @@ impl Definition {
             approval: model.approval.len() as u64,
             extension: model.extension.len() as u64,
             look: model.look.len() as u64,
+            before_step_hook: model.before_step_hook.len() as u64,
+            after_step_hook: model.after_step_hook.len() as u64,
         })
     }
 
@@ -239,6 +255,7 @@ impl Definition {
             .ok_or(AslError::Loops(0))?;
         let cycle = self.shortest_path(entry, entry, &looped);
         let (mut approval, mut extension, mut look) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut before_step_hook, mut after_step_hook) = (Vec::new(), Vec::new());
         for choice in cycle.iter().filter(|s| self.states[*s]["Type"] == "Choice") {
             for rule in self.states[choice]["Choices"]
                 .as_array()
@@ -266,6 +283,8 @@ impl Definition {
                     ("$.approvalRequired", _) => approval = added,
                     ("$.gates.verdict", Some("inconclusive")) => extension = added,
                     ("$.gates.baking", _) => look = added,
+                    ("$.gates.afterStepDue", _) => after_step_hook = added,
+                    ("$.deployment.hooks.beforeStep", _) => before_step_hook = added,
                     _ => return Err(AslError::UnknownBranch(variable.to_owned())),
                 }
             }
@@ -276,6 +295,8 @@ impl Definition {
             approval,
             extension,
             look,
+            before_step_hook,
+            after_step_hook,
         })
     }
 
@@ -338,16 +359,22 @@ impl Definition {
     /// back: every state of the success path and of the failure path, every task retried to its limit, every
     /// step extended `extensions` times, and the approval branch (one gate per deployment) taken once.
     /// `looks`: the looks at baking steps, before each step's last, across the schedule.
+    ///
+    /// `step_hooks`: whether the deployment has a `beforeStep` and an `afterStep` hook, each run once a step.
     pub fn worst_case_history(
         &self,
         steps: usize,
         extensions: u32,
         looks: u64,
+        step_hooks: (bool, bool),
     ) -> Result<u64, AslError> {
         let model = self.loop_model()?;
         let events =
             |states: &[String]| -> u64 { states.iter().map(|s| self.worst_case_events(s)).sum() };
-        let per_step = events(&model.cycle) + events(&model.extension) * u64::from(extensions);
+        let per_step = events(&model.cycle)
+            + events(&model.extension) * u64::from(extensions)
+            + u64::from(step_hooks.0) * events(&model.before_step_hook)
+            + u64::from(step_hooks.1) * events(&model.after_step_hook);
         // Everything outside the loop counts once: the success path and every failure-path state.
         let once: u64 = self
             .states
@@ -440,7 +467,9 @@ mod tests {
                 fixed: 2,
                 approval: 0,
                 extension: 0,
-                look: 0
+                look: 0,
+                before_step_hook: 0,
+                after_step_hook: 0,
             }
         );
         assert_eq!(d.error_names(), BTreeSet::from(["States.ALL".to_owned()]));

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FieldError, InvalidInput};
 use crate::gates::analysis::{Analysis, AnalysisInput};
+use crate::hooks::{Hook, HookInput, Phase};
 use crate::names::{FunctionRef, Qualifier, Version, VersionText, check_alias_name};
 use crate::schedule::{MAX_TOTAL_SECONDS, Schedule};
 use crate::strategy::{Strategy, StrategyInput};
@@ -74,28 +75,64 @@ pub enum Approval {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HooksInput {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pre_traffic: Option<String>,
+    pub pre_traffic: Option<HookInput>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub post_traffic: Option<String>,
+    pub before_step: Option<HookInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_step: Option<HookInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_traffic: Option<HookInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_rollback: Option<HookInput>,
 }
 
-/// The team's test functions, run before any traffic moves and after promotion.
+/// The team's test functions, at each hook point: before any traffic moves, before each step's shift (from the
+/// second on), after each traffic step's bake, after promotion, and after a rollback.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Hooks {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pre_traffic: Option<FunctionRef>,
+    pub pre_traffic: Option<Hook>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub post_traffic: Option<FunctionRef>,
+    pub before_step: Option<Hook>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_step: Option<Hook>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_traffic: Option<Hook>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_rollback: Option<Hook>,
 }
 
 impl Hooks {
+    /// Every hook point with its field name, configured or not.
+    pub fn points(&self) -> [(&'static str, Option<&Hook>); 5] {
+        [
+            ("hooks.preTraffic", self.pre_traffic.as_ref()),
+            ("hooks.beforeStep", self.before_step.as_ref()),
+            ("hooks.afterStep", self.after_step.as_ref()),
+            ("hooks.postTraffic", self.post_traffic.as_ref()),
+            ("hooks.onRollback", self.on_rollback.as_ref()),
+        ]
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.pre_traffic.is_none() && self.post_traffic.is_none()
+        self.count() == 0
     }
 
     pub fn count(&self) -> usize {
-        usize::from(self.pre_traffic.is_some()) + usize::from(self.post_traffic.is_some())
+        self.points().iter().filter(|(_, h)| h.is_some()).count()
+    }
+
+    /// The hook at `phase`'s point, if configured (the approval gate has none).
+    pub fn at(&self, phase: Phase) -> Option<&Hook> {
+        match phase {
+            Phase::PreTraffic => self.pre_traffic.as_ref(),
+            Phase::BeforeStep => self.before_step.as_ref(),
+            Phase::AfterStep => self.after_step.as_ref(),
+            Phase::PostTraffic => self.post_traffic.as_ref(),
+            Phase::OnRollback => self.on_rollback.as_ref(),
+            Phase::Approval => None,
+        }
     }
 }
 
@@ -195,17 +232,13 @@ impl Deployment {
                 }
             },
         );
+        let h = input.hooks.clone().unwrap_or_default();
         let hooks = Hooks {
-            pre_traffic: hook(
-                &mut problems,
-                "hooks.preTraffic",
-                input.hooks.as_ref().and_then(|h| h.pre_traffic.as_deref()),
-            ),
-            post_traffic: hook(
-                &mut problems,
-                "hooks.postTraffic",
-                input.hooks.as_ref().and_then(|h| h.post_traffic.as_deref()),
-            ),
+            pre_traffic: hook(&mut problems, "hooks.preTraffic", h.pre_traffic.as_ref()),
+            before_step: hook(&mut problems, "hooks.beforeStep", h.before_step.as_ref()),
+            after_step: hook(&mut problems, "hooks.afterStep", h.after_step.as_ref()),
+            post_traffic: hook(&mut problems, "hooks.postTraffic", h.post_traffic.as_ref()),
+            on_rollback: hook(&mut problems, "hooks.onRollback", h.on_rollback.as_ref()),
         };
         let alarms = input.alarms.clone().unwrap_or_default();
         check_alarms(&mut problems, &alarms);
@@ -265,7 +298,7 @@ impl Deployment {
             (Some((_, traffic)), Some(bake)) => {
                 let schedule = Schedule::new(traffic.clone(), bake);
                 check_duration(&mut problems, &schedule, analysis.as_ref());
-                check_history(&mut problems, &schedule, analysis.as_ref());
+                check_history(&mut problems, &schedule, analysis.as_ref(), &hooks);
                 check_approval(&mut problems, input.approval, &schedule);
                 Some(schedule)
             }
@@ -421,9 +454,9 @@ fn required<T>(value: &Option<T>) -> Result<&T, String> {
     value.as_ref().ok_or_else(|| "is required".to_owned())
 }
 
-fn hook(problems: &mut Vec<FieldError>, field: &str, name: Option<&str>) -> Option<FunctionRef> {
-    FunctionRef::parse(name?, Qualifier::Allowed)
-        .map_err(|reason| problems.push(FieldError::new(field, reason)))
+fn hook(problems: &mut Vec<FieldError>, field: &str, input: Option<&HookInput>) -> Option<Hook> {
+    Hook::validate(input?, field)
+        .map_err(|p| problems.extend(p))
         .ok()
 }
 
@@ -475,16 +508,33 @@ fn check_approval(problems: &mut Vec<FieldError>, approval: Option<Approval>, sc
 /// machine's, so check it against the definition itself should either ever change.
 ///
 /// Looking at baking steps often (`analysis.intervalSeconds`) can cross it: then the interval is named.
-fn check_history(problems: &mut Vec<FieldError>, schedule: &Schedule, analysis: Option<&Analysis>) {
+fn check_history(
+    problems: &mut Vec<FieldError>,
+    schedule: &Schedule,
+    analysis: Option<&Analysis>,
+    hooks: &Hooks,
+) {
     let steps = schedule.steps().len();
     let extensions = analysis.map_or(0, |a| a.max_extensions);
     let looks = crate::gates::analysis::interim_looks(schedule, analysis);
     let definition = crate::asl::Definition::rollout();
-    match definition.worst_case_history(steps, extensions, looks) {
+    let step_hooks = (hooks.before_step.is_some(), hooks.after_step.is_some());
+    match definition.worst_case_history(steps, extensions, looks, step_hooks) {
         Ok(events) if events > crate::asl::HISTORY_EVENT_LIMIT => {
-            let without_looks = definition.worst_case_history(steps, extensions, 0);
-            let (field, why) = if looks > 0
-                && without_looks.is_ok_and(|e| e <= crate::asl::HISTORY_EVENT_LIMIT)
+            let without_looks = definition.worst_case_history(steps, extensions, 0, step_hooks);
+            let without_hooks =
+                definition.worst_case_history(steps, extensions, looks, (false, false));
+            let (field, why) = if step_hooks != (false, false)
+                && without_hooks.is_ok_and(|e| e <= crate::asl::HISTORY_EVENT_LIMIT)
+            {
+                (
+                    "hooks",
+                    format!(
+                        "a beforeStep/afterStep hook on each of {steps} steps could write {events} history events, over Step Functions' limit of {}: fewer steps, or no per-step hook",
+                        crate::asl::HISTORY_EVENT_LIMIT
+                    ),
+                )
+            } else if looks > 0 && without_looks.is_ok_and(|e| e <= crate::asl::HISTORY_EVENT_LIMIT)
             {
                 (
                     "analysis.intervalSeconds",

@@ -39,7 +39,13 @@ impl Plan {
         let steps = deployment.schedule().steps();
         let analysis = deployment.analysis.as_ref();
         let looks = crate::gates::analysis::interim_looks(deployment.schedule(), analysis);
-        let transitions = model.transitions(steps.len(), deployment.approval.is_some(), 0, looks);
+        let hooks = model.hook_transitions(
+            steps.len(),
+            deployment.hooks.before_step.is_some(),
+            deployment.hooks.after_step.is_some(),
+        );
+        let transitions =
+            model.transitions(steps.len(), deployment.approval.is_some(), 0, looks) + hooks;
         let extensions = analysis.map(|a| a.max_extensions);
         let analysed = steps
             .iter()
@@ -51,7 +57,7 @@ impl Plan {
                 deployment.approval.is_some(),
                 analysed * u64::from(e),
                 looks,
-            )
+            ) + hooks
         });
         let max_total_seconds = extensions
             .map(|e| crate::gates::analysis::longest_seconds(deployment.schedule(), analysis, e));

@@ -89,13 +89,11 @@ pub fn check_hook_prefix(hooks: &Hooks, prefix: Option<&str>) -> Result<(), Erro
     let Some(prefix) = prefix else {
         return Ok(());
     };
-    let problems: Vec<FieldError> = [
-        ("hooks.preTraffic", &hooks.pre_traffic),
-        ("hooks.postTraffic", &hooks.post_traffic),
-    ]
-    .into_iter()
-    .filter_map(|(field, hook)| {
-        let hook = hook.as_ref()?;
+    let problems: Vec<FieldError> = hooks
+        .points()
+        .into_iter()
+        .filter_map(|(field, hook)| {
+        let hook = &hook?.function;
         (!hook.name.starts_with(prefix)).then(|| {
             FieldError::new(
                 field,

@@ -70,6 +70,35 @@ pub struct Rollout {
     /// Controls refused without a record (see [`crate::control::MAX_UNRECORDED`]).
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub unrecorded_controls: u32,
+    /// How long each hook point's state waits for its answer: the states' `TimeoutSecondsPath`. Always present.
+    pub hook_timeouts: HookTimeouts,
+}
+
+/// Each hook point's wait, in seconds ([`crate::hooks::SYNC_HOOK_SECONDS`] for a sync hook or none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookTimeouts {
+    pub pre_traffic: u64,
+    pub before_step: u64,
+    pub after_step: u64,
+    pub post_traffic: u64,
+    pub on_rollback: u64,
+}
+
+impl HookTimeouts {
+    pub fn of(d: &Deployment) -> Self {
+        let t = |h: Option<&crate::hooks::Hook>| {
+            h.map_or(crate::hooks::SYNC_HOOK_SECONDS, |h| h.timeout_seconds)
+        };
+        let h = &d.hooks;
+        Self {
+            pre_traffic: t(h.pre_traffic.as_ref()),
+            before_step: t(h.before_step.as_ref()),
+            after_step: t(h.after_step.as_ref()),
+            post_traffic: t(h.post_traffic.as_ref()),
+            on_rollback: t(h.on_rollback.as_ref()),
+        }
+    }
 }
 
 fn is_zero_u32(n: &u32) -> bool {
@@ -120,12 +149,18 @@ struct RolloutWire {
     incident_alarms: Vec<IncidentAlarm>,
     #[serde(default)]
     unrecorded_controls: u32,
+    #[serde(default)]
+    hook_timeouts: Option<HookTimeouts>,
 }
 
 impl TryFrom<RolloutWire> for Rollout {
     type Error = String;
 
     fn try_from(w: RolloutWire) -> Result<Self, String> {
+        // A rollout written before hooks had their own waits: each hook point waits as a sync one did.
+        let hook_timeouts = w
+            .hook_timeouts
+            .unwrap_or_else(|| HookTimeouts::of(&w.deployment));
         let alias = match (w.alias, w.stable_version, w.revision_id) {
             (Some(alias), _, _) => alias,
             (None, Some(stable_version), Some(revision_id)) => AliasTarget {
@@ -173,6 +208,7 @@ impl TryFrom<RolloutWire> for Rollout {
             skip: w.skip,
             incident_alarms: w.incident_alarms,
             unrecorded_controls: w.unrecorded_controls,
+            hook_timeouts,
         })
     }
 }
@@ -198,6 +234,7 @@ impl Rollout {
         revision_id: String,
     ) -> Self {
         let step_count = deployment.schedule().steps().len();
+        let hook_timeouts = HookTimeouts::of(&deployment);
         let alias = AliasTarget {
             function_name: deployment.function_name.to_string(),
             name: deployment.alias.clone(),
@@ -224,6 +261,7 @@ impl Rollout {
             skip: None,
             incident_alarms: Vec::new(),
             unrecorded_controls: 0,
+            hook_timeouts,
         }
     }
 

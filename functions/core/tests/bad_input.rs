@@ -51,6 +51,30 @@ fn each_bad_input_names_its_field_and_reason() {
             "unknown field `alarm`, expected one of `functionName`, `alias`, `targetVersion`, `strategy`, `alarms`, `hooks`, `bakeSeconds`, `approval`, `analysis`, `maxPauseSeconds`, `incidentFix`, `emergency`",
         ),
         (
+            "a sync hook given a timeout",
+            with(
+                "hooks",
+                json!({"afterStep": {"function": "SafeshiftHook_x", "timeoutSeconds": 60}}),
+            ),
+            "hooks.afterStep.timeoutSeconds",
+            "applies to callback hooks; a sync hook is waited for up to 870 s (use \"mode\": \"callback\" for longer work)",
+        ),
+        (
+            "a callback hook given more than a day",
+            with(
+                "hooks",
+                json!({"onRollback": {"function": "SafeshiftHook_x", "mode": "callback", "timeoutSeconds": 86_401}}),
+            ),
+            "hooks.onRollback.timeoutSeconds",
+            "must be from 1 to 86400 seconds (24 h), got 86401",
+        ),
+        (
+            "a hook without its function",
+            with("hooks", json!({"beforeStep": {"mode": "callback"}})),
+            "hooks.beforeStep.function",
+            "is required",
+        ),
+        (
             "an emergency without its reason",
             with("emergency", json!({})),
             "emergency.reason",
@@ -300,7 +324,7 @@ fn each_bad_input_names_its_field_and_reason() {
             "unknown hook phase",
             with("hooks", json!({"beforeTraffic": "smoke"})),
             "hooks.beforeTraffic",
-            "unknown field `beforeTraffic`, expected `preTraffic` or `postTraffic`",
+            "unknown field `beforeTraffic`, expected one of `preTraffic`, `beforeStep`, `afterStep`, `postTraffic`, `onRollback`",
         ),
         (
             "malformed hook name",

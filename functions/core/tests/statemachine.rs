@@ -16,6 +16,14 @@ const RELEASE: &str = "ReleaseLock";
 /// The watched waits: a bake, a bake extension. Their timeout is the bake (`TimeoutSecondsPath`), which ends them
 /// the normal way on to CheckGates; a listed alarm fails them with AlarmFired.
 const WAITS: [&str; 3] = ["Bake", "ExtendBake", "Paused"];
+/// The hook points: each waits for its task token as long as its hook may take (`hookTimeouts`).
+const HOOKS: [&str; 5] = [
+    "PreTrafficHook",
+    "BeforeStepHook",
+    "AfterStepHook",
+    "PostTrafficHook",
+    "OnRollbackHook",
+];
 
 fn rollout() -> &'static Definition {
     Definition::rollout()
@@ -43,6 +51,13 @@ fn every_task_is_bounded_retried_and_caught_into_the_rollback_path() {
             assert!(
                 s["TimeoutSecondsPath"].as_str().is_some() && s["TimeoutSeconds"].is_null(),
                 "{name} should time out after its bake"
+            );
+        } else if HOOKS.contains(&name) {
+            assert!(
+                s["TimeoutSecondsPath"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("$.hookTimeouts.")),
+                "{name} should time out after its hook's time"
             );
         } else {
             assert!(
@@ -97,6 +112,12 @@ fn every_task_is_bounded_retried_and_caught_into_the_rollback_path() {
             // The bake's end goes on to the gates; anything else rolls back.
             // A pause that runs out rolls back too, by way of recording why.
             "Paused" => assert_eq!(targets, ["PauseTimedOut", ROLLBACK], "{name}: {targets:?}"),
+            // After the rollback: the onRollback hook's failure never blocks it.
+            "OnRollbackHook" => assert_eq!(targets, ["RolledBack"], "{name}: {targets:?}"),
+            // A hook that does not answer in time fails with HookFailed, by way of naming it.
+            _ if HOOKS.contains(&name) => {
+                assert_eq!(targets, ["HookTimedOut", ROLLBACK], "{name}: {targets:?}")
+            }
             _ if WAITS.contains(&name) => {
                 assert_eq!(targets, ["CheckGates", ROLLBACK], "{name}: {targets:?}")
             }
@@ -138,6 +159,13 @@ fn every_task_repeats_the_one_retry_and_catch() {
         {"ErrorEquals": ["States.Timeout"], "ResultPath": null, "Next": "CheckGates"},
         {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": ROLLBACK}
     ]);
+    let hook_catch = json!([
+        {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "HookTimedOut"},
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": ROLLBACK}
+    ]);
+    let on_rollback_catch = json!([
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.onRollbackError", "Next": "RolledBack"}
+    ]);
     let pause_catch = json!([
         {"ErrorEquals": ["States.Timeout"], "ResultPath": null, "Next": "PauseTimedOut"},
         {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": ROLLBACK}
@@ -164,6 +192,8 @@ fn every_task_repeats_the_one_retry_and_catch() {
             PREPARE => &prepare_catch,
             RELEASE => &release_catch,
             "Paused" => &pause_catch,
+            "OnRollbackHook" => &on_rollback_catch,
+            _ if HOOKS.contains(&name) => &hook_catch,
             _ if WAITS.contains(&name) => &wait_catch,
             _ => &catch,
         };
@@ -322,7 +352,11 @@ fn at_most_four_transitions_per_step() {
             approval: 5,
             extension: 3,
             // ExtendBake, CheckGates, Verdict: a look at a step still baking costs what an extension does.
-            look: 3
+            look: 3,
+            // BeforeStepHook, on the way to the shift.
+            before_step_hook: 1,
+            // AfterStepHook, then CheckGates and Verdict again.
+            after_step_hook: 3,
         }
     );
 }
@@ -352,18 +386,23 @@ fn an_inconclusive_gate_extends_the_bake_and_judges_again() {
 #[test]
 fn no_valid_input_can_reach_the_history_limit() {
     let worst = rollout()
-        .worst_case_history(MAX_TRAFFIC_STEPS + 1, MAX_EXTENSIONS, 0)
+        .worst_case_history(MAX_TRAFFIC_STEPS + 1, MAX_EXTENSIONS, 0, (false, false))
         .unwrap();
     assert!(worst < HISTORY_EVENT_LIMIT, "{worst} events");
     // Extensions count: each adds to every step.
     assert!(
         worst
             > rollout()
-                .worst_case_history(MAX_TRAFFIC_STEPS + 1, 0, 0)
+                .worst_case_history(MAX_TRAFFIC_STEPS + 1, 0, 0, (false, false))
                 .unwrap()
     );
     // The bound is real: a schedule long enough would cross it.
-    assert!(rollout().worst_case_history(10_000, 0, 0).unwrap() > HISTORY_EVENT_LIMIT);
+    assert!(
+        rollout()
+            .worst_case_history(10_000, 0, 0, (false, false))
+            .unwrap()
+            > HISTORY_EVENT_LIMIT
+    );
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub struct CheckEvent {
     /// input's, and never a reason to start counting again.
     #[serde(default)]
     pub gates: Option<serde_json::Value>,
+    /// The last `afterStep` hook's record (`$.afterStep`): the step it ran at.
+    #[serde(default, rename = "afterStep")]
+    pub after_step: Option<serde_json::Value>,
 }
 
 pub struct CheckAlarms<P> {
@@ -82,13 +85,24 @@ impl<P: ReadAlarms + ReadMetrics> CheckAlarms<P> {
                 break;
             }
         }
-        let report = gates::decide(
+        let mut report = gates::decide(
             rollout.step,
             results,
             rollout.extensions(),
             previous,
             rollout.next_look(now),
         );
+        // A traffic step that passed runs its afterStep hook once, then is judged again.
+        let ran_at = event
+            .after_step
+            .as_ref()
+            .and_then(|a| a.get("step"))
+            .and_then(serde_json::Value::as_u64);
+        report.after_step_due = rollout.deployment.hooks.after_step.is_some()
+            && report.verdict == Verdict::Pass
+            && !report.baking
+            && !rollout.promoted
+            && ran_at != rollout.step.map(|s| s as u64);
         info!(
             verdict = %report.verdict,
             error = ?report.error,

@@ -93,6 +93,10 @@ pub enum Call {
         error: String,
         cause: String,
     },
+    SucceedTask {
+        task_token: String,
+        output: String,
+    },
 }
 
 impl Call {
@@ -113,6 +117,7 @@ impl Call {
             Call::Watch { .. } | Call::RecordFired { .. } => "UpdateItem",
             Call::Watchers { .. } => "Scan",
             Call::FailTask { .. } => "SendTaskFailure",
+            Call::SucceedTask { .. } => "SendTaskSuccess",
         }
     }
 }
@@ -804,6 +809,15 @@ impl ReportTask for FakeAws {
             task_token: task_token.into(),
             error: error.into(),
             cause: cause.into(),
+        })?;
+        Ok(world.waiting.remove(task_token))
+    }
+
+    async fn succeed_task(&self, task_token: &str, output: &str) -> Result<bool, Error> {
+        let mut world = self.world();
+        world.call(Call::SucceedTask {
+            task_token: task_token.into(),
+            output: output.into(),
         })?;
         Ok(world.waiting.remove(task_token))
     }

@@ -231,6 +231,13 @@ pub trait ReportTask: Send + Sync {
         error: &str,
         cause: &str,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Ends the task with `output`. `false` when no task waits with the token any more (it ended).
+    fn succeed_task(
+        &self,
+        task_token: &str,
+        output: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
 }
 
 /// Publishes lifecycle events, best effort: it never fails, and never takes longer than its own bound, so a

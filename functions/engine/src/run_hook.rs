@@ -21,13 +21,16 @@
 
 use safeshift_core::Error;
 use safeshift_core::events::LifecycleEvent;
-use safeshift_core::hooks::{self, HookEvent, Phase};
+use safeshift_core::hooks::{self, Hook, HookEvent, HookMode, Phase};
 use safeshift_core::rollout::Rollout;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tracing::{Span, info};
 
 use crate::guard::{self, Scope};
-use crate::ports::{AliasLock, Events, InvokeHook, InvokeMode, ReadExecution, WatchAlarms};
+use crate::ports::{
+    AliasLock, Events, InvokeHook, InvokeMode, ReadExecution, ReportTask, WatchAlarms,
+};
 use crate::runtime::Handler;
 
 /// Which hook to run, for which rollout.
@@ -44,6 +47,9 @@ pub struct HookRequest {
     /// `$$.Execution.Id`: the hook runs only for a running execution's own rollout.
     #[serde(default)]
     pub execution_arn: Option<String>,
+    /// For `onRollback`: what caused the rollback (`$.error`).
+    #[serde(default)]
+    pub error: Option<Value>,
 }
 
 /// How a hook phase went, short of a failure (which is `HookFailed`).
@@ -67,12 +73,17 @@ impl HookVerdict {
     }
 }
 
-/// What `run-hook` returns.
+/// What `run-hook` returns, and what a hook state records (`$.hook`, `$.afterStep`, `$.onRollback`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HookRun {
     pub phase: Phase,
     pub hook: Option<String>,
     pub verdict: HookVerdict,
+    /// The step (0-based, as the rollout's) it ran at: CheckGates reads it not to run an afterStep hook twice.
+    pub step: Option<usize>,
+    /// A sync hook's answer, kept as evidence (bounded).
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub output: Value,
 }
 
 #[derive(Debug, Clone)]
@@ -87,7 +98,7 @@ pub struct RunHook<P, E, L> {
 impl<P, E, L> Handler for RunHook<P, E, L>
 where
     P: InvokeHook + 'static,
-    E: ReadExecution + 'static,
+    E: ReadExecution + ReportTask + 'static,
     L: AliasLock + WatchAlarms + 'static,
 {
     type Event = HookRequest;
@@ -109,7 +120,7 @@ where
     }
 }
 
-impl<P: InvokeHook, E: ReadExecution, L: AliasLock + WatchAlarms> RunHook<P, E, L> {
+impl<P: InvokeHook, E: ReadExecution + ReportTask, L: AliasLock + WatchAlarms> RunHook<P, E, L> {
     pub fn new(ports: P, executions: E, locks: L, scope: Scope) -> Self {
         Self {
             ports,
@@ -145,74 +156,147 @@ impl<P: InvokeHook, E: ReadExecution, L: AliasLock + WatchAlarms> RunHook<P, E, 
         .await?;
         let d = &event.rollout.deployment;
         let watched = !d.alarms.is_empty();
-        let done = |hook: Option<String>, verdict| HookRun {
+        let done = |hook: Option<String>, verdict, output| HookRun {
             phase: event.phase,
             hook,
             verdict,
+            step: event.rollout.step,
+            output,
         };
-        let hook = match event.phase {
-            Phase::PreTraffic => &d.hooks.pre_traffic,
-            Phase::PostTraffic => &d.hooks.post_traffic,
-            Phase::Approval => {
-                // The state holds the task token until `safeshift approve` or `reject` answers it, or an alarm.
-                if let (true, Some(token)) = (watched, &event.task_token) {
-                    let wait = crate::watch_gates::Wait {
-                        key: d.lock_key(),
-                        execution_arn: arn.unwrap_or_default(),
-                        task_token: token,
-                        since: event.entered_at.as_deref(),
-                    };
-                    crate::watch_gates::register_or_degrade(&self.locks, &wait).await?;
-                }
-                info!(
-                    step = event.rollout.step.map(|s| s + 2),
-                    "waiting for approval"
-                );
-                self.events
-                    .publish(LifecycleEvent::approval_pending(&event.rollout, arn))
-                    .await;
-                return Ok(done(None, HookVerdict::Pending));
+        if event.phase == Phase::Approval {
+            // The state holds the task token until `safeshift approve` or `reject` answers it, or an alarm.
+            if let (true, Some(token)) = (watched, &event.task_token) {
+                let wait = crate::watch_gates::Wait {
+                    key: d.lock_key(),
+                    execution_arn: arn.unwrap_or_default(),
+                    task_token: token,
+                    since: event.entered_at.as_deref(),
+                };
+                crate::watch_gates::register_or_degrade(&self.locks, &wait).await?;
             }
-        };
-        let Some(hook) = hook else {
+            info!(
+                step = event.rollout.step.map(|s| s + 2),
+                "waiting for approval"
+            );
+            self.events
+                .publish(LifecycleEvent::approval_pending(&event.rollout, arn))
+                .await;
+            return Ok(done(None, HookVerdict::Pending, Value::Null));
+        }
+        let run = match d.hooks.at(event.phase) {
             // No hook to run, but the promotion's last moment to act on an alarm recorded since the final check:
             // the hold was just read.
-            if watched && event.phase == Phase::PostTraffic {
-                guard::no_alarm_fired(hold.as_ref())?;
+            None => {
+                if watched && event.phase == Phase::PostTraffic {
+                    guard::no_alarm_fired(hold.as_ref())?;
+                }
+                done(None, HookVerdict::Skipped, Value::Null)
             }
-            return Ok(done(None, HookVerdict::Skipped));
+            Some(hook) => self.invoke(&event, hook, watched).await?,
         };
-        let a = &event.rollout.alias;
+        // A hook state waits for its token: a sync hook's answer (or its absence) is reported here; a callback
+        // hook reports itself.
+        if run.verdict != HookVerdict::Pending
+            && let Some(token) = &event.task_token
+        {
+            let output = serde_json::to_string(&run).map_err(|e| Error::Internal(e.to_string()))?;
+            self.executions.succeed_task(token, &output).await?;
+        }
+        Ok(run)
+    }
+
+    /// Invokes `hook` for the event's phase: a sync hook is waited for and judged (its failure is `HookFailed`,
+    /// naming the hook point and the step); a callback hook is started with the task token and answers itself.
+    async fn invoke(
+        &self,
+        event: &HookRequest,
+        hook: &Hook,
+        watched: bool,
+    ) -> Result<HookRun, Error> {
+        let r = &event.rollout;
+        let a = &r.alias;
+        let callback = hook.mode == HookMode::Callback;
         let hook_event = HookEvent {
-            deployment_id: event.rollout.deployment_id.clone(),
+            deployment_id: r.deployment_id.clone(),
             function_name: a.function_name.clone(),
             alias: a.name.clone(),
             stable_version: a.stable_version.to_string(),
             target_version: a.target_version.to_string(),
             phase: event.phase,
-            percent: event.rollout.percent,
-            task_token: event.task_token.clone(),
+            percent: r.percent,
+            step: r.step.map(|s| s + 1),
+            step_count: r.step_count,
+            next_percent: (event.phase == Phase::BeforeStep)
+                .then(|| r.next_step())
+                .flatten()
+                .map(|s| r.deployment.schedule().steps()[s].percent),
+            passed_gates: r.passed_gates.clone(),
+            error: event.error.clone().map(bounded_error),
+            task_token: callback.then(|| event.task_token.clone()).flatten(),
         };
+        if callback && hook_event.task_token.is_none() {
+            return Err(Error::Internal(format!(
+                "the {} hook is a callback hook, but its state passed no task token",
+                event.phase
+            )));
+        }
         let payload =
             serde_json::to_vec(&hook_event).map_err(|e| Error::Internal(e.to_string()))?;
-        let mode = if event.task_token.is_some() {
+        let mode = if callback {
             InvokeMode::Async
         } else {
             InvokeMode::Sync
         };
-        let response = self.ports.invoke(hook.as_str(), payload, mode).await?;
-        let verdict = match mode {
-            InvokeMode::Async => HookVerdict::Pending,
+        let name = hook.function.as_str();
+        let response = self.ports.invoke(name, payload, mode).await?;
+        let arn = event.execution_arn.as_deref();
+        let step = r.step.map(|s| s + 1);
+        let (verdict, output) = match mode {
+            InvokeMode::Async => (HookVerdict::Pending, Value::Null),
             InvokeMode::Sync => {
-                hooks::judge_hook(event.phase, hook.as_str(), &response)?;
-                HookVerdict::Pass
+                hooks::judge_hook(event.phase, name, &response).map_err(|e| match (e, step) {
+                    (
+                        Error::HookFailed {
+                            phase,
+                            hook,
+                            message,
+                        },
+                        Some(step),
+                    ) => Error::HookFailed {
+                        phase,
+                        hook,
+                        message: format!("at step {step}: {message}"),
+                    },
+                    (e, _) => e,
+                })?;
+                let output = serde_json::from_slice(&response.payload).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&response.payload).into_owned())
+                });
+                (
+                    HookVerdict::Pass,
+                    safeshift_core::gates::bounds::evidence(output),
+                )
             }
         };
-        info!(hook = %hook, verdict = verdict.as_str(), "hook ran");
-        if watched && event.phase == Phase::PostTraffic {
+        info!(hook = %name, verdict = verdict.as_str(), "hook ran");
+        if watched && event.phase == Phase::PostTraffic && !callback {
             // The alarms were watched while the hook ran; what fired meanwhile is recorded on the hold.
-            self.no_alarm_fired(&event.rollout, arn).await?;
+            self.no_alarm_fired(r, arn).await?;
         }
-        Ok(done(Some(hook.to_string()), verdict))
+        Ok(HookRun {
+            phase: event.phase,
+            hook: Some(name.to_owned()),
+            verdict,
+            step: r.step,
+            output,
+        })
     }
+}
+
+/// The error an `onRollback` hook is told about, its cause cut to 4 KB.
+fn bounded_error(mut error: Value) -> Value {
+    if let Some(cause) = error.get("Cause").and_then(Value::as_str) {
+        error["Cause"] = Value::String(safeshift_core::gates::bounds::cut(cause, 4_096));
+    }
+    error
 }

@@ -395,9 +395,11 @@ where
     /// or a hook outside the prefix is found before any traffic moves, not after the first bake.
     async fn check_hooks(&self, d: &Deployment) -> Result<(), Error> {
         prepare::check_hook_prefix(&d.hooks, self.scope.hook_prefix.as_deref())?;
-        for hook in [&d.hooks.pre_traffic, &d.hooks.post_traffic]
+        for hook in d
+            .hooks
+            .points()
             .into_iter()
-            .flatten()
+            .filter_map(|(_, h)| h.map(|h| &h.function))
         {
             let unqualified = hook.as_str().strip_suffix(
                 &hook

@@ -595,13 +595,36 @@ fn hook_request(rollout: Rollout, task_token: Option<&str>) -> HookRequest {
         task_token: task_token.map(str::to_owned),
         entered_at: None,
         execution_arn: Some(EXECUTION.into()),
+        error: None,
     }
 }
 
 fn hooked_input() -> Value {
+    hooked_with(json!("orders-smoke"))
+}
+
+fn hooked_with(pre_traffic: Value) -> Value {
     let mut i = input(json!("Canary10Percent5Minutes"));
-    i["hooks"] = json!({"preTraffic": "orders-smoke"});
+    i["hooks"] = json!({ "preTraffic": pre_traffic });
     i
+}
+
+/// run-hook for execution d-1 running `input`, with mocked Lambda and Step Functions calls beyond its
+/// DescribeExecution.
+fn run_hook_on(
+    input: Value,
+    lambda_rules: &[&Rule],
+    sfn_rules: &[&Rule],
+) -> RunHook<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter> {
+    let described = describe_execution_of(ExecutionStatus::Running, input);
+    let mut rules: Vec<&Rule> = vec![&described];
+    rules.extend_from_slice(sfn_rules);
+    RunHook::new(
+        lambda(lambda_rules),
+        sfn(&rules),
+        locks(&[&held_by_d1()]),
+        scope(),
+    )
 }
 
 /// run-hook with a mocked Lambda, for execution d-1 running the hooked input and holding the alias.
@@ -661,7 +684,8 @@ async fn a_hook_that_raises_fails_with_its_own_message() {
 }
 
 #[tokio::test]
-async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
+async fn a_callback_hook_is_started_asynchronously_with_the_token_and_answers_itself() {
+    let callback = json!({"function": "orders-smoke", "mode": "callback", "timeoutSeconds": 600});
     let invoke = mock!(aws_sdk_lambda::Client::invoke)
         .match_requests(|r| {
             let event: Value = serde_json::from_slice(r.payload().unwrap().as_ref()).unwrap();
@@ -670,12 +694,52 @@ async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
                 && event["taskToken"] == "tok-1"
         })
         .then_output(|| InvokeOutput::builder().status_code(202).build());
-    let out = run_hook(&[&invoke])
-        .handle(hook_request(rollout_with_hooks(), Some("tok-1")))
+    let rollout = Rollout::prepared(
+        "d-1".into(),
+        Deployment::from_value(hooked_with(callback.clone())).unwrap(),
+        Version::new(6).unwrap(),
+        "r0".into(),
+    );
+    assert_eq!(rollout.hook_timeouts.pre_traffic, 600);
+    // No SendTaskSuccess is mocked: run-hook must not answer for a callback hook.
+    let out = run_hook_on(hooked_with(callback), &[&invoke], &[])
+        .handle(hook_request(rollout, Some("tok-1")))
         .await
         .unwrap();
     assert_eq!(invoke.num_calls(), 1);
     assert_eq!(out.verdict, HookVerdict::Pending);
+}
+
+#[tokio::test]
+async fn a_sync_hook_under_a_waiting_state_is_answered_by_run_hook_with_its_output() {
+    let invoke = mock!(aws_sdk_lambda::Client::invoke)
+        .match_requests(|r| {
+            let event: Value = serde_json::from_slice(r.payload().unwrap().as_ref()).unwrap();
+            r.invocation_type() == Some(&InvocationType::RequestResponse)
+                && event.get("taskToken").is_none()
+        })
+        .then_output(|| {
+            InvokeOutput::builder()
+                .status_code(200)
+                .payload(Blob::new(r#"{"status":"Succeeded","checked":12}"#))
+                .build()
+        });
+    let answered = mock!(aws_sdk_sfn::Client::send_task_success)
+        .match_requests(|r| {
+            let out: Value = serde_json::from_str(r.output().unwrap()).unwrap();
+            r.task_token() == Some("tok-1")
+                && out["verdict"] == "pass"
+                && out["output"]["checked"] == 12
+        })
+        .then_output(|| {
+            aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput::builder().build()
+        });
+    let out = run_hook_on(hooked_input(), &[&invoke], &[&answered])
+        .handle(hook_request(rollout_with_hooks(), Some("tok-1")))
+        .await
+        .unwrap();
+    assert_eq!((invoke.num_calls(), answered.num_calls()), (1, 1));
+    assert_eq!(out.verdict, HookVerdict::Pass);
 }
 
 #[tokio::test]
@@ -834,6 +898,7 @@ fn at_step_one(alarms: Value, analysis: Option<Value>) -> CheckEvent {
     CheckEvent {
         rollout,
         gates: None,
+        after_step: None,
     }
 }
 

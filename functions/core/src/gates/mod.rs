@@ -93,6 +93,10 @@ pub struct GateReport {
     /// Each gate that ran, in the order it ran.
     #[serde(default)]
     pub results: Vec<GateResult>,
+    /// The step passed, and its `afterStep` hook has not run yet: the state machine's Verdict runs it, then the
+    /// gates judge the step again. Always present: the Verdict reads it.
+    #[serde(default)]
+    pub after_step_due: bool,
 }
 
 impl GateReport {
@@ -151,6 +155,7 @@ pub fn decide(
         extend_seconds,
         baking: false,
         results: results.into_iter().map(GateResult::bounded).collect(),
+        after_step_due: false,
     };
     if let Some(failed) = results.iter().find(|r| r.verdict == Verdict::Fail) {
         // The state machine records `error` as the rollout's failure: a gate that fails without naming one is a

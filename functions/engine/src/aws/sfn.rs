@@ -112,4 +112,25 @@ impl ReportTask for StepFunctionsAdapter {
             Err(e) => Err(classify("SendTaskFailure", e, |_| None)),
         }
     }
+
+    async fn succeed_task(&self, task_token: &str, output: &str) -> Result<bool, Error> {
+        let sent = self
+            .client
+            .send_task_success()
+            .task_token(task_token)
+            .output(output)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error().is_some_and(|e| {
+                    e.is_task_timed_out() || e.is_task_does_not_exist() || e.is_invalid_token()
+                }) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(classify("SendTaskSuccess", e, |_| None)),
+        }
+    }
 }

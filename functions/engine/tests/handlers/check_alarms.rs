@@ -359,3 +359,37 @@ async fn too_little_traffic_at_an_early_look_waits_for_the_next_without_using_an
     );
     assert_eq!(result(&report, "analysis")["verdict"], "inconclusive");
 }
+
+#[tokio::test]
+async fn a_passed_traffic_step_asks_for_its_after_step_hook_once() {
+    let fake = FakeAws::new();
+    fake.alarm("orders-errors", "OK", "fine");
+    let mut input = canary();
+    input["hooks"] = json!({"afterStep": "SafeshiftHook_synthetic"});
+    let rollout = at_step_one(input);
+    let first = check_alarms(&fake)
+        .handle(CheckEvent {
+            after_step: None,
+            ..check(rollout.clone())
+        })
+        .await
+        .unwrap();
+    assert!(first.after_step_due && first.verdict == Verdict::Pass);
+    // The hook ran at this step (its record in the state): judged again, it is not asked for twice.
+    let again = check_alarms(&fake)
+        .handle(CheckEvent {
+            after_step: Some(json!({"phase": "afterStep", "verdict": "pass", "step": 0})),
+            ..check(rollout.clone())
+        })
+        .await
+        .unwrap();
+    assert!(!again.after_step_due);
+    // The report always says it: the state machine's Verdict reads it.
+    assert_eq!(serde_json::to_value(&again).unwrap()["afterStepDue"], false);
+    // Without the hook, never.
+    let none = check_alarms(&fake)
+        .handle(check(at_step_one(canary())))
+        .await
+        .unwrap();
+    assert!(!none.after_step_due);
+}

@@ -220,6 +220,11 @@ fn the_example_hook_passes_and_fails_by_the_contract() {
         target_version: "7".into(),
         phase: Phase::PreTraffic,
         percent: 0.0,
+        step: None,
+        step_count: 2,
+        next_percent: None,
+        passed_gates: Vec::new(),
+        error: None,
         task_token: None,
     };
     let run = |event: Value| {

@@ -238,6 +238,7 @@ pub fn check(rollout: Rollout) -> CheckEvent {
     CheckEvent {
         rollout,
         gates: None,
+        after_step: None,
     }
 }
 
