@@ -99,11 +99,10 @@ fn gates(d: &Deployment) -> Vec<String> {
     if !d.alarms.is_empty() {
         gates.push(format!("alarms {}", d.alarms.join(", ")));
     }
-    if let Some(h) = &d.hooks.pre_traffic {
-        gates.push(format!("pre-traffic hook {h}"));
-    }
-    if let Some(h) = &d.hooks.post_traffic {
-        gates.push(format!("post-traffic hook {h}"));
+    for (field, hook) in d.hooks.points() {
+        if let Some(h) = hook {
+            gates.push(format!("{} hook {h}", field.trim_start_matches("hooks.")));
+        }
     }
     if let Some(step) = d.approval_step() {
         gates.push(format!("manual approval before step {}", step + 1));

@@ -88,7 +88,8 @@ async fn the_report_leaves_in_its_wire_shape() {
         json!({"verdict": "pass", "step": 0, "extensions": 0, "baking": false, "results": [
             {"gate": "alarms", "verdict": "pass", "findings": ["no alarm in ALARM (1 checked)"],
              "evidence": {"alarms": [{"name": "orders-errors", "kind": "metric", "state": "OK",
-                                      "reason": "fine", "updatedAt": "2026-11-29T10:00:00Z"}]}}]})
+                                      "reason": "fine", "updatedAt": "2026-11-29T10:00:00Z"}]}}],
+            "afterStepDue": false})
     );
 }
 

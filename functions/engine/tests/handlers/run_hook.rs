@@ -19,7 +19,8 @@ fn rollout_with_hooks(fake: &FakeAws) -> Rollout {
 /// The event the hook receives for this rollout before traffic moves.
 fn hook_event(task_token: Option<&str>) -> Value {
     let mut event = json!({"deploymentId": "d-1", "functionName": "orders", "alias": "live",
-                           "stableVersion": "6", "targetVersion": "7", "phase": "preTraffic", "percent": 0.0});
+                           "stableVersion": "6", "targetVersion": "7", "phase": "preTraffic", "percent": 0.0,
+                           "stepCount": 2});
     if let Some(token) = task_token {
         event["taskToken"] = json!(token);
     }
@@ -71,7 +72,8 @@ async fn a_hook_that_succeeds_passes_and_an_unconfigured_one_is_skipped() {
     .unwrap();
     assert_eq!(
         pre,
-        json!({"phase": "preTraffic", "hook": "orders-smoke", "verdict": "pass"})
+        json!({"phase": "preTraffic", "hook": "orders-smoke", "verdict": "pass", "step": null,
+               "output": {"status": "Succeeded"}})
     );
     let post = invoke(
         run_hook(&fake),
@@ -81,7 +83,7 @@ async fn a_hook_that_succeeds_passes_and_an_unconfigured_one_is_skipped() {
     .unwrap();
     assert_eq!(
         post,
-        json!({"phase": "postTraffic", "hook": null, "verdict": "skipped"})
+        json!({"phase": "postTraffic", "hook": null, "verdict": "skipped", "step": null})
     );
     assert_eq!(fake.hook_calls().len(), 1);
 }
@@ -108,12 +110,15 @@ async fn a_hook_that_reports_failed_fails_with_its_message() {
 }
 
 #[tokio::test]
-async fn a_hook_with_a_task_token_is_started_asynchronously_with_the_token() {
+async fn a_callback_hook_is_started_asynchronously_with_the_token() {
     let fake = orders();
     fake.hook("orders-smoke");
+    let mut i = canary();
+    i["hooks"] = json!({"preTraffic": {"function": "orders-smoke", "mode": "callback", "timeoutSeconds": 600}});
+    let rollout = prepared(&fake, i);
     let out = invoke(
         run_hook(&fake),
-        json!({"phase": "preTraffic", "rollout": rollout_with_hooks(&fake), "taskToken": "tok-1", "executionArn": EXECUTION}),
+        json!({"phase": "preTraffic", "rollout": rollout, "taskToken": "tok-1", "executionArn": EXECUTION}),
     )
     .await
     .unwrap();
@@ -139,7 +144,7 @@ async fn the_approval_phase_invokes_nothing_and_waits() {
     .unwrap();
     assert_eq!(
         out,
-        json!({"phase": "approval", "hook": null, "verdict": "pending"})
+        json!({"phase": "approval", "hook": null, "verdict": "pending", "step": null})
     );
     // The guard's reads of the execution and the hold, then the wait registered with the alarms: no hook.
     assert_eq!(
