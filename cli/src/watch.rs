@@ -193,14 +193,22 @@ fn exited(state: &str, o: &Value) -> Option<String> {
                 .unwrap_or_default();
             Some(format!("  gates: {} ({evidence}){extend}", g.verdict))
         }
-        "PreTrafficHook" | "PostTrafficHook" => {
-            let h = &o["hook"];
+        "PreTrafficHook" | "BeforeStepHook" | "PostTrafficHook" | "AfterStepHook"
+        | "OnRollbackHook" => {
+            let (point, key) = match state {
+                "PreTrafficHook" => ("preTraffic", "hook"),
+                "BeforeStepHook" => ("beforeStep", "hook"),
+                "PostTrafficHook" => ("postTraffic", "hook"),
+                "AfterStepHook" => ("afterStep", "afterStep"),
+                _ => ("onRollback", "onRollback"),
+            };
+            let h = &o[key];
+            // A callback hook's record is whatever it answered with: it passed.
             (h["verdict"] != "skipped").then(|| {
                 format!(
-                    "  {} hook {}: {}",
-                    h["phase"].as_str().unwrap_or("?"),
-                    h["hook"].as_str().unwrap_or("?"),
-                    h["verdict"].as_str().unwrap_or("?")
+                    "  {point} hook {}: {}",
+                    h["hook"].as_str().unwrap_or("(callback)"),
+                    h["verdict"].as_str().unwrap_or("answered")
                 )
             })
         }

@@ -1319,6 +1319,29 @@ async fn hooks_run_at_every_step_and_any_of_them_can_stop_the_rollout() {
             .map(|(s, _)| s)
             .collect();
         assert_eq!(order, ["AfterStepHook", "OnRollbackHook"]);
+        // The onRollback hook really ran (after the lock's release) and failed with its own message.
+        let on_rollback = executions::history(&e.sfn, &arn)
+            .await
+            .unwrap()
+            .iter()
+            .find_map(|ev| {
+                let d = ev
+                    .state_exited_event_details()
+                    .filter(|d| d.name() == "OnRollbackHook")?;
+                serde_json::from_str::<Value>(d.output()?).ok()
+            })
+            .unwrap();
+        assert_eq!(
+            on_rollback["onRollbackError"]["Error"], "HookFailed",
+            "{on_rollback:#}"
+        );
+        assert!(
+            on_rollback["onRollbackError"]["Cause"]
+                .as_str()
+                .unwrap()
+                .contains("the pager is down too"),
+            "{on_rollback:#}"
+        );
         let entered = states_entered(&e, &arn).await;
         assert_eq!(
             entered.iter().filter(|s| *s == "ShiftWeight").count(),
@@ -1352,19 +1375,25 @@ async fn hooks_run_at_every_step_and_any_of_them_can_stop_the_rollout() {
         e.fx.function("answered", 2).await.unwrap();
         let mut input = stepped();
         input["functionName"] = json!("answered");
-        input["hooks"] =
-            json!({"beforeStep": {"function": HOOK, "mode": "callback", "timeoutSeconds": 60}});
+        let callback = json!({"function": HOOK, "mode": "callback", "timeoutSeconds": 60});
+        input["hooks"] = json!({"beforeStep": callback, "afterStep": callback});
         let arn = e.start("answered-live-2", &input).await;
-        // Each hook event carries its token; the test answers as the hook would (before step 2 and before the
-        // promotion), once the engine has started the hook (the task is submitted).
+        // Each hook event carries its token; the test answers as the hook would (after steps 1 and 2, before step
+        // 2 and before the promotion: four answers, none of them saying which step), once the engine has started
+        // the hook (the task is submitted).
         let mut answered = std::collections::BTreeSet::new();
-        while answered.len() < 2 {
+        while answered.len() < 4 {
             let history = executions::history(&e.sfn, &arn).await.unwrap();
             for (i, ev) in history.iter().enumerate() {
                 let Some(p) = ev
                     .task_scheduled_event_details()
                     .and_then(|d| serde_json::from_str::<Value>(d.parameters()).ok())
-                    .filter(|p| p["Payload"]["phase"] == "beforeStep")
+                    .filter(|p| {
+                        matches!(
+                            p["Payload"]["phase"].as_str(),
+                            Some("beforeStep" | "afterStep")
+                        )
+                    })
                 else {
                     continue;
                 };

@@ -33,9 +33,6 @@ pub struct CheckEvent {
     /// input's, and never a reason to start counting again.
     #[serde(default)]
     pub gates: Option<serde_json::Value>,
-    /// The last `afterStep` hook's record (`$.afterStep`): the step it ran at.
-    #[serde(default, rename = "afterStep")]
-    pub after_step: Option<serde_json::Value>,
 }
 
 pub struct CheckAlarms<P> {
@@ -92,17 +89,15 @@ impl<P: ReadAlarms + ReadMetrics> CheckAlarms<P> {
             previous,
             rollout.next_look(now),
         );
-        // A traffic step that passed runs its afterStep hook once, then is judged again.
-        let ran_at = event
-            .after_step
-            .as_ref()
-            .and_then(|a| a.get("step"))
-            .and_then(serde_json::Value::as_u64);
+        // A traffic step that passed runs its afterStep hook once, then is judged again. The only way on from a
+        // report that asked for it is through the hook, so the step's next report knows it ran, and says so to the
+        // ones after it (an approval, a promote judge the step again) — whatever the hook answered.
+        report.after_step_ran = previous.is_some_and(|p| p.after_step_due || p.after_step_ran);
         report.after_step_due = rollout.deployment.hooks.after_step.is_some()
             && report.verdict == Verdict::Pass
             && !report.baking
             && !rollout.promoted
-            && ran_at != rollout.step.map(|s| s as u64);
+            && !report.after_step_ran;
         info!(
             verdict = %report.verdict,
             error = ?report.error,
@@ -137,10 +132,17 @@ impl<P: ReadAlarms + ReadMetrics + 'static> Handler for CheckAlarms<P> {
             .gates
             .as_ref()
             .and_then(|g| serde_json::from_value::<GateReport>(g.clone()).ok())
-            .is_some_and(|p| p.step == rollout.step && p.verdict == Verdict::Pass && !p.baking);
+            // (a pass that asked for the afterStep hook was not said: the re-check after the hook says it)
+            .is_some_and(|p| {
+                p.step == rollout.step
+                    && p.verdict == Verdict::Pass
+                    && !p.baking
+                    && !p.after_step_due
+            });
         let report = self.check_at(event, crate::unix_now()).await?;
         if let Some(e) = LifecycleEvent::judged(&rollout, &report)
             && !(passed_before && report.verdict == Verdict::Pass)
+            && !report.after_step_due
         {
             self.events.publish(e).await;
         }

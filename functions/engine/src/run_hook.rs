@@ -145,13 +145,15 @@ impl<P: InvokeHook, E: ReadExecution + ReportTask, L: AliasLock + WatchAlarms> R
 
     async fn run(&self, event: HookRequest) -> Result<HookRun, Error> {
         let arn = event.execution_arn.as_deref();
+        // After a rollback the alias's lock is released: the onRollback hook writes nothing, so the execution being
+        // this rollout's own is enough.
         let (_, hold) = guard::own_rollout(
             &self.executions,
             &self.locks,
             &self.scope,
             &event.rollout,
             arn,
-            false,
+            event.phase == Phase::OnRollback,
         )
         .await?;
         let d = &event.rollout.deployment;
@@ -183,7 +185,23 @@ impl<P: InvokeHook, E: ReadExecution + ReportTask, L: AliasLock + WatchAlarms> R
                 .await;
             return Ok(done(None, HookVerdict::Pending, Value::Null));
         }
-        let run = match d.hooks.at(event.phase) {
+        let hook = d.hooks.at(event.phase);
+        // A hook's wait is watched as a bake is: a listed alarm going to ALARM while a hook runs (a callback hook
+        // may take a day) fails it at once with AlarmFired. After a rollback there is nothing left to protect.
+        if let (true, Some(_), Some(token)) = (
+            watched && event.phase != Phase::OnRollback,
+            hook,
+            &event.task_token,
+        ) {
+            let wait = crate::watch_gates::Wait {
+                key: d.lock_key(),
+                execution_arn: arn.unwrap_or_default(),
+                task_token: token,
+                since: event.entered_at.as_deref(),
+            };
+            crate::watch_gates::register_or_degrade(&self.locks, &wait).await?;
+        }
+        let run = match hook {
             // No hook to run, but the promotion's last moment to act on an alarm recorded since the final check:
             // the hold was just read.
             None => {
@@ -200,7 +218,10 @@ impl<P: InvokeHook, E: ReadExecution + ReportTask, L: AliasLock + WatchAlarms> R
             && let Some(token) = &event.task_token
         {
             let output = serde_json::to_string(&run).map_err(|e| Error::Internal(e.to_string()))?;
-            self.executions.succeed_task(token, &output).await?;
+            if !self.executions.succeed_task(token, &output).await? {
+                // The wait ended first: an alarm failed it, or it timed out. Its own ending stands.
+                tracing::warn!(phase = %event.phase, "the hook's wait had already ended; its answer was not taken");
+            }
         }
         Ok(run)
     }
@@ -279,7 +300,7 @@ impl<P: InvokeHook, E: ReadExecution + ReportTask, L: AliasLock + WatchAlarms> R
             }
         };
         info!(hook = %name, verdict = verdict.as_str(), "hook ran");
-        if watched && event.phase == Phase::PostTraffic && !callback {
+        if watched && event.phase == Phase::PostTraffic {
             // The alarms were watched while the hook ran; what fired meanwhile is recorded on the hold.
             self.no_alarm_fired(r, arn).await?;
         }

@@ -619,10 +619,14 @@ fn run_hook_on(
     let described = describe_execution_of(ExecutionStatus::Running, input);
     let mut rules: Vec<&Rule> = vec![&described];
     rules.extend_from_slice(sfn_rules);
+    // The hook's wait is registered with the alarms, as a bake's is.
+    let registered = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| r.key().and_then(|k| k.get("aliasKey")) == Some(&s("orders:live")))
+        .then_output(|| UpdateItemOutput::builder().build());
     RunHook::new(
         lambda(lambda_rules),
         sfn(&rules),
-        locks(&[&held_by_d1()]),
+        locks(&[&held_by_d1(), &registered]),
         scope(),
     )
 }
@@ -898,7 +902,6 @@ fn at_step_one(alarms: Value, analysis: Option<Value>) -> CheckEvent {
     CheckEvent {
         rollout,
         gates: None,
-        after_step: None,
     }
 }
 

@@ -97,6 +97,9 @@ pub struct GateReport {
     /// gates judge the step again. Always present: the Verdict reads it.
     #[serde(default)]
     pub after_step_due: bool,
+    /// This step's afterStep hook has run (carried from report to report of the step, whatever the hook answered).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_step_ran: bool,
 }
 
 impl GateReport {
@@ -156,6 +159,7 @@ pub fn decide(
         baking: false,
         results: results.into_iter().map(GateResult::bounded).collect(),
         after_step_due: false,
+        after_step_ran: false,
     };
     if let Some(failed) = results.iter().find(|r| r.verdict == Verdict::Fail) {
         // The state machine records `error` as the rollout's failure: a gate that fails without naming one is a

@@ -369,23 +369,30 @@ async fn a_passed_traffic_step_asks_for_its_after_step_hook_once() {
     input["hooks"] = json!({"afterStep": "SafeshiftHook_synthetic"});
     let rollout = at_step_one(input);
     let first = check_alarms(&fake)
-        .handle(CheckEvent {
-            after_step: None,
-            ..check(rollout.clone())
-        })
+        .handle(check(rollout.clone()))
         .await
         .unwrap();
     assert!(first.after_step_due && first.verdict == Verdict::Pass);
-    // The hook ran at this step (its record in the state): judged again, it is not asked for twice.
+    assert!(!first.after_step_ran);
+    // The only way on from that report is through the hook: judged again, whatever the hook answered (a callback
+    // hook's output is its own), it is not asked for twice — nor after an approval judges the step once more.
     let again = check_alarms(&fake)
         .handle(CheckEvent {
-            after_step: Some(json!({"phase": "afterStep", "verdict": "pass", "step": 0})),
+            gates: Some(serde_json::to_value(&first).unwrap()),
             ..check(rollout.clone())
         })
         .await
         .unwrap();
-    assert!(!again.after_step_due);
-    // The report always says it: the state machine's Verdict reads it.
+    assert!(!again.after_step_due && again.after_step_ran);
+    let after_approval = check_alarms(&fake)
+        .handle(CheckEvent {
+            gates: Some(serde_json::to_value(&again).unwrap()),
+            ..check(rollout.clone())
+        })
+        .await
+        .unwrap();
+    assert!(!after_approval.after_step_due);
+    // The report always says whether it is due: the state machine's Verdict reads it.
     assert_eq!(serde_json::to_value(&again).unwrap()["afterStepDue"], false);
     // Without the hook, never.
     let none = check_alarms(&fake)

@@ -238,7 +238,6 @@ pub fn check(rollout: Rollout) -> CheckEvent {
     CheckEvent {
         rollout,
         gates: None,
-        after_step: None,
     }
 }
 
