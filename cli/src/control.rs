@@ -88,14 +88,7 @@ pub async fn act(
     // The step the operator's control is for: the one the rollout is at when its wait is first found.
     let mut seen: Option<Option<u64>> = None;
     loop {
-        let status = t
-            .sfn
-            .describe_execution()
-            .execution_arn(arn)
-            .send()
-            .await?
-            .status()
-            .clone();
+        let status = crate::deploy::execution_status(t, arn).await?;
         if status != ExecutionStatus::Running {
             bail!(
                 "{arn} already ended {}: there is nothing to {}",
@@ -259,14 +252,7 @@ async fn recorded(t: &Target, arn: &str, id: &str) -> anyhow::Result<Value> {
     let deadline = Instant::now() + SETTLE;
     loop {
         // Status first, history second: a record written before the end is read before giving up on it.
-        let status = t
-            .sfn
-            .describe_execution()
-            .execution_arn(arn)
-            .send()
-            .await?
-            .status()
-            .clone();
+        let status = crate::deploy::execution_status(t, arn).await?;
         for event in history(&t.sfn, arn).await?.iter().rev() {
             let Some(d) = event
                 .state_exited_event_details()

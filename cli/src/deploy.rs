@@ -407,6 +407,17 @@ pub async fn list(t: &Target, output: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The execution's status, as DescribeExecution says it now.
+pub async fn execution_status(t: &Target, arn: &str) -> anyhow::Result<ExecutionStatus> {
+    Ok(t.sfn
+        .describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await?
+        .status()
+        .clone())
+}
+
 /// Stops the execution, then reverts the alias right away with the reconciler's own logic (instead of waiting for
 /// EventBridge to deliver the status change). An execution that already ended is refused: it holds nothing, and
 /// the alias may be a newer deployment's by now.
@@ -416,14 +427,7 @@ pub async fn abort(
     reason: Option<&str>,
     output: Output,
 ) -> anyhow::Result<()> {
-    let status = t
-        .sfn
-        .describe_execution()
-        .execution_arn(arn)
-        .send()
-        .await?
-        .status()
-        .clone();
+    let status = crate::deploy::execution_status(t, arn).await?;
     if status != ExecutionStatus::Running {
         bail!(
             "execution {arn} already ended {}: there is nothing to abort, and the alias is left as it is",

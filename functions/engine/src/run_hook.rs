@@ -167,14 +167,8 @@ impl<P: InvokeHook, E: ReadExecution + ReportTask, L: AliasLock + WatchAlarms> R
         };
         if event.phase == Phase::Approval {
             // The state holds the task token until `safeshift approve` or `reject` answers it, or an alarm.
-            if let (true, Some(token)) = (watched, &event.task_token) {
-                let wait = crate::watch_gates::Wait {
-                    key: d.lock_key(),
-                    execution_arn: arn.unwrap_or_default(),
-                    task_token: token,
-                    since: event.entered_at.as_deref(),
-                };
-                crate::watch_gates::register_or_degrade(&self.locks, &wait).await?;
+            if watched {
+                self.watch_the_wait(&event).await?;
             }
             info!(
                 step = event.rollout.step.map(|s| s + 2),
@@ -188,18 +182,8 @@ impl<P: InvokeHook, E: ReadExecution + ReportTask, L: AliasLock + WatchAlarms> R
         let hook = d.hooks.at(event.phase);
         // A hook's wait is watched as a bake is: a listed alarm going to ALARM while a hook runs (a callback hook
         // may take a day) fails it at once with AlarmFired. After a rollback there is nothing left to protect.
-        if let (true, Some(_), Some(token)) = (
-            watched && event.phase != Phase::OnRollback,
-            hook,
-            &event.task_token,
-        ) {
-            let wait = crate::watch_gates::Wait {
-                key: d.lock_key(),
-                execution_arn: arn.unwrap_or_default(),
-                task_token: token,
-                since: event.entered_at.as_deref(),
-            };
-            crate::watch_gates::register_or_degrade(&self.locks, &wait).await?;
+        if watched && hook.is_some() && event.phase != Phase::OnRollback {
+            self.watch_the_wait(&event).await?;
         }
         let run = match hook {
             // No hook to run, but the promotion's last moment to act on an alarm recorded since the final check:
@@ -224,6 +208,23 @@ impl<P: InvokeHook, E: ReadExecution + ReportTask, L: AliasLock + WatchAlarms> R
             }
         }
         Ok(run)
+    }
+
+    /// Registers the state's wait (its task token) with the deployment's alarms, as watch-gates registers a bake.
+    async fn watch_the_wait(&self, event: &HookRequest) -> Result<(), Error> {
+        let Some(token) = &event.task_token else {
+            return Ok(());
+        };
+        let wait = crate::watch_gates::Wait {
+            key: event.rollout.deployment.lock_key(),
+            execution_arn: event.execution_arn.as_deref().unwrap_or_default(),
+            task_token: token,
+            since: event.entered_at.as_deref(),
+        };
+        // A wait AWS throttled out of registering stays unwatched (logged): it is no reason to fail the step.
+        crate::watch_gates::register_or_degrade(&self.locks, &wait)
+            .await
+            .map(|_| ())
     }
 
     /// Invokes `hook` for the event's phase: a sync hook is waited for and judged (its failure is `HookFailed`,
