@@ -50,11 +50,18 @@ pub async fn follow(
 /// The rollout state the execution last recorded (after Prepare or a ShiftWeight), if any.
 pub async fn latest_rollout(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Result<Option<Value>> {
     // Read forward and take the last: moto ignores reverseOrder.
-    Ok(history(sfn, arn).await?.iter().rev().find_map(|e| {
-        let d = e.state_exited_event_details()?;
-        matches!(d.name(), "ShiftWeight" | "Prepare" | "Steer")
-            .then(|| serde_json::from_str(d.output()?).ok())?
-    }))
+    Ok(history(sfn, arn)
+        .await?
+        .iter()
+        .rev()
+        .find_map(rollout_written))
+}
+
+/// The rollout a state wrote, when the event is the exit of one that writes it (Prepare, ShiftWeight, Steer).
+fn rollout_written(event: &HistoryEvent) -> Option<Value> {
+    let d = event.state_exited_event_details()?;
+    matches!(d.name(), "ShiftWeight" | "Prepare" | "Steer")
+        .then(|| serde_json::from_str(d.output()?).ok())?
 }
 
 /// The bake a ShiftWeight exit starts, in seconds.
@@ -91,11 +98,7 @@ pub async fn current_wait(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Resul
     let mut token = None;
     let mut rollout = Value::Null;
     for event in history(sfn, arn).await? {
-        if let Some(d) = event
-            .state_exited_event_details()
-            .filter(|d| matches!(d.name(), "ShiftWeight" | "Prepare" | "Steer"))
-            && let Some(Ok(o)) = d.output().map(serde_json::from_str::<Value>)
-        {
+        if let Some(o) = rollout_written(&event) {
             rollout = o;
         }
         if let Some(d) = event.state_entered_event_details() {

@@ -392,8 +392,13 @@ fn refused(next: Next, note: &str, id: Option<String>) -> Steered {
 
 /// A Unix time as people read it in a note (RFC 3339, UTC).
 pub fn clock(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
-        .to_string()
+    // A time past what the platform can represent (never a real one) is shown as its number.
+    std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_secs(unix))
+        .map_or_else(
+            || unix.to_string(),
+            |t| humantime::format_rfc3339_seconds(t).to_string(),
+        )
 }
 
 #[cfg(test)]

@@ -828,6 +828,55 @@ mod tests {
     }
 
     #[test]
+    fn the_most_controls_and_incident_alarms_a_rollout_can_keep_stay_within_the_state() {
+        use crate::control::{
+            Action, Identity, MAX_OPERATIONS, MAX_REASON_BYTES, Operation, Outcome,
+        };
+        let alarms: Vec<String> = (0..100)
+            .map(|i| format!("{i:03}-{}", "n".repeat(251)))
+            .collect();
+        let d = Deployment::parse(&format!(
+            r#"{{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"Linear10PercentEvery1Minute",
+                "alarms":{},"incidentFix":true,"analysis":{{"maxErrorRate":0.01}}}}"#,
+            serde_json::to_string(&alarms).unwrap()
+        ))
+        .unwrap();
+        let mut r = Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into())
+            .with_incident_alarms(
+                alarms
+                    .iter()
+                    .map(|name| IncidentAlarm {
+                        name: name.clone(),
+                        since: "2026-11-29T10:00:00.000Z".into(),
+                    })
+                    .collect(),
+            );
+        // Every record a deployment may keep (the cap, and past it one way out of each recorded pause and the
+        // gate), each as long as Steer lets it be.
+        let longest = Operation {
+            action: Action::Promote,
+            full: true,
+            by: Some(Identity {
+                arn: "a".repeat(256),
+                account: Some("1".repeat(256)),
+                user_id: Some("u".repeat(256)),
+            }),
+            reason: Some("r".repeat(MAX_REASON_BYTES)),
+            at: 1_795_000_000,
+            step: Some(10),
+            percent: 100.0,
+            outcome: Outcome::Applied,
+            note: "going to 100% now: the alarms are checked, then the promotion and the postTraffic hook".into(),
+            id: Some("i".repeat(64)),
+        };
+        r.operations = vec![longest; 2 * MAX_OPERATIONS + 1];
+        let size = serde_json::to_string(&r).unwrap().len();
+        // With the gates' report (under 32 KB) and three hook outputs (8 KB each) beside it, the state stays under
+        // Step Functions' 256 KB.
+        assert!(size < 160 * 1024, "the rollout is {size} bytes");
+    }
+
+    #[test]
     fn the_passed_gates_keep_one_record_per_step() {
         let mut r = analysed(r#"{"maxErrorRate":0.01}"#);
         let g = decide(r.step, analysis(Verdict::Pass), r.extensions(), None, None);

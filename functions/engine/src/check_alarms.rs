@@ -55,7 +55,8 @@ impl<P: ReadAlarms + ReadMetrics> CheckAlarms<P> {
         Self { events, ..self }
     }
 
-    /// Runs the gates on the event's step as of `now` (Unix seconds): the end of the step's metric window.
+    /// Runs the gates on the event's step as of `now` (Unix seconds): the end of the step's metric window, and
+    /// publishes the step's verdict when it is news.
     pub async fn check_at(&self, event: CheckEvent, now: u64) -> Result<GateReport, Error> {
         let rollout = &event.rollout;
         let previous: Option<GateReport> = match event.gates {
@@ -106,6 +107,16 @@ impl<P: ReadAlarms + ReadMetrics> CheckAlarms<P> {
             "gates checked: {}",
             report.summary()
         );
+        // After an approval, a promote or the afterStep hook the same step is judged again: a pass already said
+        // is not said twice (a pass that asked for the afterStep hook was not said: the re-check after it says it).
+        let passed_before =
+            previous.is_some_and(|p| p.verdict == Verdict::Pass && !p.baking && !p.after_step_due);
+        if let Some(e) = LifecycleEvent::judged(rollout, &report)
+            && !(passed_before && report.verdict == Verdict::Pass)
+            && !report.after_step_due
+        {
+            self.events.publish(e).await;
+        }
         Ok(report)
     }
 }
@@ -126,26 +137,6 @@ impl<P: ReadAlarms + ReadMetrics + 'static> Handler for CheckAlarms<P> {
     }
 
     async fn handle(&self, event: CheckEvent) -> Result<GateReport, Error> {
-        let rollout = event.rollout.clone();
-        // After an approval or a promote the same step is judged again: its pass was said already.
-        let passed_before = event
-            .gates
-            .as_ref()
-            .and_then(|g| serde_json::from_value::<GateReport>(g.clone()).ok())
-            // (a pass that asked for the afterStep hook was not said: the re-check after the hook says it)
-            .is_some_and(|p| {
-                p.step == rollout.step
-                    && p.verdict == Verdict::Pass
-                    && !p.baking
-                    && !p.after_step_due
-            });
-        let report = self.check_at(event, crate::unix_now()).await?;
-        if let Some(e) = LifecycleEvent::judged(&rollout, &report)
-            && !(passed_before && report.verdict == Verdict::Pass)
-            && !report.after_step_due
-        {
-            self.events.publish(e).await;
-        }
-        Ok(report)
+        self.check_at(event, crate::unix_now()).await
     }
 }

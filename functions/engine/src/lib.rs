@@ -31,7 +31,5 @@ pub fn unix_now() -> u64 {
 
 /// Unix seconds as RFC 3339, for messages people read.
 pub fn rfc3339(secs: u64) -> String {
-    aws_smithy_types::DateTime::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| secs.to_string())
+    safeshift_core::control::clock(secs)
 }

@@ -68,8 +68,14 @@ impl Steer {
         Self { events }
     }
 
-    /// Applies the control in `state` at `now_ms` (Unix milliseconds).
-    pub fn steer_at(&self, mut state: Map<String, Value>, now_ms: u64) -> Result<Value, Error> {
+    /// Applies the control in `state` at `now_ms` (Unix milliseconds): the new state, and the event it is news
+    /// for — a pause applied, or a pause's end.
+    pub fn steer_at(
+        &self,
+        mut state: Map<String, Value>,
+        execution_arn: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(Value, Option<LifecycleEvent>), Error> {
         let ended: Ended = state
             .remove("control")
             .ok_or_else(|| InvalidInput::one("state.control", "is required: the wait's end"))
@@ -111,6 +117,17 @@ impl Steer {
             )
             .into());
         }
+        let event = (steered.outcome == control::Outcome::Applied)
+            .then(|| rollout.operations.last())
+            .flatten()
+            .and_then(|op| {
+                LifecycleEvent::steered(
+                    &rollout,
+                    execution_arn,
+                    op,
+                    ended.wait_state == WaitState::Paused,
+                )
+            });
         info!(
             next = ?steered.next,
             outcome = ?steered.outcome,
@@ -131,7 +148,7 @@ impl Steer {
             "steered".into(),
             serde_json::to_value(&steered).map_err(|e| Error::Internal(e.to_string()))?,
         );
-        Ok(Value::Object(state))
+        Ok((Value::Object(state), event))
     }
 }
 
@@ -162,15 +179,13 @@ impl Handler for Steer {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let arn = event.steer.execution_arn.clone();
-        let from_pause = event.steer.state["control"]["waitState"] == "Paused";
-        let state = self.steer_at(event.steer.state, now_ms)?;
+        let SteerRequest {
+            state,
+            execution_arn,
+        } = event.steer;
+        let (state, news) = self.steer_at(state, execution_arn.as_deref(), now_ms)?;
         // A pause and its end are news; anything else Steer did shows in the execution.
-        if state["steered"]["outcome"] == "applied"
-            && let Ok(rollout) = serde_json::from_value::<Rollout>(state.clone())
-            && let Some(op) = rollout.operations.last()
-            && let Some(e) = LifecycleEvent::steered(&rollout, arn.as_deref(), op, from_pause)
-        {
+        if let Some(e) = news {
             self.events.publish(e).await;
         }
         Ok(state)
@@ -205,14 +220,19 @@ mod tests {
         m
     }
 
+    /// The state Steer leaves, for an execution without an ARN.
+    fn at(state: Map<String, Value>, now_ms: u64) -> Result<Value, Error> {
+        Steer::default()
+            .steer_at(state, None, now_ms)
+            .map(|(s, _)| s)
+    }
+
     const ENTERED_MS: u64 = 1_795_946_400_000;
 
     #[test]
     fn a_pause_keeps_the_gates_last_look_and_records_who_and_why() {
         let sent = json!({"action": "pause", "reason": "dashboards", "by": {"arn": "arn:aws:iam::1:user/alice"}, "id": "c-1"});
-        let out = Steer::default()
-            .steer_at(state(sent, "ExtendBake"), ENTERED_MS + 10_000)
-            .unwrap();
+        let out = at(state(sent, "ExtendBake"), ENTERED_MS + 10_000).unwrap();
         // The look's report goes on counting alpha and extensions after a resume.
         assert_eq!(out["gates"]["extensions"], 1);
         assert_eq!(out["gates"]["results"][0]["evidence"]["alphaSpent"], 0.001);
@@ -234,9 +254,7 @@ mod tests {
             "control".into(),
             json!({"sent": {"action": "resume"}, "waitState": "Paused", "waitEnteredAt": "2026-11-29T10:00:10.000Z"}),
         );
-        let out = Steer::default()
-            .steer_at(resumed, ENTERED_MS + 70_000)
-            .unwrap();
+        let out = at(resumed, ENTERED_MS + 70_000).unwrap();
         assert!(out.get("paused").is_none(), "{out:#}");
         assert_eq!(
             (
@@ -250,12 +268,11 @@ mod tests {
 
     #[test]
     fn a_control_that_does_not_read_is_refused_and_the_wait_goes_on() {
-        let out = Steer::default()
-            .steer_at(
-                state(json!({"action": "explode"}), "Bake"),
-                ENTERED_MS + 5_000,
-            )
-            .unwrap();
+        let out = at(
+            state(json!({"action": "explode"}), "Bake"),
+            ENTERED_MS + 5_000,
+        )
+        .unwrap();
         assert_eq!(
             (
                 out["steered"]["next"].as_str(),
@@ -266,20 +283,34 @@ mod tests {
         assert_eq!(out["waitSeconds"], 55);
         let mut bad = state(json!({}), "Bake");
         bad.remove("control");
-        assert!(matches!(
-            Steer::default().steer_at(bad, ENTERED_MS),
-            Err(Error::InvalidInput(_))
-        ));
+        assert!(matches!(at(bad, ENTERED_MS), Err(Error::InvalidInput(_))));
     }
 
     #[test]
     fn controls_sent_in_a_loop_end_the_rollout() {
         let mut looping = state(json!({"nonsense": true}), "Bake");
         looping.insert("unrecordedControls".into(), json!(control::MAX_UNRECORDED));
-        let err = Steer::default()
-            .steer_at(looping, ENTERED_MS + 1_000)
-            .unwrap_err();
+        let err = at(looping, ENTERED_MS + 1_000).unwrap_err();
         assert!(matches!(err, Error::InvalidInput(_)), "{err}");
         assert!(err.to_string().contains("in a loop"), "{err}");
+    }
+
+    #[test]
+    fn a_pause_is_news_and_a_refused_control_is_not() {
+        let sent = json!({"action": "pause", "reason": "dashboards"});
+        let (_, news) = Steer::default()
+            .steer_at(state(sent, "Bake"), Some("arn:x"), ENTERED_MS + 1_000)
+            .unwrap();
+        let news = news.expect("a pause is published");
+        assert_eq!(news.detail_type.as_str(), "Deployment Paused");
+        assert_eq!(news.detail["executionArn"], "arn:x");
+        let (_, none) = Steer::default()
+            .steer_at(
+                state(json!({"action": "resume"}), "Bake"),
+                Some("arn:x"),
+                ENTERED_MS + 1_000,
+            )
+            .unwrap();
+        assert!(none.is_none(), "a refused resume is not news");
     }
 }

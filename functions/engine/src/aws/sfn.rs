@@ -3,6 +3,10 @@
 use safeshift_core::Error;
 use safeshift_core::error::Resource;
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
 use super::classify;
 use crate::ports::{ExecutionRecord, ReadExecution, ReportTask};
 
@@ -99,18 +103,9 @@ impl ReportTask for StepFunctionsAdapter {
             .cause(cause)
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(true),
-            // The wait already ended (its bake ran out, or another event failed it first): nothing waits.
-            Err(e)
-                if e.as_service_error().is_some_and(|e| {
-                    e.is_task_timed_out() || e.is_task_does_not_exist() || e.is_invalid_token()
-                }) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(classify("SendTaskFailure", e, |_| None)),
-        }
+        answered("SendTaskFailure", sent, |e| {
+            e.is_task_timed_out() || e.is_task_does_not_exist() || e.is_invalid_token()
+        })
     }
 
     async fn succeed_task(&self, task_token: &str, output: &str) -> Result<bool, Error> {
@@ -121,16 +116,25 @@ impl ReportTask for StepFunctionsAdapter {
             .output(output)
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error().is_some_and(|e| {
-                    e.is_task_timed_out() || e.is_task_does_not_exist() || e.is_invalid_token()
-                }) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(classify("SendTaskSuccess", e, |_| None)),
-        }
+        answered("SendTaskSuccess", sent, |e| {
+            e.is_task_timed_out() || e.is_task_does_not_exist() || e.is_invalid_token()
+        })
+    }
+}
+
+/// An answer to a wait's task token: `false` when the wait had already ended (its time ran out, or another
+/// answer came first — `ended` says which service errors mean that): nothing waits any more.
+fn answered<T, E>(
+    operation: &str,
+    sent: Result<T, SdkError<E, HttpResponse>>,
+    ended: impl Fn(&E) -> bool,
+) -> Result<bool, Error>
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    match sent {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(&ended) => Ok(false),
+        Err(e) => Err(classify(operation, e, |_| None)),
     }
 }

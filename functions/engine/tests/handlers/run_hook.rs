@@ -282,3 +282,28 @@ async fn with_no_post_traffic_hook_an_alarm_recorded_since_the_final_check_still
     .unwrap_err();
     assert_eq!(err.error_type, "AlarmFired");
 }
+
+#[tokio::test]
+async fn a_hooks_wait_is_watched_like_a_bake_and_a_sync_hook_is_answered_by_run_hook() {
+    // GIVEN a deployment with alarms and a sync afterStep hook, its state waiting with a token
+    let fake = orders();
+    fake.hook_answers("orders-check", None, r#"{"status":"Succeeded"}"#);
+    let mut i = canary();
+    i["hooks"] = json!({"afterStep": "orders-check"});
+    let rollout = prepared(&fake, i);
+    // WHEN the afterStep phase runs
+    let out = invoke(
+        run_hook(&fake),
+        json!({"phase": "afterStep", "rollout": rollout, "taskToken": "tok-3", "executionArn": EXECUTION}),
+    )
+    .await
+    .unwrap();
+    // THEN its wait was registered with the alarms before the hook ran, and run-hook answered the token itself
+    assert_eq!(out["verdict"], "pass");
+    assert_eq!(fake.task_token(KEY).as_deref(), Some("tok-3"));
+    let ops = operations(&fake);
+    let registered = ops.iter().position(|o| *o == "UpdateItem");
+    let invoked = ops.iter().position(|o| *o == "Invoke");
+    assert!(registered.is_some() && registered < invoked, "{ops:?}");
+    assert_eq!(ops.last().copied(), Some("SendTaskSuccess"), "{ops:?}");
+}
