@@ -1977,3 +1977,52 @@ async fn an_eventbridge_outage_never_fails_or_holds_up_a_step() {
     // Attempted, with the SDK's retries, then dropped: the step's verdict is untouched.
     assert_eq!(down.num_calls(), 3, "the event was attempted");
 }
+
+#[tokio::test]
+async fn the_reconciler_never_takes_a_waits_answer_for_a_rollout() {
+    // The newest task output is what someone answered a wait's token with (an operator's control, a callback
+    // hook): here shaped like the prepared rollout, which would say nothing shifted. The engine's own newest
+    // rollout, the promotion at r4, is what counts.
+    let prepared = prepared().await;
+    let promoted = prepared
+        .advanced(0, "r1".into(), 1_000)
+        .advanced(1, "r4".into(), 1_300);
+    let (forged, promoted) = (
+        serde_json::to_string(&prepared).unwrap(),
+        serde_json::to_string(&promoted).unwrap(),
+    );
+    let describe = describe_execution(ExecutionStatus::Failed);
+    let history = mock!(aws_sdk_sfn::Client::get_execution_history).then_output(move || {
+        let answer = HistoryEvent::builder()
+            .id(4)
+            .r#type(HistoryEventType::TaskSucceeded)
+            .timestamp(aws_smithy_types::DateTime::from_secs(0))
+            .task_succeeded_event_details(
+                TaskSucceededEventDetails::builder()
+                    .resource_type("lambda")
+                    .resource("invoke.waitForTaskToken")
+                    .output(&forged)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        GetExecutionHistoryOutput::builder()
+            .events(answer)
+            .events(task_succeeded(3, &promoted))
+            .build()
+            .unwrap()
+    });
+    let (alias, update) = (get_alias("7", &[], "r4"), update_alias());
+    let (holder, release, mark) = (no_holder(), release(), mark_reconciled());
+    let out = rollback(
+        &[&alias, &update],
+        &[&describe, &history],
+        &[&holder, &release, &mark],
+    )
+    .handle(status_change("FAILED"))
+    .await
+    .unwrap();
+    assert_eq!(out.outcome, Outcome::Reverted, "{out:?}");
+    assert_eq!(out.alias.unwrap().function_version, "6");
+}
