@@ -118,6 +118,24 @@ impl Fixtures {
 
     /// A function with `versions` published versions and alias `live` on version 1.
     pub async fn function(&self, name: &str, versions: usize) -> Result<(), FixtureError> {
+        self.function_without_alias(name, versions).await?;
+        self.lambda
+            .create_alias()
+            .function_name(name)
+            .name("live")
+            .function_version("1")
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// A function with `versions` published versions and no alias (as a stack creates it).
+    pub async fn function_without_alias(
+        &self,
+        name: &str,
+        versions: usize,
+    ) -> Result<(), FixtureError> {
         moto::create_role(self.moto_port, name)?;
         self.lambda
             .create_function()
@@ -136,14 +154,6 @@ impl Fixtures {
         for v in 1..=versions {
             self.publish(name, &format!("v{v}")).await?;
         }
-        self.lambda
-            .create_alias()
-            .function_name(name)
-            .name("live")
-            .function_version("1")
-            .send()
-            .await
-            .map_err(err)?;
         Ok(())
     }
 

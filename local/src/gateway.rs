@@ -15,6 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use safeshift_engine::check_alarms::CheckAlarms;
+use safeshift_engine::cloudformation::CloudFormation;
 use safeshift_engine::guard::Scope;
 use safeshift_engine::ports::Events;
 use safeshift_engine::rollback::Rollback;
@@ -24,7 +25,8 @@ use safeshift_engine::shift_weight::{ReadyWait, ShiftWeight};
 use safeshift_engine::steer::Steer;
 use safeshift_engine::watch_gates::WatchGates;
 use safeshift_engine::{
-    CloudWatchAdapter, DynamoLockAdapter, EventBridgeAdapter, LambdaAdapter, StepFunctionsAdapter,
+    CloudWatchAdapter, DynamoLockAdapter, EventBridgeAdapter, LambdaAdapter, ResponseUrlAdapter,
+    StepFunctionsAdapter,
 };
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -37,15 +39,18 @@ pub enum EngineFunction {
     RunHook,
     Rollback,
     WatchGates,
+    /// The `Safeshift` macro and the `Custom::SafeshiftAlias` provider (no state invokes it).
+    CloudFormation,
 }
 
 impl EngineFunction {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::ShiftWeight,
         Self::CheckAlarms,
         Self::RunHook,
         Self::Rollback,
         Self::WatchGates,
+        Self::CloudFormation,
     ];
 
     /// The binary's name, and the function's name after the stack prefix.
@@ -56,6 +61,7 @@ impl EngineFunction {
             Self::RunHook => "run-hook",
             Self::Rollback => "rollback",
             Self::WatchGates => "watch-gates",
+            Self::CloudFormation => "cloudformation",
         }
     }
 
@@ -67,6 +73,7 @@ impl EngineFunction {
             Self::RunHook => "RunHookFunctionArn",
             Self::Rollback => "RollbackFunctionArn",
             Self::WatchGates => "WatchGatesFunctionArn",
+            Self::CloudFormation => "CloudFormationFunctionArn",
         }
     }
 
@@ -106,6 +113,9 @@ pub struct Engine {
             StepFunctionsAdapter,
             CloudWatchAdapter,
         >,
+    >,
+    cloudformation: Arc<
+        CloudFormation<LambdaAdapter, StepFunctionsAdapter, DynamoLockAdapter, ResponseUrlAdapter>,
     >,
 }
 
@@ -153,7 +163,7 @@ impl Engine {
             ),
             rollback: Arc::new(
                 Rollback::new(
-                    lambda,
+                    lambda.clone(),
                     executions.clone(),
                     locks.clone(),
                     scope.clone(),
@@ -161,6 +171,13 @@ impl Engine {
                 )
                 .with_events(events),
             ),
+            cloudformation: Arc::new(CloudFormation::new(
+                lambda.clone(),
+                executions.clone(),
+                locks.clone(),
+                ResponseUrlAdapter::new().expect("the system's TLS roots load"),
+                scope.clone(),
+            )),
             watch_gates: Arc::new(WatchGates::new(
                 locks,
                 executions.clone(),
@@ -195,6 +212,9 @@ impl Engine {
             EngineFunction::Rollback => runtime::invoke(Arc::clone(&self.rollback), event).await,
             EngineFunction::WatchGates => {
                 runtime::invoke(Arc::clone(&self.watch_gates), event).await
+            }
+            EngineFunction::CloudFormation => {
+                runtime::invoke(Arc::clone(&self.cloudformation), event).await
             }
         }
         .map_err(|d| (d.error_type, d.error_message))

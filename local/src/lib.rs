@@ -6,6 +6,7 @@ pub mod executions;
 pub mod fixtures;
 pub mod gateway;
 pub mod moto;
+pub mod response_url;
 pub mod stack;
 
 pub use stack::LocalStack;

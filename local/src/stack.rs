@@ -324,8 +324,9 @@ pub async fn create_lock_table(config: &aws_config::SdkConfig) -> Result<(), Loc
     Ok(())
 }
 
-/// What EventBridge does in AWS: hand every execution of this state machine that ended ABORTED, TIMED_OUT or
-/// FAILED to the rollback function, once, as a "Step Functions Execution Status Change" event.
+/// What EventBridge does in AWS for the template's two rules on "Step Functions Execution Status Change": hand
+/// every execution of this state machine that ended ABORTED, TIMED_OUT or FAILED to the rollback function, and
+/// every one that ended at all to the cloudformation function (which answers a stack waiting for it), once each.
 async fn reconcile(engine: Arc<Engine>, sfn: aws_sdk_sfn::Client, state_machine_arn: String) {
     let mut seen = HashSet::new();
     loop {
@@ -334,17 +335,19 @@ async fn reconcile(engine: Arc<Engine>, sfn: aws_sdk_sfn::Client, state_machine_
             ExecutionStatus::Aborted,
             ExecutionStatus::TimedOut,
             ExecutionStatus::Failed,
+            ExecutionStatus::Succeeded,
         ] {
-            let Ok(page) = sfn
+            let mut ended = Vec::new();
+            let mut pages = sfn
                 .list_executions()
                 .state_machine_arn(&state_machine_arn)
                 .status_filter(status.clone())
-                .send()
-                .await
-            else {
-                continue;
-            };
-            for e in page.executions() {
+                .into_paginator()
+                .send();
+            while let Some(Ok(page)) = pages.next().await {
+                ended.extend(page.executions().iter().cloned());
+            }
+            for e in &ended {
                 if !seen.insert(e.execution_arn().to_owned()) {
                     continue;
                 }
@@ -362,6 +365,26 @@ async fn reconcile(engine: Arc<Engine>, sfn: aws_sdk_sfn::Client, state_machine_
                         "status": status.as_str(),
                     }
                 });
+                // Its own delivery, as EventBridge delivers each rule's target on its own.
+                tokio::spawn({
+                    let (engine, event) = (Arc::clone(&engine), event.clone());
+                    let execution = e.execution_arn().to_owned();
+                    async move {
+                        if let Err((error_type, message)) =
+                            engine.invoke(EngineFunction::CloudFormation, event).await
+                        {
+                            tracing::error!(
+                                execution,
+                                error_type,
+                                message,
+                                "answering CloudFormation failed"
+                            );
+                        }
+                    }
+                });
+                if status == ExecutionStatus::Succeeded {
+                    continue;
+                }
                 match engine.invoke(EngineFunction::Rollback, event).await {
                     Ok(report) => {
                         tracing::info!(execution = e.execution_arn(), %report, "reconciled")

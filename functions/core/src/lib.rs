@@ -9,6 +9,7 @@
 pub mod alias;
 pub mod asl;
 pub mod control;
+pub mod custom_resource;
 pub mod deployment;
 pub mod error;
 pub mod events;
@@ -21,6 +22,7 @@ pub mod rollback;
 pub mod rollout;
 pub mod schedule;
 pub mod strategy;
+pub mod transform;
 
 pub use deployment::{Approval, Deployment, DeploymentInput, Hooks};
 pub use error::{Error, ErrorType, FieldError, InvalidInput};

@@ -16,8 +16,9 @@ use safeshift_core::hooks::HookResponse;
 use safeshift_core::prepare::VersionConfig;
 
 use crate::ports::{
-    AliasLock, ExecutionRecord, Interrupt, InvokeHook, InvokeMode, LockHolder, MetricsQuery,
-    ReadAlarms, ReadAlias, ReadExecution, ReadMetrics, ReadVersion, ReportTask, Watch, WatchAlarms,
+    AliasLock, AnswerStack, ExecutionRecord, Interrupt, InvokeHook, InvokeMode, LockHolder,
+    ManageAlias, MetricsQuery, OwnedAlias, PendingAnswer, PendingAnswers, ReadAlarms, ReadAlias,
+    ReadExecution, ReadMetrics, ReadVersion, ReportTask, StartExecution, Watch, WatchAlarms,
     Watcher, WriteAlias,
 };
 
@@ -28,6 +29,32 @@ pub const STATE_MACHINE: &str =
 /// A port call, as the fake logged it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
+    CreateAlias {
+        function: String,
+        alias: String,
+        version: String,
+    },
+    DeleteAlias {
+        function: String,
+        alias: String,
+    },
+    StartExecution {
+        name: String,
+        input: serde_json::Value,
+    },
+    HoldAnswer {
+        execution_arn: String,
+    },
+    PendingAnswer {
+        execution_arn: String,
+    },
+    ForgetAnswer {
+        execution_arn: String,
+    },
+    SendAnswer {
+        url: String,
+        body: serde_json::Value,
+    },
     GetAlias {
         function: String,
         alias: String,
@@ -103,6 +130,13 @@ impl Call {
     /// The AWS operation the call stands for, as named in fault injection.
     pub fn operation(&self) -> &'static str {
         match self {
+            Call::CreateAlias { .. } => "CreateAlias",
+            Call::DeleteAlias { .. } => "DeleteAlias",
+            Call::StartExecution { .. } => "StartExecution",
+            Call::HoldAnswer { .. } => "PutItem",
+            Call::PendingAnswer { .. } => "GetItem",
+            Call::ForgetAnswer { .. } => "DeleteItem",
+            Call::SendAnswer { .. } => "PUT ResponseURL",
             Call::GetAlias { .. } => "GetAlias",
             Call::UpdateAlias { .. } => "UpdateAlias",
             Call::GetVersion { .. } => "GetFunctionConfiguration",
@@ -145,6 +179,10 @@ struct World {
     interleaved_write: Option<((String, String), AliasUpdate)>,
     calls: Vec<Call>,
     revisions: u64,
+    /// Alias descriptions, by (function, alias).
+    descriptions: BTreeMap<(String, String), String>,
+    /// CloudFormation answers held for executions, by execution ARN.
+    held_answers: BTreeMap<String, PendingAnswer>,
 }
 
 impl World {
@@ -361,6 +399,8 @@ impl FakeAws {
                     status: status.into(),
                     input: input.map(str::to_owned),
                     stopped_at: (status != "RUNNING").then_some(1_000),
+                    error: None,
+                    cause: None,
                 },
                 outputs,
             ),
@@ -372,6 +412,16 @@ impl FakeAws {
         if let Some((record, _)) = self.world().executions.get_mut(arn) {
             record.status = status.into();
             record.stopped_at = Some(stopped_at);
+        }
+    }
+
+    /// Ends an execution FAILED with `error` and `cause`, as a rollback ends it.
+    pub fn fail_execution(&self, arn: &str, error: &str, cause: &str) {
+        if let Some((record, _)) = self.world().executions.get_mut(arn) {
+            record.status = "FAILED".into();
+            record.stopped_at = Some(1_000);
+            record.error = Some(error.into());
+            record.cause = Some(cause.into());
         }
     }
 
@@ -456,6 +506,29 @@ impl FakeAws {
             .into_iter()
             .filter(|c| matches!(c, Call::UpdateAlias { .. }))
             .collect()
+    }
+
+    /// The answers sent to CloudFormation so far: each response document.
+    pub fn sent_answers(&self) -> Vec<serde_json::Value> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::SendAnswer { body, .. } => Some(body),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The answer held for an execution, if any.
+    pub fn held_answer(&self, execution_arn: &str) -> Option<PendingAnswer> {
+        self.world().held_answers.get(execution_arn).cloned()
+    }
+
+    /// The description an alias carries.
+    pub fn describe_alias_as(&self, function: &str, alias: &str, description: &str) {
+        self.world()
+            .descriptions
+            .insert((function.into(), alias.into()), description.into());
     }
 
     /// The hook invocations so far.
@@ -820,5 +893,165 @@ impl ReportTask for FakeAws {
             output: output.into(),
         })?;
         Ok(world.waiting.remove(task_token))
+    }
+}
+
+fn alias_arn(function: &str, alias: &str) -> String {
+    format!("arn:aws:lambda:us-east-1:123456789012:function:{function}:{alias}")
+}
+
+impl ManageAlias for FakeAws {
+    async fn find_alias(&self, function: &str, alias: &str) -> Result<Option<OwnedAlias>, Error> {
+        let mut world = self.world();
+        world.call(Call::GetAlias {
+            function: function.into(),
+            alias: alias.into(),
+        })?;
+        let key = (function.to_owned(), alias.to_owned());
+        if !world
+            .versions
+            .contains_key(&(function.to_owned(), "$LATEST".to_owned()))
+        {
+            return Err(Error::ResourceNotFound {
+                resource: Resource::Function,
+                name: function.into(),
+            });
+        }
+        Ok(world.aliases.get(&key).cloned().map(|state| OwnedAlias {
+            arn: alias_arn(function, alias),
+            state,
+            description: world.descriptions.get(&key).cloned(),
+        }))
+    }
+
+    async fn create_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        version: &str,
+        description: &str,
+    ) -> Result<OwnedAlias, Error> {
+        let mut world = self.world();
+        world.call(Call::CreateAlias {
+            function: function.into(),
+            alias: alias.into(),
+            version: version.into(),
+        })?;
+        let key = (function.to_owned(), alias.to_owned());
+        if world.aliases.contains_key(&key) {
+            return Err(Error::AliasConflict {
+                alias: alias.into(),
+                reason: "it exists already".into(),
+            });
+        }
+        if !world
+            .versions
+            .contains_key(&(function.to_owned(), version.to_owned()))
+        {
+            return Err(Error::ResourceNotFound {
+                resource: Resource::Version,
+                name: format!("{function}:{version}"),
+            });
+        }
+        let state = AliasState {
+            function_version: version.into(),
+            weights: BTreeMap::new(),
+            revision_id: world.next_revision(),
+        };
+        world.aliases.insert(key.clone(), state.clone());
+        world.descriptions.insert(key, description.into());
+        Ok(OwnedAlias {
+            arn: alias_arn(function, alias),
+            state,
+            description: Some(description.into()),
+        })
+    }
+
+    async fn delete_alias(&self, function: &str, alias: &str) -> Result<(), Error> {
+        let mut world = self.world();
+        world.call(Call::DeleteAlias {
+            function: function.into(),
+            alias: alias.into(),
+        })?;
+        let key = (function.to_owned(), alias.to_owned());
+        world.aliases.remove(&key);
+        world.descriptions.remove(&key);
+        Ok(())
+    }
+}
+
+impl StartExecution for FakeAws {
+    async fn start_execution(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<String, Error> {
+        let mut world = self.world();
+        world.call(Call::StartExecution {
+            name: name.into(),
+            input: serde_json::from_str(input).unwrap_or(serde_json::Value::Null),
+        })?;
+        let arn = format!(
+            "{}:{name}",
+            state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
+        );
+        world.executions.entry(arn.clone()).or_insert((
+            ExecutionRecord {
+                name: name.into(),
+                state_machine_arn: state_machine_arn.into(),
+                status: "RUNNING".into(),
+                input: Some(input.into()),
+                stopped_at: None,
+                error: None,
+                cause: None,
+            },
+            Vec::new(),
+        ));
+        Ok(arn)
+    }
+}
+
+impl PendingAnswers for FakeAws {
+    async fn hold_answer(
+        &self,
+        execution_arn: &str,
+        answer: &PendingAnswer,
+        _expires_at: u64,
+    ) -> Result<(), Error> {
+        let mut world = self.world();
+        world.call(Call::HoldAnswer {
+            execution_arn: execution_arn.into(),
+        })?;
+        world
+            .held_answers
+            .insert(execution_arn.into(), answer.clone());
+        Ok(())
+    }
+
+    async fn pending_answer(&self, execution_arn: &str) -> Result<Option<PendingAnswer>, Error> {
+        let mut world = self.world();
+        world.call(Call::PendingAnswer {
+            execution_arn: execution_arn.into(),
+        })?;
+        Ok(world.held_answers.get(execution_arn).cloned())
+    }
+
+    async fn forget_answer(&self, execution_arn: &str) -> Result<(), Error> {
+        let mut world = self.world();
+        world.call(Call::ForgetAnswer {
+            execution_arn: execution_arn.into(),
+        })?;
+        world.held_answers.remove(execution_arn);
+        Ok(())
+    }
+}
+
+impl AnswerStack for FakeAws {
+    async fn send_answer(&self, url: &str, body: &str) -> Result<(), Error> {
+        self.world().call(Call::SendAnswer {
+            url: url.into(),
+            body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        })
     }
 }

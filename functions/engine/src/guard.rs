@@ -50,6 +50,31 @@ impl Scope {
         })
     }
 
+    /// The engine stack's name: `<stack>` of `<stack>-rollout`.
+    fn stack_name(&self) -> &str {
+        let name = self
+            .state_machine_arn
+            .rsplit(':')
+            .next()
+            .unwrap_or_default();
+        name.strip_suffix("-rollout").unwrap_or(name)
+    }
+
+    /// The function that serves the `Safeshift` macro and the `Custom::SafeshiftAlias` resources:
+    /// `<stack>-cloudformation`.
+    pub fn provider_function(&self) -> String {
+        format!("{}-cloudformation", self.stack_name())
+    }
+
+    /// The ARN an execution named `name` of the state machine gets.
+    pub fn execution_arn(&self, name: &str) -> String {
+        format!(
+            "{}:{name}",
+            self.state_machine_arn
+                .replacen(":stateMachine:", ":execution:", 1)
+        )
+    }
+
     /// The per-alias lock table beside the state machine: `<stack>-locks` for `<stack>-rollout`.
     pub fn lock_table(&self) -> String {
         let name = self

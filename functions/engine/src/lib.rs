@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod check_alarms;
+pub mod cloudformation;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod gates;
@@ -19,7 +20,8 @@ pub mod watch_gates;
 pub mod write;
 
 pub use aws::{
-    CloudWatchAdapter, DynamoLockAdapter, EventBridgeAdapter, LambdaAdapter, StepFunctionsAdapter,
+    CloudWatchAdapter, DynamoLockAdapter, EventBridgeAdapter, LambdaAdapter, ResponseUrlAdapter,
+    StepFunctionsAdapter,
 };
 
 /// The wall clock in Unix seconds: when a step started, and the end of its metric window.

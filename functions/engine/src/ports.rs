@@ -105,6 +105,9 @@ pub struct ExecutionRecord {
     pub input: Option<String>,
     /// When it ended, in Unix seconds; `None` while it runs.
     pub stopped_at: Option<u64>,
+    /// Why it failed, when it did: the error name and cause its last state ended with.
+    pub error: Option<String>,
+    pub cause: Option<String>,
 }
 
 /// Reads Step Functions executions.
@@ -315,4 +318,89 @@ impl Events {
     pub async fn publish(&self, event: safeshift_core::events::LifecycleEvent) {
         self.0.publish(&event).await;
     }
+}
+
+/// An alias as a stack sees it: its ARN (the custom resource's physical ID), where it routes, and its
+/// description, which carries the mark of the resource that created it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedAlias {
+    pub arn: String,
+    pub state: AliasState,
+    pub description: Option<String>,
+}
+
+/// Creates, finds and deletes aliases: what the `Custom::SafeshiftAlias` provider does beyond a rollout.
+pub trait ManageAlias: Send + Sync {
+    /// `None` when the alias does not exist; a missing function is `ResourceNotFound`.
+    fn find_alias(
+        &self,
+        function: &str,
+        alias: &str,
+    ) -> impl Future<Output = Result<Option<OwnedAlias>, Error>> + Send;
+
+    /// Creates the alias on `version`; `AliasConflict` when it exists already.
+    fn create_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        version: &str,
+        description: &str,
+    ) -> impl Future<Output = Result<OwnedAlias, Error>> + Send;
+
+    /// Deletes the alias; one that is gone already is fine.
+    fn delete_alias(
+        &self,
+        function: &str,
+        alias: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Starts executions of the rollout state machine.
+pub trait StartExecution: Send + Sync {
+    /// Starts `name` with `input`; returns its ARN. The same name and input again is the same execution.
+    fn start_execution(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
+}
+
+/// What answering a CloudFormation request later needs: where to answer, and the request's identity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingAnswer {
+    pub response_url: String,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    pub physical_resource_id: String,
+    /// The version the rollout moves the alias to.
+    pub function_version: String,
+}
+
+/// The answers owed to CloudFormation for rollouts in flight, by execution ARN, in the engine's own table (only
+/// the engine writes there: no execution input can make it answer anyone).
+pub trait PendingAnswers: Send + Sync {
+    /// Keeps `answer` for `execution_arn` until `expires_at` (Unix seconds).
+    fn hold_answer(
+        &self,
+        execution_arn: &str,
+        answer: &PendingAnswer,
+        expires_at: u64,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The answer owed for `execution_arn`, if any.
+    fn pending_answer(
+        &self,
+        execution_arn: &str,
+    ) -> impl Future<Output = Result<Option<PendingAnswer>, Error>> + Send;
+
+    /// Forgets the answer for `execution_arn` once sent.
+    fn forget_answer(&self, execution_arn: &str) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Sends a custom resource's answer: an HTTP PUT of the response document to CloudFormation's presigned URL.
+pub trait AnswerStack: Send + Sync {
+    fn send_answer(&self, url: &str, body: &str) -> impl Future<Output = Result<(), Error>> + Send;
 }

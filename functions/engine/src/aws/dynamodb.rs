@@ -17,7 +17,9 @@ use safeshift_core::Error;
 use safeshift_core::gates::alarms::FiredAlarm;
 
 use super::{classify, throttled};
-use crate::ports::{AliasLock, Interrupt, LockHolder, Watch, WatchAlarms, Watcher};
+use crate::ports::{
+    AliasLock, Interrupt, LockHolder, PendingAnswer, PendingAnswers, Watch, WatchAlarms, Watcher,
+};
 
 /// The lock table's item: its key, and the holder's fields.
 const KEY: &str = "aliasKey";
@@ -36,6 +38,10 @@ const TASK_TOKEN: &str = "taskToken";
 const WAIT_SINCE: &str = "waitSince";
 /// When Prepare read the alarms (Unix seconds).
 const ALARMS_CHECKED: &str = "alarmsCheckedAt";
+/// A CloudFormation answer owed for a rollout: its item's key prefix (before the execution ARN), and the answer
+/// as JSON. Never a lock's key: those are `function:alias`.
+const ANSWER_PREFIX: &str = "answer#";
+const ANSWER: &str = "answer";
 /// The table's TTL attribute: DynamoDB deletes lapsed locks itself (eventually; the condition does not wait).
 const EXPIRES: &str = "expiresAt";
 
@@ -315,5 +321,59 @@ impl WatchAlarms for DynamoLockAdapter {
             Err(e) if conditional_update_failed(&e) => Ok(None),
             Err(e) => Err(dynamo_error("UpdateItem", e)),
         }
+    }
+}
+
+impl PendingAnswers for DynamoLockAdapter {
+    async fn hold_answer(
+        &self,
+        execution_arn: &str,
+        answer: &PendingAnswer,
+        expires_at: u64,
+    ) -> Result<(), Error> {
+        let json = serde_json::to_string(answer).map_err(|e| Error::Internal(e.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, s(&format!("{ANSWER_PREFIX}{execution_arn}")))
+            .item(ANSWER, s(&json))
+            .item(EXPIRES, n(expires_at))
+            .send()
+            .await
+            .map_err(|e| dynamo_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn pending_answer(&self, execution_arn: &str) -> Result<Option<PendingAnswer>, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, s(&format!("{ANSWER_PREFIX}{execution_arn}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("GetItem", e))?;
+        let Some(text) = out
+            .item()
+            .and_then(|i| i.get(ANSWER))
+            .and_then(|v| v.as_s().ok())
+        else {
+            return Ok(None);
+        };
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("the answer held for {execution_arn}: {e}")))
+    }
+
+    async fn forget_answer(&self, execution_arn: &str) -> Result<(), Error> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, s(&format!("{ANSWER_PREFIX}{execution_arn}")))
+            .send()
+            .await
+            .map_err(|e| dynamo_error("DeleteItem", e))?;
+        Ok(())
     }
 }

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_lambda::operation::create_alias::CreateAliasError;
+use aws_sdk_lambda::operation::delete_alias::DeleteAliasError;
 use aws_sdk_lambda::operation::get_alias::GetAliasError;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationError;
 use aws_sdk_lambda::operation::invoke::InvokeError;
@@ -19,7 +21,9 @@ use safeshift_core::hooks::HookResponse;
 use safeshift_core::prepare::VersionConfig;
 
 use super::{HOOK_INVOKE_TIMEOUT, classify, throttled, warm_up};
-use crate::ports::{InvokeHook, InvokeMode, ReadAlias, ReadVersion, WriteAlias};
+use crate::ports::{
+    InvokeHook, InvokeMode, ManageAlias, OwnedAlias, ReadAlias, ReadVersion, WriteAlias,
+};
 
 /// What every Lambda operation the engine calls can answer beside its own errors, asked with the SDK's typed
 /// predicates: the one place "not found" and "too many requests" are recognised.
@@ -42,6 +46,8 @@ macro_rules! lambda_operation_errors {
 }
 
 lambda_operation_errors!(
+    CreateAliasError,
+    DeleteAliasError,
     GetAliasError,
     UpdateAliasError,
     GetFunctionConfigurationError,
@@ -258,5 +264,107 @@ impl InvokeHook for LambdaAdapter {
                 .map(|p| p.as_ref().to_vec())
                 .unwrap_or_default(),
         })
+    }
+}
+
+impl ManageAlias for LambdaAdapter {
+    async fn find_alias(&self, function: &str, alias: &str) -> Result<Option<OwnedAlias>, Error> {
+        let out = match self
+            .client
+            .get_alias()
+            .function_name(function)
+            .name(alias)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            // Lambda answers ResourceNotFound for a missing alias and for a missing function alike: the
+            // function's own lookup tells them apart.
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                self.get_version(function, "$LATEST").await?;
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(lambda_error(
+                    "GetAlias",
+                    e,
+                    (Resource::Alias, format!("{function}:{alias}")),
+                    |_| None,
+                ));
+            }
+        };
+        Ok(Some(OwnedAlias {
+            arn: out.alias_arn().unwrap_or_default().to_owned(),
+            state: alias_state(
+                out.function_version(),
+                out.routing_config(),
+                out.revision_id(),
+            ),
+            description: out
+                .description()
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned),
+        }))
+    }
+
+    async fn create_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        version: &str,
+        description: &str,
+    ) -> Result<OwnedAlias, Error> {
+        let out = self
+            .client
+            .create_alias()
+            .function_name(function)
+            .name(alias)
+            .function_version(version)
+            .description(description)
+            .send()
+            .await
+            .map_err(|e| {
+                lambda_error(
+                    "CreateAlias",
+                    e,
+                    (Resource::Version, format!("{function}:{version}")),
+                    |e| {
+                        e.is_resource_conflict_exception()
+                            .then(|| Error::AliasConflict {
+                                alias: alias.to_owned(),
+                                reason: "it exists already".into(),
+                            })
+                    },
+                )
+            })?;
+        Ok(OwnedAlias {
+            arn: out.alias_arn().unwrap_or_default().to_owned(),
+            state: alias_state(
+                out.function_version(),
+                out.routing_config(),
+                out.revision_id(),
+            ),
+            description: out.description().map(str::to_owned),
+        })
+    }
+
+    async fn delete_alias(&self, function: &str, alias: &str) -> Result<(), Error> {
+        match self
+            .client
+            .delete_alias()
+            .function_name(function)
+            .name(alias)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(()),
+            Err(e) => Err(lambda_error(
+                "DeleteAlias",
+                e,
+                (Resource::Alias, format!("{function}:{alias}")),
+                |_| None,
+            )),
+        }
     }
 }

@@ -6,12 +6,14 @@ mod cloudwatch;
 mod dynamodb;
 mod events;
 mod lambda;
+mod response_url;
 mod sfn;
 
 pub use cloudwatch::CloudWatchAdapter;
 pub use dynamodb::DynamoLockAdapter;
 pub use events::{EventBridgeAdapter, PUBLISH_TIMEOUT};
 pub use lambda::LambdaAdapter;
+pub use response_url::ResponseUrlAdapter;
 pub use sfn::StepFunctionsAdapter;
 
 use std::time::Duration;

@@ -8,7 +8,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::classify;
-use crate::ports::{ExecutionRecord, ReadExecution, ReportTask};
+use crate::ports::{ExecutionRecord, ReadExecution, ReportTask, StartExecution};
 
 #[derive(Debug, Clone)]
 pub struct StepFunctionsAdapter {
@@ -48,6 +48,8 @@ impl ReadExecution for StepFunctionsAdapter {
             status: out.status().as_str().to_owned(),
             input: out.input().map(str::to_owned),
             stopped_at: out.stop_date().and_then(|d| u64::try_from(d.secs()).ok()),
+            error: out.error().map(str::to_owned),
+            cause: out.cause().map(str::to_owned),
         })
     }
 
@@ -86,6 +88,34 @@ impl ReadExecution for StepFunctionsAdapter {
             }
         }
         Ok(outputs)
+    }
+}
+
+impl StartExecution for StepFunctionsAdapter {
+    async fn start_execution(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<String, Error> {
+        let out = self
+            .client
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await
+            .map_err(|e| {
+                classify("StartExecution", e, |e| {
+                    e.is_state_machine_does_not_exist()
+                        .then(|| Error::ResourceNotFound {
+                            resource: Resource::Execution,
+                            name: state_machine_arn.to_owned(),
+                        })
+                })
+            })?;
+        Ok(out.execution_arn().to_owned())
     }
 }
 

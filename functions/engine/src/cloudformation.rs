@@ -1,0 +1,872 @@
+//! The `cloudformation` function: SAM's DeploymentPreference, done by safeshift. It serves three events:
+//! - the `Safeshift` macro (`core::transform`): SAM's CodeDeploy resources become a `Custom::SafeshiftAlias`;
+//! - that custom resource's requests: Create makes the alias at the stack's first version (or adopts an existing
+//!   one without changing it), Update to a new version starts a rollout and answers CloudFormation when it ends
+//!   (or at once when the alias is there already, as on the update a stack rollback sends back), Delete removes the
+//!   alias only if this resource created it;
+//! - "Step Functions Execution Status Change" of the rollout state machine: the answer owed for a rollout that
+//!   ended, held in the engine's table until then (never read from an execution's input, which anyone who may
+//!   start executions writes).
+//!
+//! A request is always answered: every failure before a rollout starts is a FAILED answer naming why, so
+//! CloudFormation never waits out its hour for nothing.
+
+use safeshift_core::Error;
+use safeshift_core::alias::AliasUpdate;
+use safeshift_core::custom_resource::{self, AliasProperties, UpdatePlan};
+use safeshift_core::transform;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::Span;
+
+use crate::guard::Scope;
+use crate::ports::{
+    AnswerStack, ManageAlias, PendingAnswer, PendingAnswers, ReadExecution, StartExecution,
+    WriteAlias,
+};
+use crate::rollback::StatusChange;
+use crate::runtime::Handler;
+
+/// How long an owed answer is kept: CloudFormation stops waiting after an hour; a detached rollout owes none.
+const ANSWER_KEPT_SECONDS: u64 = 2 * 3600;
+
+/// What the function is invoked with.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CloudFormationEvent {
+    Resource(ResourceRequest),
+    Macro(MacroRequest),
+    Ended(StatusChange),
+}
+
+/// A macro invocation, as CloudFormation sends it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MacroRequest {
+    pub request_id: String,
+    pub fragment: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum RequestType {
+    Create,
+    Update,
+    Delete,
+}
+
+/// A custom resource request, as CloudFormation sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResourceRequest {
+    pub request_type: RequestType,
+    #[serde(rename = "ResponseURL")]
+    pub response_url: String,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    #[serde(default)]
+    pub physical_resource_id: Option<String>,
+    #[serde(default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub resource_properties: Value,
+    #[serde(default)]
+    pub old_resource_properties: Option<Value>,
+}
+
+/// What a request comes to.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    /// Answered now: SUCCESS with the alias's ARN and its version.
+    Done { arn: String, version: String },
+    /// A rollout started; the answer waits for its end (or, detached, is SUCCESS now).
+    Started {
+        execution_arn: String,
+        detached: bool,
+    },
+}
+
+pub struct CloudFormation<L, X, P, A> {
+    lambda: L,
+    executions: X,
+    answers: P,
+    stack: A,
+    scope: Scope,
+}
+
+impl<L, X, P, A> CloudFormation<L, X, P, A>
+where
+    L: ManageAlias + WriteAlias,
+    X: StartExecution + ReadExecution,
+    P: PendingAnswers,
+    A: AnswerStack,
+{
+    pub fn new(lambda: L, executions: X, answers: P, stack: A, scope: Scope) -> Self {
+        Self {
+            lambda,
+            executions,
+            answers,
+            stack,
+            scope,
+        }
+    }
+
+    fn transform(&self, request: MacroRequest) -> Value {
+        match transform::transform(request.fragment, &self.scope.provider_function()) {
+            Ok(fragment) => {
+                json!({"requestId": request.request_id, "status": "success", "fragment": fragment})
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "transform refused");
+                json!({"requestId": request.request_id, "status": "failure", "errorMessage": e.to_string()})
+            }
+        }
+    }
+
+    async fn resource(&self, request: ResourceRequest) -> Result<Value, Error> {
+        let outcome = match request.request_type {
+            RequestType::Create => self.create(&request).await,
+            RequestType::Update => self.update(&request).await,
+            RequestType::Delete => self.delete(&request).await,
+        };
+        let physical = |fallback: &str| {
+            request
+                .physical_resource_id
+                .clone()
+                .unwrap_or_else(|| fallback.to_owned())
+        };
+        let (status, reason, physical_id, data) = match &outcome {
+            Ok(Outcome::Done { arn, version }) => (
+                "SUCCESS",
+                String::new(),
+                arn.clone(),
+                json!({"FunctionVersion": version}),
+            ),
+            Ok(Outcome::Started {
+                detached: false, ..
+            }) => {
+                tracing::info!("rollout started; CloudFormation is answered when it ends");
+                return Ok(json!({"answered": false}));
+            }
+            Ok(Outcome::Started {
+                execution_arn,
+                detached: true,
+            }) => (
+                "SUCCESS",
+                format!("rollout {execution_arn} started (detached: it goes on after this answer)"),
+                physical(""),
+                json!({"ExecutionArn": execution_arn}),
+            ),
+            Err(reason) => (
+                "FAILED",
+                reason.clone(),
+                physical(&format!("failed-{}", request.logical_resource_id)),
+                json!({}),
+            ),
+        };
+        self.answer(
+            &request.response_url,
+            &response(
+                status,
+                &reason,
+                &physical_id,
+                &request.stack_id,
+                &request.request_id,
+                &request.logical_resource_id,
+                data,
+            ),
+        )
+        .await?;
+        Ok(json!({"answered": true, "status": status, "reason": reason}))
+    }
+
+    async fn answer(&self, url: &str, body: &Value) -> Result<(), Error> {
+        self.stack.send_answer(url, &body.to_string()).await
+    }
+
+    async fn create(&self, request: &ResourceRequest) -> Result<Outcome, String> {
+        let properties = properties(&request.resource_properties)?;
+        if properties.enabled().map_err(|e| e.to_string())? {
+            // Refused now rather than at the first update, when the stack has already moved on.
+            properties.deployment().map_err(|e| e.to_string())?;
+        }
+        let (function, alias) = properties.identity();
+        match self
+            .lambda
+            .find_alias(function, alias)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(found) => {
+                tracing::info!(alias = %found.arn, version = %found.state.function_version, "adopted, unchanged");
+                Ok(Outcome::Done {
+                    arn: found.arn,
+                    version: found.state.function_version,
+                })
+            }
+            None => {
+                let mark =
+                    custom_resource::created_mark(&request.stack_id, &request.logical_resource_id);
+                let created = self
+                    .lambda
+                    .create_alias(function, alias, &properties.function_version, &mark)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Outcome::Done {
+                    arn: created.arn,
+                    version: created.state.function_version,
+                })
+            }
+        }
+    }
+
+    async fn update(&self, request: &ResourceRequest) -> Result<Outcome, String> {
+        let properties = properties(&request.resource_properties)?;
+        let old = request
+            .old_resource_properties
+            .as_ref()
+            .and_then(|o| AliasProperties::from_value(o.clone()).ok());
+        if old.as_ref().map(AliasProperties::identity) != Some(properties.identity()) {
+            // Another function or alias name: a new alias (CloudFormation deletes the old one afterwards).
+            return self.create(request).await;
+        }
+        let (function, alias) = properties.identity();
+        let Some(found) = self
+            .lambda
+            .find_alias(function, alias)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            // Deleted outside the stack: made again, as CloudFormation would.
+            return self.create(request).await;
+        };
+        match custom_resource::plan_update(&properties, &found.state.function_version)
+            .map_err(|e| e.to_string())?
+        {
+            UpdatePlan::Nothing => Ok(Outcome::Done {
+                arn: found.arn,
+                version: found.state.function_version,
+            }),
+            UpdatePlan::PointAt(version) => {
+                if found.state.is_split() {
+                    return Err(format!(
+                        "{function}:{alias} is split ({}): a rollout holds it; Enabled: false moves an alias only \
+                         when no rollout does",
+                        found.state.describe()
+                    ));
+                }
+                let update = AliasUpdate {
+                    function_version: version,
+                    weights: Default::default(),
+                };
+                let written = self
+                    .lambda
+                    .update_alias(function, alias, &update, &found.state.revision_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Outcome::Done {
+                    arn: found.arn,
+                    version: written.function_version,
+                })
+            }
+            UpdatePlan::Deploy(deployment) => {
+                let detached = properties.detached().map_err(|e| e.to_string())?;
+                let name = execution_name(&request.logical_resource_id, &request.request_id);
+                let execution_arn = self.scope.execution_arn(&name);
+                let input = serde_json::to_string(&*deployment).map_err(|e| e.to_string())?;
+                if !detached {
+                    // Held before the start: a rollout that ends at once (refused by Prepare) finds it.
+                    let owed = PendingAnswer {
+                        response_url: request.response_url.clone(),
+                        stack_id: request.stack_id.clone(),
+                        request_id: request.request_id.clone(),
+                        logical_resource_id: request.logical_resource_id.clone(),
+                        physical_resource_id: found.arn.clone(),
+                        function_version: properties.function_version.clone(),
+                    };
+                    self.answers
+                        .hold_answer(
+                            &execution_arn,
+                            &owed,
+                            crate::unix_now() + ANSWER_KEPT_SECONDS,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                if let Err(e) = self
+                    .executions
+                    .start_execution(&self.scope.state_machine_arn, &name, &input)
+                    .await
+                {
+                    if !detached {
+                        let _ = self.answers.forget_answer(&execution_arn).await;
+                    }
+                    return Err(format!("the rollout could not start: {e}"));
+                }
+                tracing::info!(execution = %execution_arn, detached, "rollout started");
+                Ok(Outcome::Started {
+                    execution_arn,
+                    detached,
+                })
+            }
+        }
+    }
+
+    async fn delete(&self, request: &ResourceRequest) -> Result<Outcome, String> {
+        let physical = request.physical_resource_id.clone().unwrap_or_default();
+        // Properties that never made an alias (a failed create) leave nothing to delete: never block a delete.
+        let Ok(properties) = properties(&request.resource_properties) else {
+            return Ok(Outcome::Done {
+                arn: physical,
+                version: String::new(),
+            });
+        };
+        let (function, alias) = properties.identity();
+        let found = match self.lambda.find_alias(function, alias).await {
+            Ok(found) => found,
+            Err(Error::ResourceNotFound { .. }) => None,
+            Err(e) => return Err(e.to_string()),
+        };
+        let mark = custom_resource::created_mark(&request.stack_id, &request.logical_resource_id);
+        match found {
+            Some(a) if a.arn == physical && a.description.as_deref() == Some(mark.as_str()) => {
+                self.lambda
+                    .delete_alias(function, alias)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(alias = %a.arn, "deleted: this resource created it");
+            }
+            Some(a) => {
+                tracing::info!(alias = %a.arn, "left in place: this resource adopted it (or it is another's)")
+            }
+            None => {}
+        }
+        Ok(Outcome::Done {
+            arn: physical,
+            version: String::new(),
+        })
+    }
+
+    /// Answers CloudFormation for a rollout that ended, if an answer is owed for it.
+    async fn ended(&self, change: StatusChange) -> Result<Value, Error> {
+        let arn = &change.detail.execution_arn;
+        if !["SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"].contains(&change.detail.status.as_str())
+        {
+            return Ok(json!({"answered": false}));
+        }
+        let Some(owed) = self.answers.pending_answer(arn).await? else {
+            return Ok(json!({"answered": false}));
+        };
+        let record = self.executions.describe_execution(arn).await?;
+        let (status, reason) = match record.status.as_str() {
+            "SUCCEEDED" => (
+                "SUCCESS",
+                format!("rollout {arn} promoted version {}", owed.function_version),
+            ),
+            "FAILED" => (
+                "FAILED",
+                format!(
+                    "rollout {arn} rolled back: {}: {}",
+                    record.error.as_deref().unwrap_or("failed"),
+                    record.cause.as_deref().unwrap_or("no cause given")
+                ),
+            ),
+            "RUNNING" => return Ok(json!({"answered": false})),
+            stopped => (
+                "FAILED",
+                format!(
+                    "rollout {arn} ended {stopped}: safeshift puts the alias back on the stable version"
+                ),
+            ),
+        };
+        self.answer(
+            &owed.response_url,
+            &response(
+                status,
+                &reason,
+                &owed.physical_resource_id,
+                &owed.stack_id,
+                &owed.request_id,
+                &owed.logical_resource_id,
+                json!({"FunctionVersion": owed.function_version, "ExecutionArn": arn}),
+            ),
+        )
+        .await?;
+        // Forgotten only once sent: a lost answer is sent again when EventBridge redelivers.
+        self.answers.forget_answer(arn).await?;
+        Ok(json!({"answered": true, "status": status, "reason": reason}))
+    }
+}
+
+fn properties(value: &Value) -> Result<AliasProperties, String> {
+    AliasProperties::from_value(value.clone()).map_err(|e| e.to_string())
+}
+
+/// The execution a request starts: named after it, so a redelivered request is the same execution.
+fn execution_name(logical_id: &str, request_id: &str) -> String {
+    let logical: String = logical_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(30)
+        .collect();
+    let request: String = request_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    format!("cfn-{logical}-{request}")
+}
+
+/// CloudFormation's response document. The reason is cut to what CloudFormation shows (a response is at most 4
+/// KB).
+fn response(
+    status: &str,
+    reason: &str,
+    physical_id: &str,
+    stack_id: &str,
+    request_id: &str,
+    logical_id: &str,
+    data: Value,
+) -> Value {
+    json!({
+        "Status": status,
+        "Reason": safeshift_core::gates::bounds::cut(reason, 2048),
+        "PhysicalResourceId": physical_id,
+        "StackId": stack_id,
+        "RequestId": request_id,
+        "LogicalResourceId": logical_id,
+        "NoEcho": false,
+        "Data": data,
+    })
+}
+
+impl<L, X, P, A> Handler for CloudFormation<L, X, P, A>
+where
+    L: ManageAlias + WriteAlias + 'static,
+    X: StartExecution + ReadExecution + 'static,
+    P: PendingAnswers + 'static,
+    A: AnswerStack + 'static,
+{
+    type Event = CloudFormationEvent;
+    type Output = Value;
+    const EXPECTED: &'static str = "a CloudFormation macro or custom resource request, or a Step Functions \
+                                     Execution Status Change event";
+
+    fn span(event: &Self::Event) -> Span {
+        match event {
+            CloudFormationEvent::Macro(m) => {
+                tracing::info_span!("transform", request = %m.request_id)
+            }
+            CloudFormationEvent::Resource(r) => tracing::info_span!(
+                "custom_resource",
+                request_type = ?r.request_type,
+                logical_id = %r.logical_resource_id,
+                request = %r.request_id
+            ),
+            CloudFormationEvent::Ended(e) => {
+                tracing::info_span!("rollout_ended", execution = %e.detail.execution_arn)
+            }
+        }
+    }
+
+    async fn handle(&self, event: Self::Event) -> Result<Value, Error> {
+        match event {
+            CloudFormationEvent::Macro(m) => Ok(self.transform(m)),
+            CloudFormationEvent::Resource(r) => self.resource(r).await,
+            CloudFormationEvent::Ended(e) => self.ended(e).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{Call, FakeAws, STATE_MACHINE};
+    use crate::runtime::handle_json;
+
+    const STACK: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/orders/1";
+    const URL: &str = "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x";
+
+    fn provider(aws: &FakeAws) -> CloudFormation<FakeAws, FakeAws, FakeAws, FakeAws> {
+        CloudFormation::new(
+            aws.clone(),
+            aws.clone(),
+            aws.clone(),
+            aws.clone(),
+            Scope::new(STATE_MACHINE),
+        )
+    }
+
+    fn properties(version: &str, extra: Value) -> Value {
+        let mut p = json!({
+            "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:safeshift-cloudformation",
+            "FunctionName": "orders-api", "Name": "live", "FunctionVersion": version,
+            "Strategy": "Canary10Percent5Minutes", "Alarms": ["orders-errors"],
+        });
+        p.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        p
+    }
+
+    fn request(kind: &str, request_id: &str, props: Value, old: Option<Value>) -> Value {
+        let mut r = json!({
+            "RequestType": kind, "ResponseURL": URL, "StackId": STACK, "RequestId": request_id,
+            "ResourceType": "Custom::SafeshiftAlias", "LogicalResourceId": "OrdersApiAliaslive",
+            "ResourceProperties": props,
+        });
+        if kind != "Create" {
+            r["PhysicalResourceId"] =
+                json!("arn:aws:lambda:us-east-1:123456789012:function:orders-api:live");
+        }
+        if let Some(old) = old {
+            r["OldResourceProperties"] = old;
+        }
+        r
+    }
+
+    fn ended(execution_arn: &str, status: &str) -> Value {
+        json!({"detail-type": "Step Functions Execution Status Change",
+               "detail": {"executionArn": execution_arn, "status": status}})
+    }
+
+    fn started(aws: &FakeAws) -> Vec<(String, Value)> {
+        aws.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::StartExecution { name, input } => Some((name, input)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn create_makes_the_alias_at_the_first_version_and_marks_it() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1"]);
+        let p = provider(&aws);
+        handle_json(
+            &p,
+            request("Create", "r1", properties("1", json!({})), None),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            aws.alias("orders-api", "live").unwrap().function_version,
+            "1"
+        );
+        let [answer] = aws.sent_answers().try_into().unwrap();
+        assert_eq!(answer["Status"], "SUCCESS");
+        assert_eq!(
+            answer["PhysicalResourceId"],
+            "arn:aws:lambda:us-east-1:123456789012:function:orders-api:live"
+        );
+        assert_eq!(answer["RequestId"], "r1");
+        assert_eq!(answer["Data"]["FunctionVersion"], "1");
+        // Deleted by the resource that created it.
+        handle_json(
+            &p,
+            request("Delete", "r2", properties("1", json!({})), None),
+        )
+        .await
+        .unwrap();
+        assert!(aws.alias("orders-api", "live").is_none());
+    }
+
+    #[tokio::test]
+    async fn create_adopts_an_existing_alias_unchanged_and_delete_leaves_it() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2", "3"]);
+        aws.set_alias("orders-api", "live", "2", &[]);
+        let p = provider(&aws);
+        handle_json(
+            &p,
+            request("Create", "r1", properties("3", json!({})), None),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            aws.alias("orders-api", "live").unwrap().function_version,
+            "2"
+        );
+        assert!(
+            aws.calls()
+                .iter()
+                .all(|c| !matches!(c, Call::CreateAlias { .. } | Call::UpdateAlias { .. }))
+        );
+        assert_eq!(aws.sent_answers()[0]["Data"]["FunctionVersion"], "2");
+        handle_json(
+            &p,
+            request("Delete", "r2", properties("3", json!({})), None),
+        )
+        .await
+        .unwrap();
+        assert!(
+            aws.alias("orders-api", "live").is_some(),
+            "an adopted alias outlives the resource"
+        );
+        assert_eq!(aws.sent_answers()[1]["Status"], "SUCCESS");
+    }
+
+    #[tokio::test]
+    async fn an_update_starts_a_rollout_and_answers_when_it_ends() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", &[]);
+        let p = provider(&aws);
+        let out = handle_json(
+            &p,
+            request(
+                "Update",
+                "req-7",
+                properties("2", json!({})),
+                Some(properties("1", json!({}))),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out["answered"], false);
+        assert!(
+            aws.sent_answers().is_empty(),
+            "CloudFormation waits for the rollout"
+        );
+        let [(name, input)] = started(&aws).try_into().unwrap();
+        assert_eq!(name, "cfn-OrdersApiAliaslive-req-7");
+        assert_eq!(input["functionName"], "orders-api");
+        assert_eq!(input["targetVersion"], "2");
+        assert_eq!(input["strategy"], "Canary10Percent5Minutes");
+        assert_eq!(input["alarms"], json!(["orders-errors"]));
+        let execution = Scope::new(STATE_MACHINE).execution_arn(&name);
+        assert!(aws.held_answer(&execution).is_some());
+
+        // Another execution's end owes nothing.
+        handle_json(
+            &p,
+            ended(
+                "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:other",
+                "SUCCEEDED",
+            ),
+        )
+        .await
+        .unwrap();
+        assert!(aws.sent_answers().is_empty());
+
+        aws.end_execution(&execution, "SUCCEEDED", 2_000);
+        handle_json(&p, ended(&execution, "SUCCEEDED"))
+            .await
+            .unwrap();
+        let [answer] = aws.sent_answers().try_into().unwrap();
+        assert_eq!(answer["Status"], "SUCCESS");
+        assert_eq!(answer["RequestId"], "req-7");
+        assert_eq!(answer["Data"]["FunctionVersion"], "2");
+        assert!(aws.held_answer(&execution).is_none());
+        // A redelivered event answers nothing twice.
+        handle_json(&p, ended(&execution, "SUCCEEDED"))
+            .await
+            .unwrap();
+        assert_eq!(aws.sent_answers().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_rolled_back_rollout_answers_failed_with_the_gates_error_and_the_stack_rollback_is_a_no_op()
+     {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", &[]);
+        let p = provider(&aws);
+        handle_json(
+            &p,
+            request(
+                "Update",
+                "r1",
+                properties("2", json!({})),
+                Some(properties("1", json!({}))),
+            ),
+        )
+        .await
+        .unwrap();
+        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        aws.fail_execution(&execution, "AlarmFired", "orders-errors is in ALARM");
+        handle_json(&p, ended(&execution, "FAILED")).await.unwrap();
+        let answer = &aws.sent_answers()[0];
+        assert_eq!(answer["Status"], "FAILED");
+        let reason = answer["Reason"].as_str().unwrap();
+        assert!(
+            reason.contains("AlarmFired") && reason.contains("orders-errors is in ALARM"),
+            "{reason}"
+        );
+
+        // CloudFormation rolls the stack back: the update back to version 1 finds the alias there.
+        aws.clear_calls();
+        handle_json(
+            &p,
+            request(
+                "Update",
+                "r2",
+                properties("1", json!({})),
+                Some(properties("2", json!({}))),
+            ),
+        )
+        .await
+        .unwrap();
+        assert!(started(&aws).is_empty());
+        assert!(aws.writes().is_empty());
+        assert_eq!(aws.sent_answers()[0]["Status"], "SUCCESS");
+    }
+
+    #[tokio::test]
+    async fn a_rollout_too_long_for_cloudformation_is_refused_before_anything_is_written() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", &[]);
+        let p = provider(&aws);
+        let long = properties("2", json!({"Strategy": "Linear10PercentEvery10Minutes"}));
+        handle_json(
+            &p,
+            request(
+                "Update",
+                "r1",
+                long.clone(),
+                Some(properties("1", json!({}))),
+            ),
+        )
+        .await
+        .unwrap();
+        let answer = &aws.sent_answers()[0];
+        assert_eq!(answer["Status"], "FAILED");
+        assert!(answer["Reason"].as_str().unwrap().contains("detached"));
+        assert!(
+            aws.calls()
+                .iter()
+                .all(|c| !matches!(c, Call::StartExecution { .. } | Call::HoldAnswer { .. }))
+        );
+
+        // Detached: answered at once, nothing held.
+        aws.clear_calls();
+        let mut detached = long;
+        detached["Detached"] = json!("true");
+        handle_json(
+            &p,
+            request("Update", "r2", detached, Some(properties("1", json!({})))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(started(&aws).len(), 1);
+        assert_eq!(aws.sent_answers()[0]["Status"], "SUCCESS");
+        assert!(
+            aws.calls()
+                .iter()
+                .all(|c| !matches!(c, Call::HoldAnswer { .. }))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rollout_that_cannot_start_answers_failed_and_owes_nothing() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", &[]);
+        aws.fail_next(
+            "StartExecution",
+            Error::AccessDenied {
+                operation: "StartExecution".into(),
+                message: "no".into(),
+            },
+        );
+        let p = provider(&aws);
+        handle_json(
+            &p,
+            request(
+                "Update",
+                "r1",
+                properties("2", json!({})),
+                Some(properties("1", json!({}))),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(aws.sent_answers()[0]["Status"], "FAILED");
+        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        assert!(aws.held_answer(&execution).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_is_sent_again_on_redelivery() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", &[]);
+        let p = provider(&aws);
+        handle_json(
+            &p,
+            request(
+                "Update",
+                "r1",
+                properties("2", json!({})),
+                Some(properties("1", json!({}))),
+            ),
+        )
+        .await
+        .unwrap();
+        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        aws.end_execution(&execution, "SUCCEEDED", 2_000);
+        aws.fail_next(
+            "PUT ResponseURL",
+            Error::AwsError {
+                operation: "PUT ResponseURL".into(),
+                message: "reset".into(),
+            },
+        );
+        assert!(
+            handle_json(&p, ended(&execution, "SUCCEEDED"))
+                .await
+                .is_err()
+        );
+        assert!(
+            aws.held_answer(&execution).is_some(),
+            "kept for the redelivery"
+        );
+        handle_json(&p, ended(&execution, "SUCCEEDED"))
+            .await
+            .unwrap();
+        assert!(aws.held_answer(&execution).is_none());
+    }
+
+    #[tokio::test]
+    async fn bad_properties_answer_failed_naming_the_property() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1"]);
+        let p = provider(&aws);
+        let mut props = properties("1", json!({"Deployment": "{\"bakeSecond\": 3}"}));
+        props.as_object_mut().unwrap().remove("Strategy");
+        handle_json(&p, request("Create", "r1", props, None))
+            .await
+            .unwrap();
+        let answer = &aws.sent_answers()[0];
+        assert_eq!(answer["Status"], "FAILED");
+        assert!(
+            answer["Reason"].as_str().unwrap().contains("bakeSecond"),
+            "{answer}"
+        );
+        assert!(aws.alias("orders-api", "live").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_macro_answers_with_the_fragment_or_the_reason() {
+        let aws = FakeAws::new();
+        let p = provider(&aws);
+        let out = handle_json(
+            &p,
+            json!({"requestId": "m1", "fragment": {"Resources": {}}, "region": "us-east-1"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"requestId": "m1", "status": "success", "fragment": {"Resources": {}}})
+        );
+        let out = handle_json(&p, json!({"requestId": "m2", "fragment": {}}))
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "failure");
+        assert!(out["errorMessage"].as_str().unwrap().contains("Resources"));
+    }
+}
