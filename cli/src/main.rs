@@ -107,6 +107,14 @@ enum Command {
         #[arg(long, default_value = "rejected with `safeshift reject`")]
         reason: String,
     },
+    /// Preview what the `Safeshift` CloudFormation macro makes of a template: prints the transformed template
+    /// (JSON). FILE is the template as the macro receives it: the SAM translator's output (README "Moving from
+    /// DeploymentPreference" shows how to get it offline). Touches no AWS resource.
+    Transform {
+        /// The template (JSON); `-` reads standard input.
+        #[arg(long, short)]
+        template: PathBuf,
+    },
     /// The real state machine and functions on this machine, against a local AWS (moto).
     Local {
         #[command(subcommand)]
@@ -279,6 +287,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             deploy::abort(&t, &execution, reason.as_deref(), output).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Transform { template } => {
+            let text = read_input(&template)?;
+            let template: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+                "the template must be JSON: the SAM translator's output (README \"Moving from DeploymentPreference\")"
+            })?;
+            let provider = format!("{}-cloudformation", cli.aws.stack);
+            match safeshift_core::transform::transform(template, &provider) {
+                Ok(out) => {
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(EXIT_BAD_INPUT))
+                }
+            }
+        }
         Command::Local { command } => {
             match command {
                 LocalCommand::Up { port, venv } => local::up(port, &venv)?,
@@ -308,7 +333,6 @@ pub fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
             .context("reading the deployment input from standard input")?;
         Ok(text)
     } else {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("reading the deployment input {}", path.display()))
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
     }
 }

@@ -465,7 +465,16 @@ fn check_settings(
         strategy: strategy
             .or(wish.group.is_none().then_some("AllAtOnce"))
             .map(str::to_owned),
-        alarms: vec!["stand-in".into(); wish.alarms.len()],
+        // A literal name as written (a duplicate is an error then); a !Ref's stand-in, unique.
+        alarms: wish
+            .alarms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.as_str()
+                    .map_or_else(|| format!("alarm-{i}"), str::to_owned)
+            })
+            .collect(),
         pre_traffic_hook: wish.pre_traffic.as_ref().map(|_| "stand-in-hook".into()),
         post_traffic_hook: wish.post_traffic.as_ref().map(|_| "stand-in-hook".into()),
         deployment: deployment.map(str::to_owned),
@@ -479,6 +488,9 @@ fn check_settings(
             for p in invalid.problems {
                 let property = match p.field.as_str() {
                     "strategy" if wish.strategy.is_some() => "DeploymentPreference.Type".to_owned(),
+                    f if f.starts_with("alarms") => {
+                        format!("DeploymentPreference.Alarms (with Metadata.Safeshift.alarms): {f}")
+                    }
                     field => format!("Metadata.Safeshift.{field}"),
                 };
                 problems.push(problem(who, &property, p.reason));

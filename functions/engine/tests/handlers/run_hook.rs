@@ -268,6 +268,60 @@ fn the_example_hook_passes_and_fails_by_the_contract() {
     );
 }
 
+/// `examples/hooks/dual_hook.py` keeps both contracts: safeshift judges its return value; CodeDeploy gets
+/// PutLifecycleEventHookExecutionStatus (here a stand-in client records the call: moto does not implement it).
+#[test]
+fn the_dual_hook_answers_safeshift_by_its_return_and_codedeploy_by_its_report() {
+    use std::process::Command;
+
+    let run = |script: &str, target: &str| {
+        let out = Command::new("python3")
+            .args(["-c", script])
+            .env(
+                "PYTHONPATH",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hooks"),
+            )
+            .env("TARGET_FUNCTION", target)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        HookResponse {
+            function_error: None,
+            payload: out.stdout,
+        }
+    };
+    let safeshift = |version: &str| {
+        format!(
+            r#"import json, dual_hook
+print(json.dumps(dual_hook.handler({{"deploymentId": "d-1", "functionName": "orders", "targetVersion": "{version}", "phase": "preTraffic"}})))"#
+        )
+    };
+    assert!(judge_hook(Phase::PreTraffic, "dual", &run(&safeshift("7"), "")).is_ok());
+    let err = judge_hook(Phase::PreTraffic, "dual", &run(&safeshift("broken"), "")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("orders:broken health check returned 500"),
+        "{err}"
+    );
+
+    let codedeploy = r#"import json, dual_hook
+class Recorder:
+    def put_lifecycle_event_hook_execution_status(self, **kw):
+        print(json.dumps(kw))
+dual_hook.handler({"DeploymentId": "d-9", "LifecycleEventHookExecutionId": "h-1"}, codedeploy=Recorder())"#;
+    for (target, status) in [("orders:7", "Succeeded"), ("orders:broken", "Failed")] {
+        let report: Value = serde_json::from_slice(&run(codedeploy, target).payload).unwrap();
+        assert_eq!(
+            report,
+            json!({"deploymentId": "d-9", "lifecycleEventHookExecutionId": "h-1", "status": status})
+        );
+    }
+}
+
 #[tokio::test]
 async fn with_no_post_traffic_hook_an_alarm_recorded_since_the_final_check_still_fails_the_promotion()
  {
