@@ -17,7 +17,10 @@ TOOLS_BIN := $(CURDIR)/$(TOOLS)/venv/bin
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 LAMBDA_STAMP := $(TOOLS)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 LINT_STAMP := $(TOOLS)/.lint-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)-$(ASL_VALIDATOR_VERSION)
-FUNCTIONS := shift-weight check-alarms run-hook rollback watch-gates
+FUNCTIONS := shift-weight check-alarms run-hook rollback watch-gates cloudformation
+# The Lambda functions' target. Installed once, before the builds: `sam build` runs them in parallel, and each
+# cargo-lambda build installing it at the same moment fails ("can't find crate for `core`").
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
 # sam validate and the template check need a region, never credentials or a network.
 export AWS_DEFAULT_REGION ?= us-east-1
 # No telemetry from the SAM CLI: CI has no network beyond the package registries anyway.
@@ -35,7 +38,8 @@ demo: moto
 ## The whole check suite: formatting, lints, template and state machine checks, then every test.
 test: lint unit
 
-unit: moto
+# The macro's tests run SAM templates through the SAM translator and cfn-lint, from .tools.
+unit: moto $(LINT_STAMP)
 	$(CARGO) test --workspace --locked
 
 lint: fmt clippy template-lint
@@ -74,8 +78,14 @@ $(LAMBDA_STAMP): $(TOOLS)/venv/bin/pip
 	$(TOOLS_BIN)/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)'
 	touch $@
 
-.PHONY: lambda-tools bench-profile
-lambda-tools: $(LAMBDA_STAMP)
+.PHONY: lambda-tools lambda-target bench-profile
+lambda-tools: $(LAMBDA_STAMP) lambda-target
+
+## The arm64 standard library, once (rustup is how cargo-lambda would fetch it too).
+lambda-target:
+	@if command -v rustup >/dev/null; then \
+		rustup target list --installed | grep -qx '$(LAMBDA_TARGET)' || rustup target add $(LAMBDA_TARGET); \
+	fi
 
 ## What each release-profile setting buys (zip size, build time) for one shipping function: a table.
 bench-profile: lambda-tools
@@ -89,12 +99,12 @@ bench: $(MOTO_STAMP) lambda-zips
 	target/release/safeshift-bench --bins target/release --zips target/lambda-arm64 --venv $(VENV) --out BENCHMARKS.md
 
 ## Release arm64 zips of every function, in target/lambda-arm64/<name>/bootstrap.zip.
-lambda-zips: $(LAMBDA_STAMP)
+lambda-zips: lambda-tools
 	PATH="$(TOOLS_BIN):$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip \
 		--lambda-dir target/lambda-arm64 $(addprefix --bin ,$(FUNCTIONS))
 
 ## sam build: cross-compiles each function for arm64 with cargo-lambda (BuildMethod rust-cargolambda).
-build: $(LAMBDA_STAMP) $(LINT_STAMP)
+build: lambda-tools $(LINT_STAMP)
 	PATH="$(TOOLS_BIN):$$PATH" $(TOOLS_BIN)/sam build
 
 ## sam deploy: needs AWS credentials. The first time, run `$(TOOLS_BIN)/sam deploy --guided`.

@@ -172,8 +172,9 @@ def rule_targeting(function):
 @check
 def the_reconciler_hears_aborted_timed_out_and_failed_executions_of_this_state_machine():
     rules = of_type("AWS::Events::Rule")
-    # The reconciler's, the watcher's, and (when asked for) the notifications'.
-    assert sorted(rules) == ["NeedsAPersonRule", "RollbackFunctionExecutionEnded", "WatchGatesFunctionAlarmChanged"], sorted(rules)
+    # The reconciler's, the watcher's, the CloudFormation answers', and (when asked for) the notifications'.
+    assert sorted(rules) == ["CloudFormationFunctionRolloutEnded", "NeedsAPersonRule", "RollbackFunctionExecutionEnded",
+                             "WatchGatesFunctionAlarmChanged"], sorted(rules)
     rule = rule_targeting("RollbackFunction")
     pattern = rule["EventPattern"]
     assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
@@ -194,6 +195,29 @@ def the_watcher_hears_alarms_going_to_alarm_and_may_fail_only_this_state_machine
     granted = {a: s["Resource"] for _, s in statements(RESOURCES["WatchGatesRole"]) for a in as_list(s["Action"])}
     assert "stateMachine:${AWS::StackName}-rollout" in json.dumps(granted["states:SendTaskFailure"]), granted
     assert not any(a.startswith("lambda:") for a in granted), "the watcher moves no alias and invokes nothing"
+
+
+@check
+def the_macro_and_the_alias_provider_are_one_function_that_hears_every_end_of_a_rollout():
+    fn = RAW["Resources"]["CloudFormationFunction"]
+    assert fn["Metadata"]["BuildProperties"]["Binary"] == "cloudformation"
+    assert (ROOT / "functions" / "cloudformation" / "Cargo.toml").exists()
+    # The macro writes this name into every alias's ServiceToken (Scope::provider_function in the engine).
+    assert fn["Properties"]["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-cloudformation"}, fn["Properties"]
+    assert '"{}-cloudformation"' in (ENGINE / "guard.rs").read_text()
+    macro = of_type("AWS::CloudFormation::Macro")["SafeshiftMacro"]["Properties"]
+    assert macro["FunctionName"] == {"Fn::GetAtt": ["CloudFormationFunction", "Arn"]}, macro
+    assert macro["Name"] == {"Ref": "MacroName"} and RAW["Parameters"]["MacroName"]["Default"] == "Safeshift"
+    rule = rule_targeting("CloudFormationFunction")
+    pattern = rule["EventPattern"]
+    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "SUCCEEDED", "TIMED_OUT"], pattern
+    assert "-rollout" in json.dumps(pattern["detail"]["stateMachineArn"])
+    assert "DeadLetterConfig" in rule["Targets"][0], "undeliverable events must not vanish"
+    granted = {a: s["Resource"] for _, s in statements(RESOURCES["CloudFormationRole"]) for a in as_list(s["Action"])}
+    for write in ("lambda:CreateAlias", "lambda:DeleteAlias", "lambda:UpdateAlias"):
+        assert "TargetFunctionArns" in json.dumps(granted[write]), (write, granted[write])
+    assert "stateMachine:${AWS::StackName}-rollout" in json.dumps(granted["states:StartExecution"])
+    assert not any(a.startswith("lambda:Invoke") for a in granted), "it invokes nothing"
 
 
 @check
@@ -220,7 +244,7 @@ def lifecycle_events_go_to_the_bus_and_only_what_needs_a_person_is_forwarded():
 @check
 def every_log_group_has_a_retention():
     groups = of_type("AWS::Logs::LogGroup")
-    assert len(groups) == 6, sorted(groups)
+    assert len(groups) == 7, sorted(groups)
     for name, g in groups.items():
         assert g["Properties"].get("RetentionInDays"), name
 
