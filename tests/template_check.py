@@ -218,6 +218,9 @@ def the_macro_and_the_alias_provider_are_one_function_that_hears_every_end_of_a_
         assert "TargetFunctionArns" in json.dumps(granted[write]), (write, granted[write])
     assert "stateMachine:${AWS::StackName}-rollout" in json.dumps(granted["states:StartExecution"])
     assert not any(a.startswith("lambda:Invoke") for a in granted), "it invokes nothing"
+    writes = [s for _, s in statements(RESOURCES["CloudFormationRole"]) if "dynamodb:PutItem" in as_list(s["Action"])]
+    assert len(writes) == 1 and writes[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["answer#*"], \
+        "it writes its own answers only, never a lock"
 
 
 @check

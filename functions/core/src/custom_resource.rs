@@ -13,9 +13,10 @@ pub const RESOURCE_TYPE: &str = "Custom::SafeshiftAlias";
 
 /// How long CloudFormation waits for a custom resource's answer (its `ServiceTimeout`, at most and by default).
 pub const CUSTOM_RESOURCE_SECONDS: u64 = 3600;
-/// What a rollout that answers CloudFormation at its end may take at most: the hour, less the start (Prepare
-/// waits up to 150 s), the answer and the clock skew between them.
-pub const ATTACHED_ROLLOUT_SECONDS: u64 = CUSTOM_RESOURCE_SECONDS - 300;
+/// What a rollout that answers CloudFormation at its end may take at most: the hour, less what its bakes and
+/// hooks do not count — Prepare (its state waits up to 180 s, retried), a rollback at the last step (RollBack
+/// waits up to 240 s), the answer — with room to spare.
+pub const ATTACHED_ROLLOUT_SECONDS: u64 = CUSTOM_RESOURCE_SECONDS - 600;
 /// What each step adds beyond its bake when every gate answers at once: the shift, the alarm check, the
 /// transitions between them.
 const STEP_OVERHEAD_SECONDS: u64 = 10;
@@ -80,6 +81,16 @@ impl AliasProperties {
     /// The alias and function these properties name: a change of either is a new alias (a replacement).
     pub fn identity(&self) -> (&str, &str) {
         (&self.function_name, &self.name)
+    }
+
+    /// The key of the alias's deployment lock, as every deployment of it computes it (`Deployment::lock_key`).
+    pub fn lock_key(&self) -> Result<String, InvalidInput> {
+        let function = crate::names::FunctionRef::parse(
+            &self.function_name,
+            crate::names::Qualifier::Forbidden,
+        )
+        .map_err(|reason| InvalidInput::one("ResourceProperties.FunctionName", reason))?;
+        Ok(format!("{}:{}", function.name, self.name))
     }
 
     /// The deployment an update to [`Self::function_version`] runs: the properties laid over `Deployment`'s

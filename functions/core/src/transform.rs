@@ -141,6 +141,15 @@ pub fn transform(mut template: Value, provider_function: &str) -> Result<Value, 
                 continue;
             }
         };
+        if let Some(path) = intrinsic_in(&Value::Object(settings.clone()), "Metadata.Safeshift") {
+            problems.push(problem(
+                &who,
+                &path,
+                "intrinsic functions are not resolved in Metadata: give a literal value (alarms and hooks that \
+                 need !Ref belong in DeploymentPreference)",
+            ));
+            continue;
+        }
         let migration = match settings.remove("migration") {
             None => None,
             Some(Value::String(s)) if s == "retain" => Some(Migration::Retain),
@@ -294,8 +303,19 @@ pub fn transform(mut template: Value, provider_function: &str) -> Result<Value, 
     if !problems.is_empty() {
         return Err(TransformError(problems));
     }
+    // What the converted aliases used of CodeDeploy: their groups, and the groups' application and role.
+    let mut codedeploy: Vec<String> = Vec::new();
     for group in &groups {
-        resources.remove(group);
+        if let Some(g) = resources.get(group) {
+            for used in [
+                "/Properties/ApplicationName/Ref",
+                "/Properties/ServiceRoleArn/Fn::GetAtt/0",
+            ] {
+                if let Some(id) = g.pointer(used).and_then(Value::as_str) {
+                    codedeploy.push(id.to_owned());
+                }
+            }
+        }
     }
     let mut template = template;
     for (id, (arn, sub)) in &detached {
@@ -303,7 +323,8 @@ pub fn transform(mut template: Value, provider_function: &str) -> Result<Value, 
             problems.push(e);
         }
     }
-    remove_unused_codedeploy(&mut template);
+    // Groups first (they reference the application and role), each only once nothing else refers to it.
+    remove_unreferenced(&mut template, groups.iter().cloned().chain(codedeploy));
     if !problems.is_empty() {
         return Err(TransformError(problems));
     }
@@ -369,6 +390,14 @@ fn read_codedeploy(
             // safeshift's own strategy (Metadata.Safeshift.strategy) stands in for a custom configuration.
             "DeploymentConfigName" if own_strategy => {}
             "DeploymentConfigName" => wish.strategy = strategy_of(value, who, problems),
+            "AlarmConfiguration" if value.as_object().is_some_and(|m| m.keys().any(|k| k.starts_with("Fn::"))) => {
+                problems.push(problem(
+                    who,
+                    "DeploymentPreference.Alarms",
+                    "conditional alarms (Fn::If) cannot be mapped: list the alarms plainly (a !Ref to an alarm \
+                     with a Condition is fine), so no rollout ever runs without its alarm gate",
+                ))
+            }
             "AlarmConfiguration" => {
                 if value.get("IgnorePollAlarmFailure") == Some(&Value::Bool(true)) {
                     problems.push(problem(
@@ -560,22 +589,9 @@ fn rewrite_references(
     walk(template, id, arn, sub)
 }
 
-/// Removes CodeDeploy applications and SAM's CodeDeploy service role once nothing references them.
-fn remove_unused_codedeploy(template: &mut Value) {
-    let Some(resources) = template.get("Resources").and_then(Value::as_object) else {
-        return;
-    };
-    let candidates: Vec<String> = resources
-        .iter()
-        .filter(|(_, r)| {
-            let ty = r.get("Type").and_then(Value::as_str);
-            ty == Some("AWS::CodeDeploy::Application")
-                || (ty == Some("AWS::IAM::Role")
-                    && r.pointer("/Properties/AssumeRolePolicyDocument")
-                        .is_some_and(|d| d.to_string().contains("codedeploy.amazonaws.com")))
-        })
-        .map(|(id, _)| id.clone())
-        .collect();
+/// Removes each of `candidates` — CodeDeploy resources the converted aliases used — in order, once nothing else in
+/// the template refers to it: a group, application or role something else still uses stays.
+fn remove_unreferenced(template: &mut Value, candidates: impl Iterator<Item = String>) {
     for id in candidates {
         let mut rest = template.clone();
         if let Some(r) = rest.get_mut("Resources").and_then(Value::as_object_mut) {
@@ -586,6 +602,24 @@ fn remove_unused_codedeploy(template: &mut Value) {
         {
             r.remove(&id);
         }
+    }
+}
+
+/// The path of the first intrinsic function (`Ref`, `Fn::…`) in `v`, if any.
+fn intrinsic_in(v: &Value, path: &str) -> Option<String> {
+    match v {
+        Value::Object(map) => {
+            if map.keys().any(|k| k == "Ref" || k.starts_with("Fn::")) {
+                return Some(path.to_owned());
+            }
+            map.iter()
+                .find_map(|(k, c)| intrinsic_in(c, &format!("{path}.{k}")))
+        }
+        Value::Array(list) => list
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| intrinsic_in(c, &format!("{path}[{i}]"))),
+        _ => None,
     }
 }
 
@@ -737,6 +771,47 @@ mod tests {
             "p",
         );
         assert!(out.is_ok(), "{out:?}");
+    }
+
+    #[test]
+    fn conditional_alarms_and_intrinsics_in_metadata_are_refused_not_dropped() {
+        let e = transform(
+            sam_output(json!({"AlarmConfiguration": {"Fn::If": ["Prod", {"Enabled": true, "Alarms": [{"Name": "a"}]}, {}]}}), None),
+            "p",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("DeploymentPreference.Alarms"), "{e}");
+        let e = transform(
+            sam_output(json!({}), Some(json!({"alarms": [{"Ref": "ErrorsAlarm"}]}))),
+            "p",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("Metadata.Safeshift.alarms[0]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn codedeploy_resources_something_else_uses_stay() {
+        let mut t = sam_output(json!({}), None);
+        t["Outputs"] = json!({"Group": {"Value": {"Ref": "OrdersApiDeploymentGroup"}}});
+        t["Resources"]["OtherApp"] = json!({"Type": "AWS::CodeDeploy::Application", "Properties": {"ComputePlatform": "Server"}});
+        let out = transform(t, "p").unwrap();
+        let r = &out["Resources"];
+        assert!(
+            r.get("OrdersApiDeploymentGroup").is_some(),
+            "an output still names the group"
+        );
+        assert!(
+            r.get("ServerlessDeploymentApplication").is_some(),
+            "the kept group uses it"
+        );
+        assert!(
+            r.get("OtherApp").is_some(),
+            "not the converted aliases' application"
+        );
+        assert_eq!(r["OrdersApiAliaslive"]["Type"], RESOURCE_TYPE);
     }
 
     #[test]

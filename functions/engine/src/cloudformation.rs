@@ -21,14 +21,16 @@ use tracing::Span;
 
 use crate::guard::Scope;
 use crate::ports::{
-    AnswerStack, ManageAlias, PendingAnswer, PendingAnswers, ReadExecution, StartExecution,
-    WriteAlias,
+    AliasLock, AnswerStack, ManageAlias, OwnedAlias, PendingAnswer, PendingAnswers, ReadExecution,
+    StartExecution, WriteAlias,
 };
 use crate::rollback::StatusChange;
 use crate::runtime::Handler;
 
 /// How long an owed answer is kept: CloudFormation stops waiting after an hour; a detached rollout owes none.
 const ANSWER_KEPT_SECONDS: u64 = 2 * 3600;
+/// CloudFormation takes a response document of at most 4,096 bytes.
+const MAX_RESPONSE_BYTES: usize = 4096;
 
 /// What the function is invoked with.
 #[derive(Debug, Deserialize)]
@@ -94,11 +96,22 @@ pub struct CloudFormation<L, X, P, A> {
     scope: Scope,
 }
 
+/// Who else moves the alias at the moment of an update.
+enum Busy {
+    /// A running execution holds its lock.
+    Rollout(String),
+    /// An execution that ended (stopped, timed out) still holds it: the reconciler is putting the alias back on
+    /// `stable`, and will move it nowhere else.
+    Reconciling { execution: String, stable: String },
+    /// Split with no deployment holding it: someone else's weights.
+    Split(String),
+}
+
 impl<L, X, P, A> CloudFormation<L, X, P, A>
 where
     L: ManageAlias + WriteAlias,
     X: StartExecution + ReadExecution,
-    P: PendingAnswers,
+    P: PendingAnswers + AliasLock,
     A: AnswerStack,
 {
     pub fn new(lambda: L, executions: X, answers: P, stack: A, scope: Scope) -> Self {
@@ -124,6 +137,10 @@ where
     }
 
     async fn resource(&self, request: ResourceRequest) -> Result<Value, Error> {
+        // Nobody to answer: refused before anything is written (a request CloudFormation did not send).
+        self.stack
+            .check_url(&request.response_url)
+            .map_err(|reason| safeshift_core::InvalidInput::one("ResponseURL", reason))?;
         let outcome = match request.request_type {
             RequestType::Create => self.create(&request).await,
             RequestType::Update => self.update(&request).await,
@@ -140,7 +157,7 @@ where
                 "SUCCESS",
                 String::new(),
                 arn.clone(),
-                json!({"FunctionVersion": version}),
+                json!({"FunctionVersion": version, "ExecutionArn": ""}),
             ),
             Ok(Outcome::Started {
                 detached: false, ..
@@ -155,33 +172,68 @@ where
                 "SUCCESS",
                 format!("rollout {execution_arn} started (detached: it goes on after this answer)"),
                 physical(""),
-                json!({"ExecutionArn": execution_arn}),
+                json!({
+                    "FunctionVersion": request.resource_properties["FunctionVersion"],
+                    "ExecutionArn": execution_arn,
+                }),
             ),
             Err(reason) => (
                 "FAILED",
                 reason.clone(),
                 physical(&format!("failed-{}", request.logical_resource_id)),
-                json!({}),
+                json!({"FunctionVersion": "", "ExecutionArn": ""}),
             ),
         };
-        self.answer(
-            &request.response_url,
-            &response(
-                status,
-                &reason,
-                &physical_id,
-                &request.stack_id,
-                &request.request_id,
-                &request.logical_resource_id,
-                data,
-            ),
-        )
-        .await?;
-        Ok(json!({"answered": true, "status": status, "reason": reason}))
+        let answered = self
+            .stack
+            .send_answer(
+                &request.response_url,
+                &response(
+                    status,
+                    &reason,
+                    &physical_id,
+                    &request.stack_id,
+                    &request.request_id,
+                    &request.logical_resource_id,
+                    data,
+                ),
+            )
+            .await?;
+        Ok(json!({"answered": answered, "status": status, "reason": reason}))
     }
 
-    async fn answer(&self, url: &str, body: &Value) -> Result<(), Error> {
-        self.stack.send_answer(url, &body.to_string()).await
+    /// Who else moves the alias now, if anyone: a deployment holding its lock, or weights nobody holds.
+    async fn busy(
+        &self,
+        properties: &AliasProperties,
+        found: &OwnedAlias,
+    ) -> Result<Option<Busy>, String> {
+        let key = properties.lock_key().map_err(|e| e.to_string())?;
+        let held = self.answers.holder(&key).await.map_err(|e| e.to_string())?;
+        // A lapsed lock is free, as Prepare takes it.
+        if let Some((holder, _)) = held.filter(|(_, expires)| *expires > crate::unix_now()) {
+            let running = match self
+                .executions
+                .describe_execution(&holder.execution_arn)
+                .await
+            {
+                Ok(record) => record.status == "RUNNING",
+                Err(Error::ResourceNotFound { .. }) => false,
+                Err(e) => return Err(e.to_string()),
+            };
+            return Ok(Some(if running {
+                Busy::Rollout(holder.execution_arn)
+            } else {
+                Busy::Reconciling {
+                    execution: holder.execution_arn,
+                    stable: holder.stable_version.unwrap_or_default(),
+                }
+            }));
+        }
+        Ok(found
+            .state
+            .is_split()
+            .then(|| Busy::Split(found.state.describe())))
     }
 
     async fn create(&self, request: &ResourceRequest) -> Result<Outcome, String> {
@@ -240,6 +292,44 @@ where
             // Deleted outside the stack: made again, as CloudFormation would.
             return self.create(request).await;
         };
+        let name = execution_name(&request.logical_resource_id, &request.request_id);
+        let execution_arn = self.scope.execution_arn(&name);
+        match self.busy(&properties, &found).await? {
+            // This very request, delivered again: its rollout runs, its answer is held.
+            Some(Busy::Rollout(arn)) if arn == execution_arn => {
+                return Ok(Outcome::Started {
+                    execution_arn,
+                    detached: properties.detached().unwrap_or(false),
+                });
+            }
+            Some(Busy::Rollout(arn)) => {
+                return Err(format!(
+                    "{function}:{alias} is being moved by rollout {arn}: one deployment per alias. Let it end \
+                     (or `safeshift abort` it), then retry the update (in a stack rollback: continue-update-rollback)"
+                ));
+            }
+            // The reconciler puts the alias back on the version this update asks for (a stack rolling back
+            // after a stopped rollout): that is where it ends.
+            Some(Busy::Reconciling { stable, .. }) if stable == properties.function_version => {
+                return Ok(Outcome::Done {
+                    arn: found.arn,
+                    version: stable,
+                });
+            }
+            Some(Busy::Reconciling { execution, stable }) => {
+                return Err(format!(
+                    "{function}:{alias} is being put back on version {stable} after rollout {execution} stopped; \
+                     retry the update in a few minutes"
+                ));
+            }
+            Some(Busy::Split(routing)) => {
+                return Err(format!(
+                    "{function}:{alias} routes {routing} and no deployment holds it: someone else split it. \
+                     Put it on one version, then retry the update"
+                ));
+            }
+            None => {}
+        }
         match custom_resource::plan_update(&properties, &found.state.function_version)
             .map_err(|e| e.to_string())?
         {
@@ -248,13 +338,6 @@ where
                 version: found.state.function_version,
             }),
             UpdatePlan::PointAt(version) => {
-                if found.state.is_split() {
-                    return Err(format!(
-                        "{function}:{alias} is split ({}): a rollout holds it; Enabled: false moves an alias only \
-                         when no rollout does",
-                        found.state.describe()
-                    ));
-                }
                 let update = AliasUpdate {
                     function_version: version,
                     weights: Default::default(),
@@ -271,8 +354,6 @@ where
             }
             UpdatePlan::Deploy(deployment) => {
                 let detached = properties.detached().map_err(|e| e.to_string())?;
-                let name = execution_name(&request.logical_resource_id, &request.request_id);
-                let execution_arn = self.scope.execution_arn(&name);
                 let input = serde_json::to_string(&*deployment).map_err(|e| e.to_string())?;
                 if !detached {
                     // Held before the start: a rollout that ends at once (refused by Prepare) finds it.
@@ -298,6 +379,19 @@ where
                     .start_execution(&self.scope.state_machine_arn, &name, &input)
                     .await
                 {
+                    // A start whose answer was lost may have started it all the same.
+                    if self
+                        .executions
+                        .describe_execution(&execution_arn)
+                        .await
+                        .is_ok()
+                    {
+                        tracing::warn!(execution = %execution_arn, error = %e, "the start's answer was lost; it runs");
+                        return Ok(Outcome::Started {
+                            execution_arn,
+                            detached,
+                        });
+                    }
                     if !detached {
                         let _ = self.answers.forget_answer(&execution_arn).await;
                     }
@@ -379,22 +473,34 @@ where
                 ),
             ),
         };
-        self.answer(
-            &owed.response_url,
-            &response(
-                status,
-                &reason,
-                &owed.physical_resource_id,
-                &owed.stack_id,
-                &owed.request_id,
-                &owed.logical_resource_id,
-                json!({"FunctionVersion": owed.function_version, "ExecutionArn": arn}),
-            ),
-        )
-        .await?;
-        // Forgotten only once sent: a lost answer is sent again when EventBridge redelivers.
+        let sent = self
+            .stack
+            .send_answer(
+                &owed.response_url,
+                &response(
+                    status,
+                    &reason,
+                    &owed.physical_resource_id,
+                    &owed.stack_id,
+                    &owed.request_id,
+                    &owed.logical_resource_id,
+                    json!({"FunctionVersion": owed.function_version, "ExecutionArn": arn}),
+                ),
+            )
+            .await;
+        let answered = match sent {
+            Ok(answered) => answered,
+            // Not CloudFormation's URL: nobody to answer, ever.
+            Err(Error::InvalidInput(e)) => {
+                tracing::warn!(error = %e, "the held answer's URL cannot be answered");
+                false
+            }
+            // Kept for the redelivery (the function's retries, then its queue).
+            Err(e) => return Err(e),
+        };
+        // Forgotten once sent, or once the URL refused it for good (expired: CloudFormation gave up waiting).
         self.answers.forget_answer(arn).await?;
-        Ok(json!({"answered": true, "status": status, "reason": reason}))
+        Ok(json!({"answered": answered, "status": status, "reason": reason}))
     }
 }
 
@@ -417,8 +523,8 @@ fn execution_name(logical_id: &str, request_id: &str) -> String {
     format!("cfn-{logical}-{request}")
 }
 
-/// CloudFormation's response document. The reason is cut to what CloudFormation shows (a response is at most 4
-/// KB).
+/// CloudFormation's response document, as sent: the reason is cut until the whole fits in the 4 KB CloudFormation
+/// takes (escaping can make a reason grow in JSON).
 fn response(
     status: &str,
     reason: &str,
@@ -427,24 +533,33 @@ fn response(
     request_id: &str,
     logical_id: &str,
     data: Value,
-) -> Value {
-    json!({
-        "Status": status,
-        "Reason": safeshift_core::gates::bounds::cut(reason, 2048),
-        "PhysicalResourceId": physical_id,
-        "StackId": stack_id,
-        "RequestId": request_id,
-        "LogicalResourceId": logical_id,
-        "NoEcho": false,
-        "Data": data,
-    })
+) -> String {
+    let mut limit = reason.len();
+    loop {
+        let body = json!({
+            "Status": status,
+            "Reason": safeshift_core::gates::bounds::cut(reason, limit),
+            "PhysicalResourceId": physical_id,
+            "StackId": stack_id,
+            "RequestId": request_id,
+            "LogicalResourceId": logical_id,
+            "NoEcho": false,
+            "Data": data,
+        })
+        .to_string();
+        if body.len() <= MAX_RESPONSE_BYTES || limit == 0 {
+            return body;
+        }
+        // Shrink by the share the body is over, and a little more so the loop ends.
+        limit = (limit * MAX_RESPONSE_BYTES / body.len()).saturating_sub(16);
+    }
 }
 
 impl<L, X, P, A> Handler for CloudFormation<L, X, P, A>
 where
     L: ManageAlias + WriteAlias + 'static,
     X: StartExecution + ReadExecution + 'static,
-    P: PendingAnswers + 'static,
+    P: PendingAnswers + AliasLock + 'static,
     A: AnswerStack + 'static,
 {
     type Event = CloudFormationEvent;
@@ -847,6 +962,200 @@ mod tests {
             "{answer}"
         );
         assert!(aws.alias("orders-api", "live").is_none());
+    }
+
+    fn hold(aws: &FakeAws, execution: &str, status: &str, stable: &str) {
+        aws.execution(execution, status, None, Vec::new());
+        let holder = crate::ports::LockHolder {
+            execution_arn: execution.into(),
+            stable_version: Some(stable.into()),
+            ..Default::default()
+        };
+        aws.hold_lock("orders-api:live", holder, crate::unix_now() + 3600);
+    }
+
+    #[tokio::test]
+    async fn an_update_while_another_rollout_holds_the_alias_answers_failed_and_writes_nothing() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", &[("2", 0.1)]);
+        let other = Scope::new(STATE_MACHINE).execution_arn("orders-api-live-2-abc");
+        hold(&aws, &other, "RUNNING", "1");
+        let p = provider(&aws);
+        // Even the update back to the version it is mostly on: that rollout may still promote version 2.
+        for (id, version) in [("r1", "2"), ("r2", "1")] {
+            aws.clear_calls();
+            handle_json(
+                &p,
+                request(
+                    "Update",
+                    id,
+                    properties(version, json!({})),
+                    Some(properties("3", json!({}))),
+                ),
+            )
+            .await
+            .unwrap();
+            let answer = &aws.sent_answers()[0];
+            assert_eq!(answer["Status"], "FAILED", "{answer}");
+            assert!(
+                answer["Reason"].as_str().unwrap().contains(&other),
+                "{answer}"
+            );
+            assert!(started(&aws).is_empty() && aws.writes().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_stack_rollback_after_a_stopped_rollout_finds_the_reconciler_putting_the_alias_back()
+     {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", &[("2", 0.5)]);
+        let stopped = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        hold(&aws, &stopped, "ABORTED", "1");
+        let p = provider(&aws);
+        handle_json(
+            &p,
+            request(
+                "Update",
+                "r2",
+                properties("1", json!({})),
+                Some(properties("2", json!({}))),
+            ),
+        )
+        .await
+        .unwrap();
+        let answer = &aws.sent_answers()[0];
+        assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+        assert_eq!(answer["Data"]["FunctionVersion"], "1");
+        assert!(started(&aws).is_empty() && aws.writes().is_empty());
+        // Anywhere else is refused until the reconciler is done.
+        handle_json(
+            &p,
+            request(
+                "Update",
+                "r3",
+                properties("2", json!({})),
+                Some(properties("1", json!({}))),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(aws.sent_answers()[1]["Status"], "FAILED");
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_update_keeps_waiting_for_its_own_rollout() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", &[]);
+        let p = provider(&aws);
+        let update = request(
+            "Update",
+            "r1",
+            properties("2", json!({})),
+            Some(properties("1", json!({}))),
+        );
+        handle_json(&p, update.clone()).await.unwrap();
+        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        hold(&aws, &execution, "RUNNING", "1");
+        let out = handle_json(&p, update).await.unwrap();
+        assert_eq!(out["answered"], false);
+        assert!(aws.sent_answers().is_empty());
+        assert_eq!(started(&aws).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_start_whose_answer_was_lost_is_taken_for_started() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", &[]);
+        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        // It started; only the answer to StartExecution was lost.
+        aws.execution(&execution, "RUNNING", None, Vec::new());
+        aws.fail_next(
+            "StartExecution",
+            Error::AwsError {
+                operation: "StartExecution".into(),
+                message: "timeout".into(),
+            },
+        );
+        let p = provider(&aws);
+        handle_json(
+            &p,
+            request(
+                "Update",
+                "r1",
+                properties("2", json!({})),
+                Some(properties("1", json!({}))),
+            ),
+        )
+        .await
+        .unwrap();
+        assert!(
+            aws.sent_answers().is_empty(),
+            "CloudFormation waits for the rollout"
+        );
+        assert!(aws.held_answer(&execution).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_request_that_is_not_cloudformations_is_refused_before_any_write() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", &[]);
+        let p = provider(&aws);
+        let mut forged = request(
+            "Update",
+            "r1",
+            properties("2", json!({})),
+            Some(properties("1", json!({}))),
+        );
+        forged["ResponseURL"] = json!("http://169.254.169.254/latest");
+        let e = handle_json(&p, forged).await.unwrap_err();
+        assert!(e.to_string().contains("ResponseURL"), "{e}");
+        assert!(aws.calls().is_empty(), "{:?}", aws.calls());
+    }
+
+    #[tokio::test]
+    async fn an_answer_the_url_refuses_for_good_is_forgotten() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", &[]);
+        let p = provider(&aws);
+        let mut update = request(
+            "Update",
+            "r1",
+            properties("2", json!({})),
+            Some(properties("1", json!({}))),
+        );
+        update["ResponseURL"] = json!("https://s3.amazonaws.com/expired");
+        handle_json(&p, update).await.unwrap();
+        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        aws.end_execution(&execution, "SUCCEEDED", 2_000);
+        let out = handle_json(&p, ended(&execution, "SUCCEEDED"))
+            .await
+            .unwrap();
+        assert_eq!(out["answered"], false);
+        assert!(aws.held_answer(&execution).is_none());
+    }
+
+    #[test]
+    fn a_response_fits_in_what_cloudformation_takes() {
+        let reason = "\"\u{1}".repeat(5_000);
+        let body = response(
+            "FAILED",
+            &reason,
+            "arn",
+            STACK,
+            "r",
+            "L",
+            json!({"FunctionVersion": "1"}),
+        );
+        assert!(body.len() <= MAX_RESPONSE_BYTES, "{}", body.len());
+        let parsed: Value = serde_json::from_str(&body).unwrap();
+        assert!(parsed["Reason"].as_str().unwrap().len() > 100);
     }
 
     #[tokio::test]

@@ -1048,10 +1048,20 @@ impl PendingAnswers for FakeAws {
 }
 
 impl AnswerStack for FakeAws {
-    async fn send_answer(&self, url: &str, body: &str) -> Result<(), Error> {
+    async fn send_answer(&self, url: &str, body: &str) -> Result<bool, Error> {
         self.world().call(Call::SendAnswer {
             url: url.into(),
             body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-        })
+        })?;
+        // A URL the test marks expired refuses, as S3 does once a presigned URL lapsed.
+        Ok(!url.contains("expired"))
+    }
+
+    fn check_url(&self, url: &str) -> Result<(), String> {
+        if url.starts_with("https://") {
+            Ok(())
+        } else {
+            Err(format!("{url} is not HTTPS"))
+        }
     }
 }

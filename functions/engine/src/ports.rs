@@ -402,5 +402,14 @@ pub trait PendingAnswers: Send + Sync {
 
 /// Sends a custom resource's answer: an HTTP PUT of the response document to CloudFormation's presigned URL.
 pub trait AnswerStack: Send + Sync {
-    fn send_answer(&self, url: &str, body: &str) -> impl Future<Output = Result<(), Error>> + Send;
+    /// `false` when the URL refuses the answer for good (HTTP 4xx: expired, or not CloudFormation's to take):
+    /// sending it again cannot help.
+    fn send_answer(
+        &self,
+        url: &str,
+        body: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Whether `url` is one this sender would answer at all: checked before anything is written for a request.
+    fn check_url(&self, url: &str) -> Result<(), String>;
 }

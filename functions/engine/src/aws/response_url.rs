@@ -41,13 +41,37 @@ impl ResponseUrlAdapter {
     }
 }
 
+/// Whether `url` is one to answer: CloudFormation's presigned S3 URLs are HTTPS on an AWS host; plain HTTP only to
+/// this machine (a local endpoint). Anything else is never contacted, whoever put it in a request.
+pub fn answerable(url: &str) -> Result<hyper::Uri, String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let host = uri.host().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let aws = host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn");
+    match uri.scheme_str() {
+        Some("https") if aws || loopback => Ok(uri),
+        Some("http") if loopback => Ok(uri),
+        _ => Err(format!(
+            "{}://{host}/… is not CloudFormation's: a response URL is HTTPS on an amazonaws.com host",
+            uri.scheme_str().unwrap_or("?")
+        )),
+    }
+}
+
 impl AnswerStack for ResponseUrlAdapter {
-    async fn send_answer(&self, url: &str, body: &str) -> Result<(), Error> {
+    async fn send_answer(&self, url: &str, body: &str) -> Result<bool, Error> {
         let failed = |message: String| Error::AwsError {
             operation: "PUT ResponseURL".into(),
             message,
         };
-        let request = hyper::Request::put(url)
+        let uri = answerable(url).map_err(|reason| {
+            Error::InvalidInput(safeshift_core::InvalidInput::one("ResponseURL", reason))
+        })?;
+        let request = hyper::Request::put(uri)
             .header(hyper::header::CONTENT_LENGTH, body.len())
             .body(Full::new(Bytes::from(body.to_owned())))
             .map_err(|e| failed(format!("not a URL one can PUT to: {e}")))?;
@@ -55,9 +79,44 @@ impl AnswerStack for ResponseUrlAdapter {
             .await
             .map_err(|_| failed(format!("no answer within {ANSWER_TIMEOUT:?}")))?
             .map_err(|e| failed(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(failed(format!("answered HTTP {}", response.status())));
+        let status = response.status();
+        if status.is_client_error() {
+            tracing::warn!(%status, "the response URL refuses the answer (expired?)");
+            return Ok(false);
         }
-        Ok(())
+        if !status.is_success() {
+            return Err(failed(format!("answered HTTP {status}")));
+        }
+        Ok(true)
+    }
+
+    fn check_url(&self, url: &str) -> Result<(), String> {
+        answerable(url).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answerable;
+
+    #[test]
+    fn only_cloudformations_urls_and_this_machine_are_answered() {
+        for ok in [
+            "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3A?X-Amz-Signature=1",
+            "https://cloudformation-custom-resource-response-cnnorth1.s3.cn-north-1.amazonaws.com.cn/x",
+            "http://127.0.0.1:8080/r1",
+            "http://localhost/r1",
+        ] {
+            assert!(answerable(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x",
+            "https://attacker.example/collect",
+            "https://amazonaws.com.attacker.example/x",
+            "http://169.254.169.254/latest/meta-data",
+            "file:///etc/passwd",
+        ] {
+            assert!(answerable(refused).is_err(), "{refused}");
+        }
     }
 }
