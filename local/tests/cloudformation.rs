@@ -314,3 +314,77 @@ async fn migration_adopts_the_codedeploy_alias_without_touching_it() {
         "an adopted alias outlives the resource"
     );
 }
+
+/// An operator aborts the rollout a stack update waits for: CloudFormation is told FAILED, and the update its
+/// rollback sends back to the old version succeeds — the reconciler puts the alias there — with no new rollout.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aborted_rollout_fails_the_update_and_the_stack_rollback_lands_on_stable() {
+    let e = env().await;
+    e.fx.function_without_alias("billing", 1).await.unwrap();
+    e.fx.alarm("billing-errors").await.unwrap();
+    let slow = json!({"strategy": {"linear": {"percent": 50, "intervalSeconds": 60}}});
+    e.send(
+        "Create",
+        "create-1",
+        properties("billing", "1", slow.clone()),
+        None,
+        None,
+    )
+    .await;
+    let arn = e.answer("create-1", Duration::from_secs(5)).await["PhysicalResourceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v2 = e.fx.publish("billing", "v2").await.unwrap();
+    e.send(
+        "Update",
+        "update-2",
+        properties("billing", &v2, slow.clone()),
+        Some(properties("billing", "1", slow.clone())),
+        Some(&arn),
+    )
+    .await;
+    e.fx.wait_for_split("billing").await.unwrap();
+    let execution = format!(
+        "{}:cfn-OrdersApiAliaslive-update-2",
+        e.stack
+            .state_machine_arn
+            .replacen(":stateMachine:", ":execution:", 1)
+    );
+    aws_sdk_sfn::Client::new(&e.stack.config)
+        .stop_execution()
+        .execution_arn(&execution)
+        .cause("operator: wrong build")
+        .send()
+        .await
+        .unwrap();
+    let failed = e.answer("update-2", ROLLOUT).await;
+    assert_eq!(failed["Status"], "FAILED", "{failed}");
+    assert!(
+        failed["Reason"].as_str().unwrap().contains("ABORTED"),
+        "{failed}"
+    );
+
+    // CloudFormation's rollback, at once: whether the reconciler is still at work or done, the alias ends on 1.
+    e.send(
+        "Update",
+        "rollback-3",
+        properties("billing", "1", slow.clone()),
+        Some(properties("billing", &v2, slow)),
+        Some(&arn),
+    )
+    .await;
+    let back = e.answer("rollback-3", Duration::from_secs(5)).await;
+    assert_eq!(back["Status"], "SUCCESS", "{back}");
+    assert_eq!(
+        e.fx.wait_for_routing("billing", |r| *r == stable("1"))
+            .await
+            .unwrap(),
+        stable("1")
+    );
+    assert_eq!(
+        e.executions_started().await.len(),
+        1,
+        "no rollout of its own"
+    );
+}
