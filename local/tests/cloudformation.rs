@@ -98,19 +98,17 @@ impl Env {
             .unwrap_or_else(|| panic!("no answer to {request_id} within {within:?}"))
     }
 
-    fn executions_started(&self) -> impl Future<Output = Vec<String>> + '_ {
-        async {
-            let out = aws_sdk_sfn::Client::new(&self.stack.config)
-                .list_executions()
-                .state_machine_arn(&self.stack.state_machine_arn)
-                .send()
-                .await
-                .unwrap();
-            out.executions()
-                .iter()
-                .map(|e| e.name().to_owned())
-                .collect()
-        }
+    async fn executions_started(&self) -> Vec<String> {
+        let out = aws_sdk_sfn::Client::new(&self.stack.config)
+            .list_executions()
+            .state_machine_arn(&self.stack.state_machine_arn)
+            .send()
+            .await
+            .unwrap();
+        out.executions()
+            .iter()
+            .map(|e| e.name().to_owned())
+            .collect()
     }
 }
 
