@@ -148,10 +148,21 @@ fn start(
 /// Lambda without Docker; Step Functions that really executes definitions. Must precede every resource: the
 /// setting swaps backends, and resources made earlier vanish.
 fn configure(port: u16) -> Result<(), MotoError> {
-    ureq::post(&format!("http://127.0.0.1:{port}/moto-api/config"))
-        .send_json(json!({"lambda": {"use_docker": false}, "stepfunctions": {"execute_state_machine": true}}))
-        .map_err(|e| MotoError::Configure(e.to_string()))?;
-    Ok(())
+    // A server that has just begun to listen can still reset the first connections (seen on a loaded machine):
+    // a few tries before giving up.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match ureq::post(&format!("http://127.0.0.1:{port}/moto-api/config")).send_json(
+            json!({"lambda": {"use_docker": false}, "stepfunctions": {"execute_state_machine": true}}),
+        ) {
+            Ok(_) => return Ok(()),
+            Err(ureq::Error::Io(_)) if attempt < 5 => {
+                std::thread::sleep(Duration::from_millis(200 * attempt))
+            }
+            Err(e) => return Err(MotoError::Configure(e.to_string())),
+        }
+    }
 }
 
 /// Queues results for moto's Invoke of functions the gateway does not serve (hooks), in order.

@@ -331,24 +331,27 @@ async fn reconcile(engine: Arc<Engine>, sfn: aws_sdk_sfn::Client, state_machine_
     let mut seen = HashSet::new();
     loop {
         tokio::time::sleep(RECONCILE_EVERY).await;
-        for status in [
-            ExecutionStatus::Aborted,
-            ExecutionStatus::TimedOut,
-            ExecutionStatus::Failed,
-            ExecutionStatus::Succeeded,
-        ] {
-            let mut ended = Vec::new();
-            let mut pages = sfn
-                .list_executions()
-                .state_machine_arn(&state_machine_arn)
-                .status_filter(status.clone())
-                .into_paginator()
-                .send();
-            while let Some(Ok(page)) = pages.next().await {
-                ended.extend(page.executions().iter().cloned());
-            }
-            for e in &ended {
-                if !seen.insert(e.execution_arn().to_owned()) {
+        // One listing of every execution (all pages), rather than one per status: light on a busy moto.
+        let mut listed = Vec::new();
+        let mut pages = sfn
+            .list_executions()
+            .state_machine_arn(&state_machine_arn)
+            .into_paginator()
+            .send();
+        while let Some(Ok(page)) = pages.next().await {
+            listed.extend(page.executions().iter().cloned());
+        }
+        {
+            for e in &listed {
+                let status = e.status().clone();
+                let ended = matches!(
+                    status,
+                    ExecutionStatus::Succeeded
+                        | ExecutionStatus::Failed
+                        | ExecutionStatus::Aborted
+                        | ExecutionStatus::TimedOut
+                );
+                if !ended || !seen.insert(e.execution_arn().to_owned()) {
                     continue;
                 }
                 let event = json!({
