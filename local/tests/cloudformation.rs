@@ -91,6 +91,35 @@ impl Env {
         serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap()
     }
 
+    /// An app's first deploy (the alias made on version 1), then its next deploy's update to version 2 with
+    /// `deployment` (the rollout starts): returns the alias's ARN and the new version.
+    async fn deployed_then_updated(&self, function: &str, deployment: &Value) -> (String, String) {
+        self.fx.function_without_alias(function, 1).await.unwrap();
+        self.fx.alarm(&format!("{function}-errors")).await.unwrap();
+        self.send(
+            "Create",
+            "create-1",
+            properties(function, "1", deployment.clone()),
+            None,
+            None,
+        )
+        .await;
+        let arn = self.answer("create-1", Duration::from_secs(5)).await["PhysicalResourceId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let v2 = self.fx.publish(function, "v2").await.unwrap();
+        self.send(
+            "Update",
+            "update-2",
+            properties(function, &v2, deployment.clone()),
+            Some(properties(function, "1", deployment.clone())),
+            Some(&arn),
+        )
+        .await;
+        (arn, v2)
+    }
+
     async fn answer(&self, request_id: &str, within: Duration) -> Value {
         self.cfn
             .answer_to(request_id, within)
@@ -179,30 +208,8 @@ async fn an_app_deploy_creates_the_alias_then_rolls_the_next_version_out_and_ans
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_versions_rollout_answers_failed_and_the_stack_rollback_finds_the_alias_on_stable() {
     let e = env().await;
-    e.fx.function_without_alias("payments", 1).await.unwrap();
-    e.fx.alarm("payments-errors").await.unwrap();
     let slow = json!({"strategy": {"linear": {"percent": 50, "intervalSeconds": 30}}});
-    e.send(
-        "Create",
-        "create-1",
-        properties("payments", "1", slow.clone()),
-        None,
-        None,
-    )
-    .await;
-    let arn = e.answer("create-1", Duration::from_secs(5)).await["PhysicalResourceId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let v2 = e.fx.publish("payments", "v2").await.unwrap();
-    e.send(
-        "Update",
-        "update-2",
-        properties("payments", &v2, slow.clone()),
-        Some(properties("payments", "1", slow.clone())),
-        Some(&arn),
-    )
-    .await;
+    let (arn, v2) = e.deployed_then_updated("payments", &slow).await;
     e.fx.wait_for_split("payments").await.unwrap();
     e.fx.set_alarm(
         "payments-errors",
@@ -318,30 +325,8 @@ async fn migration_adopts_the_codedeploy_alias_without_touching_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_aborted_rollout_fails_the_update_and_the_stack_rollback_lands_on_stable() {
     let e = env().await;
-    e.fx.function_without_alias("billing", 1).await.unwrap();
-    e.fx.alarm("billing-errors").await.unwrap();
     let slow = json!({"strategy": {"linear": {"percent": 50, "intervalSeconds": 60}}});
-    e.send(
-        "Create",
-        "create-1",
-        properties("billing", "1", slow.clone()),
-        None,
-        None,
-    )
-    .await;
-    let arn = e.answer("create-1", Duration::from_secs(5)).await["PhysicalResourceId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let v2 = e.fx.publish("billing", "v2").await.unwrap();
-    e.send(
-        "Update",
-        "update-2",
-        properties("billing", &v2, slow.clone()),
-        Some(properties("billing", "1", slow.clone())),
-        Some(&arn),
-    )
-    .await;
+    let (arn, v2) = e.deployed_then_updated("billing", &slow).await;
     e.fx.wait_for_split("billing").await.unwrap();
     let execution = format!(
         "{}:cfn-OrdersApiAliaslive-update-2",

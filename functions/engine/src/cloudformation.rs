@@ -274,11 +274,14 @@ where
 
     async fn update(&self, request: &ResourceRequest) -> Result<Outcome, String> {
         let properties = properties(&request.resource_properties)?;
-        let old = request
-            .old_resource_properties
-            .as_ref()
-            .and_then(|o| AliasProperties::from_value(o.clone()).ok());
-        if old.as_ref().map(AliasProperties::identity) != Some(properties.identity()) {
+        // Only the identity of the old properties matters (whatever else they held).
+        let old = request.old_resource_properties.as_ref().map(|o| {
+            (
+                o["FunctionName"].as_str().unwrap_or_default(),
+                o["Name"].as_str().unwrap_or_default(),
+            )
+        });
+        if old.is_some_and(|old| old != properties.identity()) {
             // Another function or alias name: a new alias (CloudFormation deletes the old one afterwards).
             return self.create(request).await;
         }
@@ -655,6 +658,29 @@ mod tests {
             .collect()
     }
 
+    /// orders-api with versions 1 and 2, `live` on version 1 (with `weights`).
+    fn orders(weights: &[(&str, f64)]) -> FakeAws {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1", "2"]);
+        aws.set_alias("orders-api", "live", "1", weights);
+        aws
+    }
+
+    /// The update CloudFormation sends when the stack's version goes from `from` to `to`.
+    fn update(id: &str, to: &str, from: &str) -> Value {
+        request(
+            "Update",
+            id,
+            properties(to, json!({})),
+            Some(properties(from, json!({}))),
+        )
+    }
+
+    /// The execution an update `id` of the alias starts.
+    fn execution_of(id: &str) -> String {
+        Scope::new(STATE_MACHINE).execution_arn(&format!("cfn-OrdersApiAliaslive-{id}"))
+    }
+
     #[tokio::test]
     async fn create_makes_the_alias_at_the_first_version_and_marks_it() {
         let aws = FakeAws::new();
@@ -725,21 +751,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_update_starts_a_rollout_and_answers_when_it_ends() {
-        let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
-        aws.set_alias("orders-api", "live", "1", &[]);
+        let aws = orders(&[]);
         let p = provider(&aws);
-        let out = handle_json(
-            &p,
-            request(
-                "Update",
-                "req-7",
-                properties("2", json!({})),
-                Some(properties("1", json!({}))),
-            ),
-        )
-        .await
-        .unwrap();
+        let out = handle_json(&p, update("req-7", "2", "1")).await.unwrap();
         assert_eq!(out["answered"], false);
         assert!(
             aws.sent_answers().is_empty(),
@@ -785,22 +799,10 @@ mod tests {
     #[tokio::test]
     async fn a_rolled_back_rollout_answers_failed_with_the_gates_error_and_the_stack_rollback_is_a_no_op()
      {
-        let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
-        aws.set_alias("orders-api", "live", "1", &[]);
+        let aws = orders(&[]);
         let p = provider(&aws);
-        handle_json(
-            &p,
-            request(
-                "Update",
-                "r1",
-                properties("2", json!({})),
-                Some(properties("1", json!({}))),
-            ),
-        )
-        .await
-        .unwrap();
-        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        handle_json(&p, update("r1", "2", "1")).await.unwrap();
+        let execution = execution_of("r1");
         aws.fail_execution(&execution, "AlarmFired", "orders-errors is in ALARM");
         handle_json(&p, ended(&execution, "FAILED")).await.unwrap();
         let answer = &aws.sent_answers()[0];
@@ -813,17 +815,7 @@ mod tests {
 
         // CloudFormation rolls the stack back: the update back to version 1 finds the alias there.
         aws.clear_calls();
-        handle_json(
-            &p,
-            request(
-                "Update",
-                "r2",
-                properties("1", json!({})),
-                Some(properties("2", json!({}))),
-            ),
-        )
-        .await
-        .unwrap();
+        handle_json(&p, update("r2", "1", "2")).await.unwrap();
         assert!(started(&aws).is_empty());
         assert!(aws.writes().is_empty());
         assert_eq!(aws.sent_answers()[0]["Status"], "SUCCESS");
@@ -831,9 +823,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rollout_too_long_for_cloudformation_is_refused_before_anything_is_written() {
-        let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
-        aws.set_alias("orders-api", "live", "1", &[]);
+        let aws = orders(&[]);
         let p = provider(&aws);
         let long = properties("2", json!({"Strategy": "Linear10PercentEvery10Minutes"}));
         handle_json(
@@ -877,9 +867,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rollout_that_cannot_start_answers_failed_and_owes_nothing() {
-        let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
-        aws.set_alias("orders-api", "live", "1", &[]);
+        let aws = orders(&[]);
         aws.fail_next(
             "StartExecution",
             Error::AccessDenied {
@@ -888,40 +876,18 @@ mod tests {
             },
         );
         let p = provider(&aws);
-        handle_json(
-            &p,
-            request(
-                "Update",
-                "r1",
-                properties("2", json!({})),
-                Some(properties("1", json!({}))),
-            ),
-        )
-        .await
-        .unwrap();
+        handle_json(&p, update("r1", "2", "1")).await.unwrap();
         assert_eq!(aws.sent_answers()[0]["Status"], "FAILED");
-        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        let execution = execution_of("r1");
         assert!(aws.held_answer(&execution).is_none());
     }
 
     #[tokio::test]
     async fn a_lost_answer_is_sent_again_on_redelivery() {
-        let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
-        aws.set_alias("orders-api", "live", "1", &[]);
+        let aws = orders(&[]);
         let p = provider(&aws);
-        handle_json(
-            &p,
-            request(
-                "Update",
-                "r1",
-                properties("2", json!({})),
-                Some(properties("1", json!({}))),
-            ),
-        )
-        .await
-        .unwrap();
-        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        handle_json(&p, update("r1", "2", "1")).await.unwrap();
+        let execution = execution_of("r1");
         aws.end_execution(&execution, "SUCCEEDED", 2_000);
         aws.fail_next(
             "PUT ResponseURL",
@@ -976,9 +942,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_update_while_another_rollout_holds_the_alias_answers_failed_and_writes_nothing() {
-        let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
-        aws.set_alias("orders-api", "live", "1", &[("2", 0.1)]);
+        let aws = orders(&[("2", 0.1)]);
         let other = Scope::new(STATE_MACHINE).execution_arn("orders-api-live-2-abc");
         hold(&aws, &other, "RUNNING", "1");
         let p = provider(&aws);
@@ -1009,56 +973,27 @@ mod tests {
     #[tokio::test]
     async fn the_stack_rollback_after_a_stopped_rollout_finds_the_reconciler_putting_the_alias_back()
      {
-        let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
-        aws.set_alias("orders-api", "live", "1", &[("2", 0.5)]);
-        let stopped = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        let aws = orders(&[("2", 0.5)]);
+        let stopped = execution_of("r1");
         hold(&aws, &stopped, "ABORTED", "1");
         let p = provider(&aws);
-        handle_json(
-            &p,
-            request(
-                "Update",
-                "r2",
-                properties("1", json!({})),
-                Some(properties("2", json!({}))),
-            ),
-        )
-        .await
-        .unwrap();
+        handle_json(&p, update("r2", "1", "2")).await.unwrap();
         let answer = &aws.sent_answers()[0];
         assert_eq!(answer["Status"], "SUCCESS", "{answer}");
         assert_eq!(answer["Data"]["FunctionVersion"], "1");
         assert!(started(&aws).is_empty() && aws.writes().is_empty());
         // Anywhere else is refused until the reconciler is done.
-        handle_json(
-            &p,
-            request(
-                "Update",
-                "r3",
-                properties("2", json!({})),
-                Some(properties("1", json!({}))),
-            ),
-        )
-        .await
-        .unwrap();
+        handle_json(&p, update("r3", "2", "1")).await.unwrap();
         assert_eq!(aws.sent_answers()[1]["Status"], "FAILED");
     }
 
     #[tokio::test]
     async fn a_redelivered_update_keeps_waiting_for_its_own_rollout() {
-        let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
-        aws.set_alias("orders-api", "live", "1", &[]);
+        let aws = orders(&[]);
         let p = provider(&aws);
-        let update = request(
-            "Update",
-            "r1",
-            properties("2", json!({})),
-            Some(properties("1", json!({}))),
-        );
+        let update = update("r1", "2", "1");
         handle_json(&p, update.clone()).await.unwrap();
-        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        let execution = execution_of("r1");
         hold(&aws, &execution, "RUNNING", "1");
         let out = handle_json(&p, update).await.unwrap();
         assert_eq!(out["answered"], false);
@@ -1068,10 +1003,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_start_whose_answer_was_lost_is_taken_for_started() {
-        let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
-        aws.set_alias("orders-api", "live", "1", &[]);
-        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        let aws = orders(&[]);
+        let execution = execution_of("r1");
         // It started; only the answer to StartExecution was lost.
         aws.execution(&execution, "RUNNING", None, Vec::new());
         aws.fail_next(
@@ -1082,17 +1015,7 @@ mod tests {
             },
         );
         let p = provider(&aws);
-        handle_json(
-            &p,
-            request(
-                "Update",
-                "r1",
-                properties("2", json!({})),
-                Some(properties("1", json!({}))),
-            ),
-        )
-        .await
-        .unwrap();
+        handle_json(&p, update("r1", "2", "1")).await.unwrap();
         assert!(
             aws.sent_answers().is_empty(),
             "CloudFormation waits for the rollout"
@@ -1102,16 +1025,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_that_is_not_cloudformations_is_refused_before_any_write() {
-        let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
-        aws.set_alias("orders-api", "live", "1", &[]);
+        let aws = orders(&[]);
         let p = provider(&aws);
-        let mut forged = request(
-            "Update",
-            "r1",
-            properties("2", json!({})),
-            Some(properties("1", json!({}))),
-        );
+        let mut forged = update("r1", "2", "1");
         forged["ResponseURL"] = json!("http://169.254.169.254/latest");
         let e = handle_json(&p, forged).await.unwrap_err();
         assert!(e.to_string().contains("ResponseURL"), "{e}");
@@ -1120,19 +1036,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_the_url_refuses_for_good_is_forgotten() {
-        let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
-        aws.set_alias("orders-api", "live", "1", &[]);
+        let aws = orders(&[]);
         let p = provider(&aws);
-        let mut update = request(
-            "Update",
-            "r1",
-            properties("2", json!({})),
-            Some(properties("1", json!({}))),
-        );
+        let mut update = update("r1", "2", "1");
         update["ResponseURL"] = json!("https://s3.amazonaws.com/expired");
         handle_json(&p, update).await.unwrap();
-        let execution = Scope::new(STATE_MACHINE).execution_arn("cfn-OrdersApiAliaslive-r1");
+        let execution = execution_of("r1");
         aws.end_execution(&execution, "SUCCEEDED", 2_000);
         let out = handle_json(&p, ended(&execution, "SUCCEEDED"))
             .await
@@ -1156,6 +1065,57 @@ mod tests {
         assert!(body.len() <= MAX_RESPONSE_BYTES, "{}", body.len());
         let parsed: Value = serde_json::from_str(&body).unwrap();
         assert!(parsed["Reason"].as_str().unwrap().len() > 100);
+    }
+
+    /// A replacement, as CloudFormation sends it: an update naming another alias (a new physical ID), then a
+    /// Delete of the old one with its old properties.
+    #[tokio::test]
+    async fn a_renamed_alias_is_a_replacement_create_the_new_then_delete_the_old_if_made_here() {
+        let aws = FakeAws::new();
+        aws.function("orders-api", &["1"]);
+        let p = provider(&aws);
+        handle_json(
+            &p,
+            request("Create", "r1", properties("1", json!({})), None),
+        )
+        .await
+        .unwrap();
+        let old_arn = aws.sent_answers()[0]["PhysicalResourceId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut renamed = properties("1", json!({}));
+        renamed["Name"] = json!("prod");
+        handle_json(
+            &p,
+            request("Update", "r2", renamed, Some(properties("1", json!({})))),
+        )
+        .await
+        .unwrap();
+        let answer = &aws.sent_answers()[1];
+        assert_eq!(answer["Status"], "SUCCESS");
+        assert!(
+            answer["PhysicalResourceId"]
+                .as_str()
+                .unwrap()
+                .ends_with(":orders-api:prod")
+        );
+        assert_eq!(
+            aws.alias("orders-api", "prod").unwrap().function_version,
+            "1"
+        );
+        assert!(
+            started(&aws).is_empty(),
+            "a new alias starts on the version: nothing to roll out"
+        );
+        let mut delete_old = request("Delete", "r3", properties("1", json!({})), None);
+        delete_old["PhysicalResourceId"] = json!(old_arn);
+        handle_json(&p, delete_old).await.unwrap();
+        assert!(
+            aws.alias("orders-api", "live").is_none(),
+            "the old alias, made by this resource, goes"
+        );
+        assert!(aws.alias("orders-api", "prod").is_some());
     }
 
     #[tokio::test]
