@@ -120,6 +120,25 @@ impl Env {
         (arn, v2)
     }
 
+    /// The update a stack rollback sends after a failed update to `v2`: back to version 1. Returns its answer.
+    async fn stack_rollback(
+        &self,
+        function: &str,
+        v2: &str,
+        deployment: &Value,
+        arn: &str,
+    ) -> Value {
+        self.send(
+            "Update",
+            "rollback-3",
+            properties(function, "1", deployment.clone()),
+            Some(properties(function, v2, deployment.clone())),
+            Some(arn),
+        )
+        .await;
+        self.answer("rollback-3", Duration::from_secs(5)).await
+    }
+
     async fn answer(&self, request_id: &str, within: Duration) -> Value {
         self.cfn
             .answer_to(request_id, within)
@@ -226,15 +245,7 @@ async fn a_bad_versions_rollout_answers_failed_and_the_stack_rollback_finds_the_
 
     // CloudFormation rolls the stack back: the update back to version 1 finds the alias there, and is a no-op.
     let started_before = e.executions_started().await.len();
-    e.send(
-        "Update",
-        "rollback-3",
-        properties("payments", "1", slow.clone()),
-        Some(properties("payments", &v2, slow)),
-        Some(&arn),
-    )
-    .await;
-    let back = e.answer("rollback-3", Duration::from_secs(5)).await;
+    let back = e.stack_rollback("payments", &v2, &slow, &arn).await;
     assert_eq!(back["Status"], "SUCCESS", "{back}");
     assert_eq!(back["Data"]["FunctionVersion"], "1");
     assert_eq!(e.executions_started().await.len(), started_before);
@@ -349,15 +360,7 @@ async fn an_aborted_rollout_fails_the_update_and_the_stack_rollback_lands_on_sta
     );
 
     // CloudFormation's rollback, at once: whether the reconciler is still at work or done, the alias ends on 1.
-    e.send(
-        "Update",
-        "rollback-3",
-        properties("billing", "1", slow.clone()),
-        Some(properties("billing", &v2, slow)),
-        Some(&arn),
-    )
-    .await;
-    let back = e.answer("rollback-3", Duration::from_secs(5)).await;
+    let back = e.stack_rollback("billing", &v2, &slow, &arn).await;
     assert_eq!(back["Status"], "SUCCESS", "{back}");
     assert_eq!(
         e.fx.wait_for_routing("billing", |r| *r == stable("1"))
