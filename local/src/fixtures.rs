@@ -157,6 +157,26 @@ impl Fixtures {
         Ok(())
     }
 
+    /// Tags the function as CloudFormation tags what a stack creates (`aws:cloudformation:stack-id`): the stack
+    /// that owns it.
+    pub async fn created_by_stack(
+        &self,
+        function: &str,
+        stack_id: &str,
+    ) -> Result<(), FixtureError> {
+        self.lambda
+            .tag_resource()
+            .resource(format!(
+                "arn:aws:lambda:{}:{ACCOUNT}:function:{function}",
+                stack::REGION
+            ))
+            .tags("aws:cloudformation:stack-id", stack_id)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     /// Publishes new code as the next version; returns its number.
     pub async fn publish(&self, name: &str, code: &str) -> Result<String, FixtureError> {
         self.lambda

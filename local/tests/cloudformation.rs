@@ -95,6 +95,7 @@ impl Env {
     /// `deployment` (the rollout starts): returns the alias's ARN and the new version.
     async fn deployed_then_updated(&self, function: &str, deployment: &Value) -> (String, String) {
         self.fx.function_without_alias(function, 1).await.unwrap();
+        self.fx.created_by_stack(function, STACK_ID).await.unwrap();
         self.fx.alarm(&format!("{function}-errors")).await.unwrap();
         self.send(
             "Create",
@@ -165,6 +166,7 @@ async fn an_app_deploy_creates_the_alias_then_rolls_the_next_version_out_and_ans
 {
     let e = env().await;
     e.fx.function_without_alias("orders", 1).await.unwrap();
+    e.fx.created_by_stack("orders", STACK_ID).await.unwrap();
     e.fx.alarm("orders-errors").await.unwrap();
 
     // The stack's first deploy: the alias is made on the first version, at once.
@@ -261,6 +263,7 @@ async fn migration_adopts_the_codedeploy_alias_without_touching_it() {
     let e = env().await;
     // As CodeDeploy left it: `live` on the newest version, 2.
     e.fx.function("legacy", 2).await.unwrap();
+    e.fx.created_by_stack("legacy", STACK_ID).await.unwrap();
     e.fx.set_alias("legacy", "2").await.unwrap();
     e.fx.alarm("legacy-errors").await.unwrap();
     let before =

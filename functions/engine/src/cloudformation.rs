@@ -236,8 +236,36 @@ where
             .then(|| Busy::Split(found.state.describe())))
     }
 
+    /// A stack manages only its own functions' aliases: no other stack can adopt an alias and move it (with
+    /// `Enabled: false`, past every gate).
+    async fn owned_by_the_stack(
+        &self,
+        request: &ResourceRequest,
+        properties: &AliasProperties,
+    ) -> Result<(), String> {
+        let function = &properties.function_name;
+        match self
+            .lambda
+            .owning_stack(function)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(stack) if stack == request.stack_id => Ok(()),
+            Some(stack) => Err(format!(
+                "function {function} belongs to stack {stack} (its aws:cloudformation:stack-id tag), not to \
+                 {}: a stack's safeshift aliases are on its own functions only",
+                request.stack_id
+            )),
+            None => Err(format!(
+                "function {function} was not created by a CloudFormation stack (no aws:cloudformation:stack-id \
+                 tag): a safeshift alias is on a function of its own stack only"
+            )),
+        }
+    }
+
     async fn create(&self, request: &ResourceRequest) -> Result<Outcome, String> {
         let properties = properties(&request.resource_properties)?;
+        self.owned_by_the_stack(request, &properties).await?;
         if properties.enabled().map_err(|e| e.to_string())? {
             // Refused now rather than at the first update, when the stack has already moved on.
             properties.deployment().map_err(|e| e.to_string())?;
@@ -285,6 +313,7 @@ where
             // Another function or alias name: a new alias (CloudFormation deletes the old one afterwards).
             return self.create(request).await;
         }
+        self.owned_by_the_stack(request, &properties).await?;
         let (function, alias) = properties.identity();
         let Some(found) = self
             .lambda
@@ -661,7 +690,8 @@ mod tests {
     /// orders-api with versions 1 and 2, `live` on version 1 (with `weights`).
     fn orders(weights: &[(&str, f64)]) -> FakeAws {
         let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2"]);
+        aws.function("orders-api", &["1", "2"])
+            .owned_by_stack("orders-api", STACK);
         aws.set_alias("orders-api", "live", "1", weights);
         aws
     }
@@ -684,7 +714,8 @@ mod tests {
     #[tokio::test]
     async fn create_makes_the_alias_at_the_first_version_and_marks_it() {
         let aws = FakeAws::new();
-        aws.function("orders-api", &["1"]);
+        aws.function("orders-api", &["1"])
+            .owned_by_stack("orders-api", STACK);
         let p = provider(&aws);
         handle_json(
             &p,
@@ -717,7 +748,8 @@ mod tests {
     #[tokio::test]
     async fn create_adopts_an_existing_alias_unchanged_and_delete_leaves_it() {
         let aws = FakeAws::new();
-        aws.function("orders-api", &["1", "2", "3"]);
+        aws.function("orders-api", &["1", "2", "3"])
+            .owned_by_stack("orders-api", STACK);
         aws.set_alias("orders-api", "live", "2", &[]);
         let p = provider(&aws);
         handle_json(
@@ -914,7 +946,8 @@ mod tests {
     #[tokio::test]
     async fn bad_properties_answer_failed_naming_the_property() {
         let aws = FakeAws::new();
-        aws.function("orders-api", &["1"]);
+        aws.function("orders-api", &["1"])
+            .owned_by_stack("orders-api", STACK);
         let p = provider(&aws);
         let mut props = properties("1", json!({"Deployment": "{\"bakeSecond\": 3}"}));
         props.as_object_mut().unwrap().remove("Strategy");
@@ -1072,7 +1105,8 @@ mod tests {
     #[tokio::test]
     async fn a_renamed_alias_is_a_replacement_create_the_new_then_delete_the_old_if_made_here() {
         let aws = FakeAws::new();
-        aws.function("orders-api", &["1"]);
+        aws.function("orders-api", &["1"])
+            .owned_by_stack("orders-api", STACK);
         let p = provider(&aws);
         handle_json(
             &p,
@@ -1116,6 +1150,46 @@ mod tests {
             "the old alias, made by this resource, goes"
         );
         assert!(aws.alias("orders-api", "prod").is_some());
+    }
+
+    /// Another stack cannot take a function's alias over (and then move it with `Enabled: false`, past the gates).
+    #[tokio::test]
+    async fn a_stack_manages_the_aliases_of_its_own_functions_only() {
+        let aws = orders(&[]);
+        aws.owned_by_stack(
+            "orders-api",
+            "arn:aws:cloudformation:us-east-1:123456789012:stack/orders/other",
+        );
+        let p = provider(&aws);
+        handle_json(
+            &p,
+            request(
+                "Create",
+                "r1",
+                properties("2", json!({"Enabled": "false"})),
+                None,
+            ),
+        )
+        .await
+        .unwrap();
+        let mut disabled = update("r2", "2", "1");
+        disabled["ResourceProperties"]["Enabled"] = json!("false");
+        handle_json(&p, disabled).await.unwrap();
+        for answer in aws.sent_answers() {
+            assert_eq!(answer["Status"], "FAILED", "{answer}");
+            assert!(
+                answer["Reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("stack/orders/other"),
+                "{answer}"
+            );
+        }
+        assert!(aws.writes().is_empty() && started(&aws).is_empty());
+        assert_eq!(
+            aws.alias("orders-api", "live").unwrap().function_version,
+            "1"
+        );
     }
 
     #[tokio::test]

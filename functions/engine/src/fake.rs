@@ -38,6 +38,9 @@ pub enum Call {
         function: String,
         alias: String,
     },
+    GetFunction {
+        function: String,
+    },
     StartExecution {
         name: String,
         input: serde_json::Value,
@@ -132,6 +135,7 @@ impl Call {
         match self {
             Call::CreateAlias { .. } => "CreateAlias",
             Call::DeleteAlias { .. } => "DeleteAlias",
+            Call::GetFunction { .. } => "GetFunction",
             Call::StartExecution { .. } => "StartExecution",
             Call::HoldAnswer { .. } => "PutItem",
             Call::PendingAnswer { .. } => "GetItem",
@@ -183,6 +187,8 @@ struct World {
     descriptions: BTreeMap<(String, String), String>,
     /// CloudFormation answers held for executions, by execution ARN.
     held_answers: BTreeMap<String, PendingAnswer>,
+    /// The stack that created each function (its `aws:cloudformation:stack-id` tag).
+    stacks: BTreeMap<String, String>,
 }
 
 impl World {
@@ -522,6 +528,12 @@ impl FakeAws {
     /// The answer held for an execution, if any.
     pub fn held_answer(&self, execution_arn: &str) -> Option<PendingAnswer> {
         self.world().held_answers.get(execution_arn).cloned()
+    }
+
+    /// The stack that created `function` (as CloudFormation tags it).
+    pub fn owned_by_stack(&self, function: &str, stack_id: &str) -> &Self {
+        self.world().stacks.insert(function.into(), stack_id.into());
+        self
     }
 
     /// The description an alias carries.
@@ -965,6 +977,14 @@ impl ManageAlias for FakeAws {
             state,
             description: Some(description.into()),
         })
+    }
+
+    async fn owning_stack(&self, function: &str) -> Result<Option<String>, Error> {
+        let mut world = self.world();
+        world.call(Call::GetFunction {
+            function: function.into(),
+        })?;
+        Ok(world.stacks.get(function).cloned())
     }
 
     async fn delete_alias(&self, function: &str, alias: &str) -> Result<(), Error> {

@@ -347,6 +347,13 @@ pub trait ManageAlias: Send + Sync {
         description: &str,
     ) -> impl Future<Output = Result<OwnedAlias, Error>> + Send;
 
+    /// The stack that owns the function: its `aws:cloudformation:stack-id` tag, which CloudFormation puts on every
+    /// function it creates. `None` for a function no stack created.
+    fn owning_stack(
+        &self,
+        function: &str,
+    ) -> impl Future<Output = Result<Option<String>, Error>> + Send;
+
     /// Deletes the alias; one that is gone already is fine.
     fn delete_alias(
         &self,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_lambda::operation::create_alias::CreateAliasError;
 use aws_sdk_lambda::operation::delete_alias::DeleteAliasError;
 use aws_sdk_lambda::operation::get_alias::GetAliasError;
+use aws_sdk_lambda::operation::get_function::GetFunctionError;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationError;
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::operation::update_alias::UpdateAliasError;
@@ -49,6 +50,7 @@ lambda_operation_errors!(
     CreateAliasError,
     DeleteAliasError,
     GetAliasError,
+    GetFunctionError,
     UpdateAliasError,
     GetFunctionConfigurationError,
     InvokeError
@@ -73,6 +75,9 @@ fn lambda_error<E: LambdaOperationError>(
         }
     })
 }
+
+/// The tag CloudFormation puts on every resource it creates, naming its stack.
+const STACK_ID_TAG: &str = "aws:cloudformation:stack-id";
 
 /// Lambda: aliases, versions, hook invocations.
 #[derive(Debug, Clone)]
@@ -346,6 +351,24 @@ impl ManageAlias for LambdaAdapter {
             ),
             description: out.description().map(str::to_owned),
         })
+    }
+
+    async fn owning_stack(&self, function: &str) -> Result<Option<String>, Error> {
+        let out = self
+            .client
+            .get_function()
+            .function_name(function)
+            .send()
+            .await
+            .map_err(|e| {
+                lambda_error(
+                    "GetFunction",
+                    e,
+                    (Resource::Function, function.to_owned()),
+                    |_| None,
+                )
+            })?;
+        Ok(out.tags().and_then(|t| t.get(STACK_ID_TAG)).cloned())
     }
 
     async fn delete_alias(&self, function: &str, alias: &str) -> Result<(), Error> {
