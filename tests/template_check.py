@@ -163,8 +163,10 @@ def every_trust_policy_is_conditioned_on_this_account():
 
 
 def rule_targeting(function):
+    """The event rule (not a schedule) that hands events to `function`."""
     rules = [r["Properties"] for r in of_type("AWS::Events::Rule").values()
-             if r["Properties"]["Targets"][0].get("Arn") == {"Fn::GetAtt": [function, "Arn"]}]
+             if r["Properties"]["Targets"][0].get("Arn") == {"Fn::GetAtt": [function, "Arn"]}
+             and "EventPattern" in r["Properties"]]
     assert len(rules) == 1, rules
     return rules[0]
 
@@ -173,8 +175,8 @@ def rule_targeting(function):
 def the_reconciler_hears_aborted_timed_out_and_failed_executions_of_this_state_machine():
     rules = of_type("AWS::Events::Rule")
     # The reconciler's, the watcher's, the CloudFormation answers', and (when asked for) the notifications'.
-    assert sorted(rules) == ["CloudFormationFunctionRolloutEnded", "NeedsAPersonRule", "RollbackFunctionExecutionEnded",
-                             "WatchGatesFunctionAlarmChanged"], sorted(rules)
+    assert sorted(rules) == ["CloudFormationFunctionRolloutEnded", "CloudFormationFunctionSweep", "NeedsAPersonRule",
+                             "RollbackFunctionExecutionEnded", "WatchGatesFunctionAlarmChanged"], sorted(rules)
     rule = rule_targeting("RollbackFunction")
     pattern = rule["EventPattern"]
     assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
@@ -213,6 +215,10 @@ def the_macro_and_the_alias_provider_are_one_function_that_hears_every_end_of_a_
     assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "SUCCEEDED", "TIMED_OUT"], pattern
     assert "-rollout" in json.dumps(pattern["detail"]["stateMachineArn"])
     assert "DeadLetterConfig" in rule["Targets"][0], "undeliverable events must not vanish"
+    # The second path for a lost end event: the sweep.
+    sweep = RESOURCES["CloudFormationFunctionSweep"]["Properties"]
+    assert sweep["ScheduleExpression"].startswith("rate(") and sweep["Targets"][0]["Arn"] == {
+        "Fn::GetAtt": ["CloudFormationFunction", "Arn"]}, sweep
     granted = {a: s["Resource"] for _, s in statements(RESOURCES["CloudFormationRole"]) for a in as_list(s["Action"])}
     for write in ("lambda:CreateAlias", "lambda:DeleteAlias", "lambda:UpdateAlias"):
         assert "TargetFunctionArns" in json.dumps(granted[write]), (write, granted[write])

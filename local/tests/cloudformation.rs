@@ -59,6 +59,19 @@ fn quick() -> Value {
 }
 
 impl Env {
+    /// Invokes the engine's cloudformation function with `event`; returns its output.
+    async fn invoke(&self, event: Value) -> Value {
+        let out = aws_sdk_lambda::Client::new(&self.stack.config)
+            .invoke()
+            .function_name("safeshift-cloudformation")
+            .payload(Blob::new(event.to_string()))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.function_error().is_none(), "{out:?}");
+        serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap()
+    }
+
     /// One request, as CloudFormation sends it (Lambda Invoke of the ServiceToken); returns the function's output.
     async fn send(
         &self,
@@ -80,15 +93,7 @@ impl Env {
         if let Some(id) = physical_id {
             request["PhysicalResourceId"] = json!(id);
         }
-        let out = aws_sdk_lambda::Client::new(&self.stack.config)
-            .invoke()
-            .function_name("safeshift-cloudformation")
-            .payload(Blob::new(request.to_string()))
-            .send()
-            .await
-            .unwrap();
-        assert!(out.function_error().is_none(), "{out:?}");
-        serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap()
+        self.invoke(request).await
     }
 
     /// An app's first deploy (the alias made on version 1), then its next deploy's update to version 2 with
@@ -232,6 +237,11 @@ async fn a_bad_versions_rollout_answers_failed_and_the_stack_rollback_finds_the_
     let slow = json!({"strategy": {"linear": {"percent": 50, "intervalSeconds": 30}}});
     let (arn, v2) = e.deployed_then_updated("payments", &slow).await;
     e.fx.wait_for_split("payments").await.unwrap();
+    // The sweep (the second path, for a lost end event) finds the answer held, and leaves a running rollout be.
+    let sweep = e
+        .invoke(json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}))
+        .await;
+    assert_eq!(sweep, json!({"held": 1, "answered": []}));
     e.fx.set_alarm(
         "payments-errors",
         StateValue::Alarm,

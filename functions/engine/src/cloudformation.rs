@@ -6,7 +6,9 @@
 //!   alias only if this resource created it;
 //! - "Step Functions Execution Status Change" of the rollout state machine: the answer owed for a rollout that
 //!   ended, held in the engine's table until then (never read from an execution's input, which anyone who may
-//!   start executions writes).
+//!   start executions writes);
+//! - a "Scheduled Event" (the `Sweep` rule, every few minutes): the answers still held for rollouts that ended,
+//!   sent — the second path, for an end event lost after all its retries.
 //!
 //! A request is always answered: every failure before a rollout starts is a FAILED answer naming why, so
 //! CloudFormation never waits out its hour for nothing.
@@ -31,6 +33,8 @@ use crate::runtime::Handler;
 const ANSWER_KEPT_SECONDS: u64 = 2 * 3600;
 /// CloudFormation takes a response document of at most 4,096 bytes.
 const MAX_RESPONSE_BYTES: usize = 4096;
+/// How many held answers one sweep looks at: a few calls each, well within the function's timeout.
+const SWEEP_LIMIT: usize = 10;
 
 /// What the function is invoked with.
 #[derive(Debug, Deserialize)]
@@ -39,6 +43,14 @@ pub enum CloudFormationEvent {
     Resource(ResourceRequest),
     Macro(MacroRequest),
     Ended(StatusChange),
+    Sweep(Scheduled),
+}
+
+/// EventBridge's scheduled event, as far as the sweep reads it.
+#[derive(Debug, Deserialize)]
+pub struct Scheduled {
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
 }
 
 /// A macro invocation, as CloudFormation sends it.
@@ -536,6 +548,47 @@ where
     }
 }
 
+impl<L, X, P, A> CloudFormation<L, X, P, A>
+where
+    L: ManageAlias + WriteAlias,
+    X: StartExecution + ReadExecution,
+    P: PendingAnswers + AliasLock,
+    A: AnswerStack,
+{
+    /// Sends the answers still held for rollouts that ended: what their end events would have sent.
+    async fn sweep(&self) -> Result<Value, Error> {
+        let mut answered = Vec::new();
+        let held = self.answers.held_for(SWEEP_LIMIT).await?;
+        let looked = held.len();
+        for execution_arn in held {
+            let status = match self.executions.describe_execution(&execution_arn).await {
+                Ok(record) => record.status,
+                // Never started (a start that failed after the answer was held): nothing will end.
+                Err(Error::ResourceNotFound { .. }) => {
+                    self.answers.forget_answer(&execution_arn).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if status == "RUNNING" {
+                continue;
+            }
+            let change = StatusChange {
+                detail_type: "Step Functions Execution Status Change".into(),
+                detail: crate::rollback::StatusDetail {
+                    execution_arn: execution_arn.clone(),
+                    status,
+                },
+            };
+            let out = self.ended(change).await?;
+            if out["answered"] == true {
+                answered.push(execution_arn);
+            }
+        }
+        Ok(json!({"held": looked, "answered": answered}))
+    }
+}
+
 fn properties(value: &Value) -> Result<AliasProperties, String> {
     AliasProperties::from_value(value.clone()).map_err(|e| e.to_string())
 }
@@ -613,6 +666,7 @@ where
             CloudFormationEvent::Ended(e) => {
                 tracing::info_span!("rollout_ended", execution = %e.detail.execution_arn)
             }
+            CloudFormationEvent::Sweep(_) => tracing::info_span!("sweep"),
         }
     }
 
@@ -621,6 +675,14 @@ where
             CloudFormationEvent::Macro(m) => Ok(self.transform(m)),
             CloudFormationEvent::Resource(r) => self.resource(r).await,
             CloudFormationEvent::Ended(e) => self.ended(e).await,
+            CloudFormationEvent::Sweep(s) if s.detail_type == "Scheduled Event" => {
+                self.sweep().await
+            }
+            CloudFormationEvent::Sweep(s) => Err(safeshift_core::InvalidInput::one(
+                "detail-type",
+                format!("`{}` is not an event this function serves", s.detail_type),
+            )
+            .into()),
         }
     }
 }
@@ -1150,6 +1212,24 @@ mod tests {
             "the old alias, made by this resource, goes"
         );
         assert!(aws.alias("orders-api", "prod").is_some());
+    }
+
+    /// An end event lost after all its retries: the sweep sends what it would have, and skips what still runs.
+    #[tokio::test]
+    async fn the_sweep_answers_for_a_rollout_whose_end_event_was_lost() {
+        let aws = orders(&[]);
+        let p = provider(&aws);
+        handle_json(&p, update("r1", "2", "1")).await.unwrap();
+        let execution = execution_of("r1");
+        let sweep = json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+        handle_json(&p, sweep.clone()).await.unwrap();
+        assert!(aws.sent_answers().is_empty(), "it still runs");
+        aws.fail_execution(&execution, "AlarmFired", "orders-errors");
+        let out = handle_json(&p, sweep.clone()).await.unwrap();
+        assert_eq!(out["answered"], json!([execution]));
+        assert_eq!(aws.sent_answers()[0]["Status"], "FAILED");
+        handle_json(&p, sweep).await.unwrap();
+        assert_eq!(aws.sent_answers().len(), 1, "answered once");
     }
 
     /// Another stack cannot take a function's alias over (and then move it with `Enabled: false`, past the gates).

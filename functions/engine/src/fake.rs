@@ -41,6 +41,7 @@ pub enum Call {
     GetFunction {
         function: String,
     },
+    HeldAnswers,
     StartExecution {
         name: String,
         input: serde_json::Value,
@@ -136,6 +137,7 @@ impl Call {
             Call::CreateAlias { .. } => "CreateAlias",
             Call::DeleteAlias { .. } => "DeleteAlias",
             Call::GetFunction { .. } => "GetFunction",
+            Call::HeldAnswers => "Scan",
             Call::StartExecution { .. } => "StartExecution",
             Call::HoldAnswer { .. } => "PutItem",
             Call::PendingAnswer { .. } => "GetItem",
@@ -1055,6 +1057,12 @@ impl PendingAnswers for FakeAws {
             execution_arn: execution_arn.into(),
         })?;
         Ok(world.held_answers.get(execution_arn).cloned())
+    }
+
+    async fn held_for(&self, limit: usize) -> Result<Vec<String>, Error> {
+        let mut world = self.world();
+        world.call(Call::HeldAnswers)?;
+        Ok(world.held_answers.keys().take(limit).cloned().collect())
     }
 
     async fn forget_answer(&self, execution_arn: &str) -> Result<(), Error> {

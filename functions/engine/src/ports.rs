@@ -405,6 +405,9 @@ pub trait PendingAnswers: Send + Sync {
 
     /// Forgets the answer for `execution_arn` once sent.
     fn forget_answer(&self, execution_arn: &str) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The executions answers are held for (at most `limit`): what the sweep looks at when an end event was lost.
+    fn held_for(&self, limit: usize) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
 }
 
 /// Sends a custom resource's answer: an HTTP PUT of the response document to CloudFormation's presigned URL.

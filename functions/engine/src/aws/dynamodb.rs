@@ -366,6 +366,36 @@ impl PendingAnswers for DynamoLockAdapter {
             .map_err(|e| Error::Internal(format!("the answer held for {execution_arn}: {e}")))
     }
 
+    async fn held_for(&self, limit: usize) -> Result<Vec<String>, Error> {
+        let mut held = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(#key, :answer)")
+                .expression_attribute_names("#key", KEY)
+                .expression_attribute_values(":answer", s(ANSWER_PREFIX))
+                .projection_expression("#key")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| dynamo_error("Scan", e))?;
+            held.extend(page.items().iter().filter_map(|item| {
+                let key = item.get(KEY)?.as_s().ok()?;
+                key.strip_prefix(ANSWER_PREFIX).map(str::to_owned)
+            }));
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() && held.len() < limit => start = Some(k.clone()),
+                _ => {
+                    held.truncate(limit);
+                    return Ok(held);
+                }
+            }
+        }
+    }
+
     async fn forget_answer(&self, execution_arn: &str) -> Result<(), Error> {
         self.client
             .delete_item()
