@@ -223,6 +223,8 @@ def the_macro_and_the_alias_provider_are_one_function_that_hears_every_end_of_a_
     for write in ("lambda:CreateAlias", "lambda:DeleteAlias", "lambda:UpdateAlias"):
         assert "TargetFunctionArns" in json.dumps(granted[write]), (write, granted[write])
     assert "stateMachine:${AWS::StackName}-rollout" in json.dumps(granted["states:StartExecution"])
+    # GetFunction returns the stack-id tag only with ListTags (the ownership check reads it).
+    assert "TargetFunctionArns" in json.dumps(granted["lambda:ListTags"]), granted["lambda:ListTags"]
     assert not any(a.startswith("lambda:Invoke") for a in granted), "it invokes nothing"
     writes = [s for _, s in statements(RESOURCES["CloudFormationRole"]) if "dynamodb:PutItem" in as_list(s["Action"])]
     assert len(writes) == 1 and writes[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["answer#*"], \

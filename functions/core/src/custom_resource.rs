@@ -85,12 +85,8 @@ impl AliasProperties {
 
     /// The key of the alias's deployment lock, as every deployment of it computes it (`Deployment::lock_key`).
     pub fn lock_key(&self) -> Result<String, InvalidInput> {
-        let function = crate::names::FunctionRef::parse(
-            &self.function_name,
-            crate::names::Qualifier::Forbidden,
-        )
-        .map_err(|reason| InvalidInput::one("ResourceProperties.FunctionName", reason))?;
-        Ok(format!("{}:{}", function.name, self.name))
+        lock_key(&self.function_name, &self.name)
+            .map_err(|reason| InvalidInput::one("ResourceProperties.FunctionName", reason))
     }
 
     /// The deployment an update to [`Self::function_version`] runs: the properties laid over `Deployment`'s
@@ -163,6 +159,12 @@ impl AliasProperties {
         }
         Deployment::from_value(Value::Object(input))
     }
+}
+
+/// Which alias a function (name or ARN, however written) and alias name are: `name:alias`, the lock's key.
+pub fn lock_key(function: &str, alias: &str) -> Result<String, String> {
+    let function = crate::names::FunctionRef::parse(function, crate::names::Qualifier::Forbidden)?;
+    Ok(format!("{}:{alias}", function.name))
 }
 
 fn flag(value: Option<&str>, property: &str, default: bool) -> Result<bool, InvalidInput> {

@@ -33,8 +33,14 @@ use crate::runtime::Handler;
 const ANSWER_KEPT_SECONDS: u64 = 2 * 3600;
 /// CloudFormation takes a response document of at most 4,096 bytes.
 const MAX_RESPONSE_BYTES: usize = 4096;
-/// How many held answers one sweep looks at: a few calls each, well within the function's timeout.
+/// How many ended rollouts one sweep answers for: a few calls each, well within the function's timeout.
 const SWEEP_LIMIT: usize = 10;
+/// How long after an answer is held the sweep may take a missing execution for one that never started: longer
+/// than an update's StartExecution with all its retries.
+const START_GRACE_SECONDS: u64 = 600;
+/// How long after a stopped rollout its lock is taken for the reconciler's (which waits `guard::LONGEST_WRITE`
+/// before its last look, within its function's timeout): later, a lock left behind is free, as Prepare takes it.
+const RECONCILING_SECONDS: u64 = 600;
 
 /// What the function is invoked with.
 #[derive(Debug, Deserialize)]
@@ -224,23 +230,35 @@ where
         let held = self.answers.holder(&key).await.map_err(|e| e.to_string())?;
         // A lapsed lock is free, as Prepare takes it.
         if let Some((holder, _)) = held.filter(|(_, expires)| *expires > crate::unix_now()) {
-            let running = match self
+            let record = match self
                 .executions
                 .describe_execution(&holder.execution_arn)
                 .await
             {
-                Ok(record) => record.status == "RUNNING",
-                Err(Error::ResourceNotFound { .. }) => false,
+                Ok(record) => Some(record),
+                Err(Error::ResourceNotFound { .. }) => None,
                 Err(e) => return Err(e.to_string()),
             };
-            return Ok(Some(if running {
-                Busy::Rollout(holder.execution_arn)
-            } else {
-                Busy::Reconciling {
-                    execution: holder.execution_arn,
-                    stable: holder.stable_version.unwrap_or_default(),
+            match record {
+                Some(r) if r.status == "RUNNING" => {
+                    return Ok(Some(Busy::Rollout(holder.execution_arn)));
                 }
-            }));
+                // Stopped, timed out or failed a moment ago: the reconciler (or the rollout's own RollBack) is at
+                // work, and moves the alias only back to the holder's stable version.
+                Some(r)
+                    if ["ABORTED", "TIMED_OUT", "FAILED"].contains(&r.status.as_str())
+                        && r.stopped_at
+                            .is_some_and(|t| t + RECONCILING_SECONDS > crate::unix_now()) =>
+                {
+                    return Ok(Some(Busy::Reconciling {
+                        execution: holder.execution_arn,
+                        stable: holder.stable_version.unwrap_or_default(),
+                    }));
+                }
+                // Succeeded with its lock left behind, gone, or ended long ago: the lock is free (the next
+                // Prepare takes it over); the alias itself says the rest.
+                _ => {}
+            }
         }
         Ok(found
             .state
@@ -314,14 +332,16 @@ where
 
     async fn update(&self, request: &ResourceRequest) -> Result<Outcome, String> {
         let properties = properties(&request.resource_properties)?;
-        // Only the identity of the old properties matters (whatever else they held).
+        // Only which alias the old properties named matters (whatever else they held), however the function was
+        // written (name or ARN).
         let old = request.old_resource_properties.as_ref().map(|o| {
-            (
+            custom_resource::lock_key(
                 o["FunctionName"].as_str().unwrap_or_default(),
                 o["Name"].as_str().unwrap_or_default(),
             )
+            .ok()
         });
-        if old.is_some_and(|old| old != properties.identity()) {
+        if old.is_some_and(|old| old != properties.lock_key().ok()) {
             // Another function or alias name: a new alias (CloudFormation deletes the old one afterwards).
             return self.create(request).await;
         }
@@ -555,24 +575,36 @@ where
     P: PendingAnswers + AliasLock,
     A: AnswerStack,
 {
-    /// Sends the answers still held for rollouts that ended: what their end events would have sent.
+    /// Sends the answers still held for rollouts that ended: what their end events would have sent. One
+    /// answer's trouble is logged and left for the next sweep; the others go on.
     async fn sweep(&self) -> Result<Value, Error> {
+        let held = self.answers.held_answers().await?;
         let mut answered = Vec::new();
-        let held = self.answers.held_for(SWEEP_LIMIT).await?;
-        let looked = held.len();
-        for execution_arn in held {
-            let status = match self.executions.describe_execution(&execution_arn).await {
+        let mut ended = 0;
+        for (execution_arn, expires_at) in &held {
+            if ended == SWEEP_LIMIT {
+                break;
+            }
+            let status = match self.executions.describe_execution(execution_arn).await {
                 Ok(record) => record.status,
-                // Never started (a start that failed after the answer was held): nothing will end.
+                // Never started (a start that failed after the answer was held), once its start could no longer
+                // be under way: nothing will end.
                 Err(Error::ResourceNotFound { .. }) => {
-                    self.answers.forget_answer(&execution_arn).await?;
+                    let held_at = expires_at.saturating_sub(ANSWER_KEPT_SECONDS);
+                    if held_at + START_GRACE_SECONDS < crate::unix_now() {
+                        let _ = self.answers.forget_answer(execution_arn).await;
+                    }
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(execution = %execution_arn, error = %e, "sweep: left for the next one");
+                    continue;
+                }
             };
             if status == "RUNNING" {
                 continue;
             }
+            ended += 1;
             let change = StatusChange {
                 detail_type: "Step Functions Execution Status Change".into(),
                 detail: crate::rollback::StatusDetail {
@@ -580,12 +612,15 @@ where
                     status,
                 },
             };
-            let out = self.ended(change).await?;
-            if out["answered"] == true {
-                answered.push(execution_arn);
+            match self.ended(change).await {
+                Ok(out) if out["answered"] == true => answered.push(execution_arn.clone()),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(execution = %execution_arn, error = %e, "sweep: left for the next one")
+                }
             }
         }
-        Ok(json!({"held": looked, "answered": answered}))
+        Ok(json!({"held": held.len(), "answered": answered}))
     }
 }
 
@@ -1025,8 +1060,12 @@ mod tests {
         assert!(aws.alias("orders-api", "live").is_none());
     }
 
+    /// `execution` holds the alias's lock, with `status` (ended just now, if it ended).
     fn hold(aws: &FakeAws, execution: &str, status: &str, stable: &str) {
         aws.execution(execution, status, None, Vec::new());
+        if status != "RUNNING" {
+            aws.end_execution(execution, status, crate::unix_now());
+        }
         let holder = crate::ports::LockHolder {
             execution_arn: execution.into(),
             stable_version: Some(stable.into()),
@@ -1230,6 +1269,78 @@ mod tests {
         assert_eq!(aws.sent_answers()[0]["Status"], "FAILED");
         handle_json(&p, sweep).await.unwrap();
         assert_eq!(aws.sent_answers().len(), 1, "answered once");
+    }
+
+    /// A lock a succeeded rollout left behind (its ReleaseLock failed) is no one's: the next update rolls out, and
+    /// a stack rollback never takes a promoted alias for one being put back.
+    #[tokio::test]
+    async fn a_lock_left_behind_by_an_ended_rollout_does_not_hold_updates() {
+        let aws = orders(&[]);
+        hold(&aws, &execution_of("old"), "SUCCEEDED", "1");
+        let p = provider(&aws);
+        handle_json(&p, update("r1", "2", "1")).await.unwrap();
+        assert!(aws.sent_answers().is_empty(), "a rollout runs");
+        assert_eq!(started(&aws).len(), 1);
+        // Promoted, lock left behind, then the stack rolls back for another resource: back to 1 is a rollout.
+        aws.set_alias("orders-api", "live", "2", &[]);
+        aws.end_execution(&execution_of("r1"), "SUCCEEDED", 2_000);
+        hold(&aws, &execution_of("r1"), "SUCCEEDED", "1");
+        handle_json(&p, update("r2", "1", "2")).await.unwrap();
+        assert_eq!(
+            started(&aws).len(),
+            2,
+            "the alias goes back by a rollout, not a no-op"
+        );
+    }
+
+    /// The sweep leaves an answer whose start may still be under way, and goes on past one it cannot send.
+    #[tokio::test]
+    async fn the_sweep_waits_for_a_start_and_one_failure_does_not_stop_it() {
+        let aws = orders(&[]);
+        let p = provider(&aws);
+        let owed = PendingAnswer {
+            response_url: URL.into(),
+            stack_id: STACK.into(),
+            request_id: "r9".into(),
+            logical_resource_id: "OrdersApiAliaslive".into(),
+            physical_resource_id: "arn".into(),
+            function_version: "2".into(),
+        };
+        let kept = crate::unix_now() + ANSWER_KEPT_SECONDS;
+        // Held just now for an execution that has not started yet: kept.
+        aws.hold_answer(&execution_of("r9"), &owed, kept)
+            .await
+            .unwrap();
+        // Two ended rollouts; sending the first answer fails.
+        for id in ["a", "b"] {
+            let answer = PendingAnswer {
+                request_id: id.into(),
+                ..owed.clone()
+            };
+            aws.hold_answer(&execution_of(id), &answer, kept)
+                .await
+                .unwrap();
+            aws.execution(&execution_of(id), "SUCCEEDED", None, Vec::new());
+        }
+        aws.fail_next(
+            "PUT ResponseURL",
+            Error::AwsError {
+                operation: "PUT ResponseURL".into(),
+                message: "503".into(),
+            },
+        );
+        let sweep = json!({"detail-type": "Scheduled Event", "detail": {}});
+        let out = handle_json(&p, sweep).await.unwrap();
+        assert_eq!(out["held"], 3);
+        assert_eq!(out["answered"], json!([execution_of("b")]));
+        assert!(
+            aws.held_answer(&execution_of("a")).is_some(),
+            "left for the next sweep"
+        );
+        assert!(
+            aws.held_answer(&execution_of("r9")).is_some(),
+            "its start may be under way"
+        );
     }
 
     /// Another stack cannot take a function's alias over (and then move it with `Enabled: false`, past the gates).

@@ -188,7 +188,7 @@ struct World {
     /// Alias descriptions, by (function, alias).
     descriptions: BTreeMap<(String, String), String>,
     /// CloudFormation answers held for executions, by execution ARN.
-    held_answers: BTreeMap<String, PendingAnswer>,
+    held_answers: BTreeMap<String, (PendingAnswer, u64)>,
     /// The stack that created each function (its `aws:cloudformation:stack-id` tag).
     stacks: BTreeMap<String, String>,
 }
@@ -529,7 +529,10 @@ impl FakeAws {
 
     /// The answer held for an execution, if any.
     pub fn held_answer(&self, execution_arn: &str) -> Option<PendingAnswer> {
-        self.world().held_answers.get(execution_arn).cloned()
+        self.world()
+            .held_answers
+            .get(execution_arn)
+            .map(|(a, _)| a.clone())
     }
 
     /// The stack that created `function` (as CloudFormation tags it).
@@ -1039,7 +1042,7 @@ impl PendingAnswers for FakeAws {
         &self,
         execution_arn: &str,
         answer: &PendingAnswer,
-        _expires_at: u64,
+        expires_at: u64,
     ) -> Result<(), Error> {
         let mut world = self.world();
         world.call(Call::HoldAnswer {
@@ -1047,7 +1050,7 @@ impl PendingAnswers for FakeAws {
         })?;
         world
             .held_answers
-            .insert(execution_arn.into(), answer.clone());
+            .insert(execution_arn.into(), (answer.clone(), expires_at));
         Ok(())
     }
 
@@ -1056,13 +1059,20 @@ impl PendingAnswers for FakeAws {
         world.call(Call::PendingAnswer {
             execution_arn: execution_arn.into(),
         })?;
-        Ok(world.held_answers.get(execution_arn).cloned())
+        Ok(world
+            .held_answers
+            .get(execution_arn)
+            .map(|(a, _)| a.clone()))
     }
 
-    async fn held_for(&self, limit: usize) -> Result<Vec<String>, Error> {
+    async fn held_answers(&self) -> Result<Vec<(String, u64)>, Error> {
         let mut world = self.world();
         world.call(Call::HeldAnswers)?;
-        Ok(world.held_answers.keys().take(limit).cloned().collect())
+        Ok(world
+            .held_answers
+            .iter()
+            .map(|(arn, (_, expires))| (arn.clone(), *expires))
+            .collect())
     }
 
     async fn forget_answer(&self, execution_arn: &str) -> Result<(), Error> {

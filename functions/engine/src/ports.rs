@@ -406,8 +406,9 @@ pub trait PendingAnswers: Send + Sync {
     /// Forgets the answer for `execution_arn` once sent.
     fn forget_answer(&self, execution_arn: &str) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// The executions answers are held for (at most `limit`): what the sweep looks at when an end event was lost.
-    fn held_for(&self, limit: usize) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
+    /// Every execution an answer is held for, with when the answer lapses (Unix seconds): what the sweep looks at
+    /// when an end event was lost. Few: one per stack update waiting for a rollout.
+    fn held_answers(&self) -> impl Future<Output = Result<Vec<(String, u64)>, Error>> + Send;
 }
 
 /// Sends a custom resource's answer: an HTTP PUT of the response document to CloudFormation's presigned URL.

@@ -366,7 +366,7 @@ impl PendingAnswers for DynamoLockAdapter {
             .map_err(|e| Error::Internal(format!("the answer held for {execution_arn}: {e}")))
     }
 
-    async fn held_for(&self, limit: usize) -> Result<Vec<String>, Error> {
+    async fn held_answers(&self) -> Result<Vec<(String, u64)>, Error> {
         let mut held = Vec::new();
         let mut start = None;
         loop {
@@ -377,21 +377,20 @@ impl PendingAnswers for DynamoLockAdapter {
                 .filter_expression("begins_with(#key, :answer)")
                 .expression_attribute_names("#key", KEY)
                 .expression_attribute_values(":answer", s(ANSWER_PREFIX))
-                .projection_expression("#key")
+                .projection_expression("#key, #expires")
+                .expression_attribute_names("#expires", EXPIRES)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| dynamo_error("Scan", e))?;
             held.extend(page.items().iter().filter_map(|item| {
                 let key = item.get(KEY)?.as_s().ok()?;
-                key.strip_prefix(ANSWER_PREFIX).map(str::to_owned)
+                let expires = item.get(EXPIRES)?.as_n().ok()?.parse().ok()?;
+                Some((key.strip_prefix(ANSWER_PREFIX)?.to_owned(), expires))
             }));
             match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() && held.len() < limit => start = Some(k.clone()),
-                _ => {
-                    held.truncate(limit);
-                    return Ok(held);
-                }
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(held),
             }
         }
     }

@@ -368,6 +368,18 @@ impl ManageAlias for LambdaAdapter {
                     |_| None,
                 )
             })?;
+        // GetFunction returns tags only with lambda:ListTags: without it, a TagsError instead of an empty answer
+        // that would read as "no stack".
+        if let Some(e) = out.tags_error() {
+            return Err(Error::AccessDenied {
+                operation: "GetFunction (tags)".into(),
+                message: format!(
+                    "{}: {} (the role needs lambda:ListTags on {function})",
+                    e.error_code(),
+                    e.message()
+                ),
+            });
+        }
         Ok(out.tags().and_then(|t| t.get(STACK_ID_TAG)).cloned())
     }
 
