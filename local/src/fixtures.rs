@@ -101,6 +101,8 @@ impl Fixtures {
     }
 
     /// Stops an execution: it ends ABORTED.
+    /// Stops the execution and waits (up to 10 s) until Step Functions reports it stopped: moto's executor may
+    /// still show it RUNNING for a moment on a busy machine.
     pub async fn stop_execution(&self, arn: &str) -> Result<(), FixtureError> {
         self.sfn
             .stop_execution()
@@ -108,7 +110,25 @@ impl Fixtures {
             .send()
             .await
             .map_err(|e| err(aws_sdk_sfn::error::DisplayErrorContext(e)))?;
-        Ok(())
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let status = self
+                .sfn
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await
+                .map_err(|e| err(aws_sdk_sfn::error::DisplayErrorContext(e)))?
+                .status()
+                .clone();
+            if status != aws_sdk_sfn::types::ExecutionStatus::Running {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(err(format!("{arn} still RUNNING 10 s after StopExecution")));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Creates an IAM role (moto checks that a function's role exists).

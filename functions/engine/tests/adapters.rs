@@ -2026,3 +2026,144 @@ async fn the_reconciler_never_takes_a_waits_answer_for_a_rollout() {
     assert_eq!(out.outcome, Outcome::Reverted, "{out:?}");
     assert_eq!(out.alias.unwrap().function_version, "6");
 }
+
+// ---- The CloudFormation provider's calls ---------------------------------------------------------------------
+
+/// CreateAlias on an alias that exists is `AliasConflict` (never retried, never overwritten); DeleteAlias of one
+/// that is gone is done; a missing alias is `None` only once the function itself is found.
+#[tokio::test]
+async fn provider_alias_calls_are_classified_by_the_sdks_typed_errors() {
+    use aws_sdk_lambda::operation::create_alias::CreateAliasError;
+    use aws_sdk_lambda::operation::delete_alias::DeleteAliasError;
+    use aws_sdk_lambda::types::error::ResourceConflictException;
+    use safeshift_engine::ports::ManageAlias;
+
+    let exists = mock!(aws_sdk_lambda::Client::create_alias).then_error(|| {
+        CreateAliasError::ResourceConflictException(ResourceConflictException::builder().build())
+    });
+    let gone = mock!(aws_sdk_lambda::Client::delete_alias).then_error(|| {
+        DeleteAliasError::ResourceNotFoundException(ResourceNotFoundException::builder().build())
+    });
+    let no_alias = mock!(aws_sdk_lambda::Client::get_alias).then_error(|| {
+        GetAliasError::ResourceNotFoundException(ResourceNotFoundException::builder().build())
+    });
+    let function_there = mock!(aws_sdk_lambda::Client::get_function_configuration)
+        .then_output(|| version("$LATEST", State::Active, "role"));
+    let lambda = lambda(&[&exists, &gone, &no_alias, &function_there]);
+
+    let err = lambda
+        .create_alias("orders", "live", "1", "mark")
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AliasConflict);
+    assert_eq!(exists.num_calls(), 1);
+    lambda.delete_alias("orders", "live").await.unwrap();
+    assert_eq!(lambda.find_alias("orders", "live").await.unwrap(), None);
+    assert_eq!(
+        (
+            gone.num_calls(),
+            no_alias.num_calls(),
+            function_there.num_calls()
+        ),
+        (1, 1, 1)
+    );
+}
+
+/// The owning stack is the `aws:cloudformation:stack-id` tag; tags withheld (no lambda:ListTags) is an error that
+/// says so, never "no stack".
+#[tokio::test]
+async fn the_owning_stack_is_the_stack_id_tag_and_withheld_tags_are_access_denied() {
+    use aws_sdk_lambda::operation::get_function::GetFunctionOutput;
+    use aws_sdk_lambda::types::TagsError;
+    use safeshift_engine::ports::ManageAlias;
+
+    let tagged = mock!(aws_sdk_lambda::Client::get_function)
+        .match_requests(|r| r.function_name() == Some("orders"))
+        .then_output(|| {
+            GetFunctionOutput::builder()
+                .tags(
+                    "aws:cloudformation:stack-id",
+                    "arn:aws:cloudformation:us-east-1:1:stack/app/1",
+                )
+                .tags("team", "orders")
+                .build()
+        });
+    let withheld = mock!(aws_sdk_lambda::Client::get_function)
+        .match_requests(|r| r.function_name() == Some("billing"))
+        .then_output(|| {
+            GetFunctionOutput::builder()
+                .tags_error(
+                    TagsError::builder()
+                        .error_code("AccessDeniedException")
+                        .message("not authorized to perform: lambda:ListTags")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        });
+    let lambda = lambda(&[&tagged, &withheld]);
+    assert_eq!(
+        lambda.owning_stack("orders").await.unwrap().as_deref(),
+        Some("arn:aws:cloudformation:us-east-1:1:stack/app/1")
+    );
+    let err = lambda.owning_stack("billing").await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AccessDenied);
+    assert!(err.to_string().contains("lambda:ListTags"), "{err}");
+}
+
+/// An owed answer is one item under `answer#<execution ARN>` with its expiry; the sweep's Scan reads every page
+/// of them and nothing else.
+#[tokio::test]
+async fn owed_answers_are_items_of_their_own_in_the_lock_table() {
+    use safeshift_engine::ports::{PendingAnswer, PendingAnswers};
+
+    let execution = "arn:aws:states:us-east-1:123456789012:execution:safeshift-rollout:cfn-A-r1";
+    let put = mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(move |r| {
+            r.item().and_then(|i| i.get("aliasKey"))
+                == Some(&AttributeValue::S(format!("answer#{execution}")))
+                && r.item().and_then(|i| i.get("expiresAt"))
+                    == Some(&AttributeValue::N("99".into()))
+                && r.condition_expression().is_none()
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let page = |key: &str, last: Option<&str>| {
+        let mut out = ScanOutput::builder().items(HashMap::from([
+            ("aliasKey".to_owned(), AttributeValue::S(key.into())),
+            ("expiresAt".to_owned(), AttributeValue::N("99".into())),
+        ]));
+        if let Some(k) = last {
+            out = out.last_evaluated_key("aliasKey", AttributeValue::S(k.into()));
+        }
+        out.build()
+    };
+    let first = page("answer#e1", Some("answer#e1"));
+    let second = page("answer#e2", None);
+    let scan = mock!(aws_sdk_dynamodb::Client::scan)
+        .match_requests(|r| {
+            r.filter_expression() == Some("begins_with(#key, :answer)")
+                && r.expression_attribute_values()
+                    .and_then(|v| v.get(":answer"))
+                    == Some(&AttributeValue::S("answer#".into()))
+        })
+        .sequence()
+        .output(move || first.clone())
+        .output(move || second.clone())
+        .build();
+    let locks = locks(&[&put, &scan]);
+    let owed = PendingAnswer {
+        response_url: "https://x.s3.amazonaws.com/r".into(),
+        stack_id: "s".into(),
+        request_id: "r1".into(),
+        logical_resource_id: "A".into(),
+        physical_resource_id: "arn".into(),
+        function_version: "2".into(),
+    };
+    locks.hold_answer(execution, &owed, 99).await.unwrap();
+    assert_eq!(put.num_calls(), 1);
+    assert_eq!(
+        locks.held_answers().await.unwrap(),
+        [("e1".to_owned(), 99), ("e2".to_owned(), 99)]
+    );
+    assert_eq!(scan.num_calls(), 2, "every page");
+}
