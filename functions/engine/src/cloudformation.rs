@@ -266,8 +266,9 @@ where
             .then(|| Busy::Split(found.state.describe())))
     }
 
-    /// A stack manages only its own functions' aliases: no other stack can adopt an alias and move it (with
-    /// `Enabled: false`, past every gate).
+    /// No stack manages an alias of a function another stack created: none can adopt it and move it (with
+    /// `Enabled: false`, past every gate). A function no stack created (no `aws:cloudformation:stack-id` tag) is
+    /// served, within the engine's TargetFunctionArns.
     async fn owned_by_the_stack(
         &self,
         request: &ResourceRequest,
@@ -286,10 +287,9 @@ where
                  {}: a stack's safeshift aliases are on its own functions only",
                 request.stack_id
             )),
-            None => Err(format!(
-                "function {function} was not created by a CloudFormation stack (no aws:cloudformation:stack-id \
-                 tag): a safeshift alias is on a function of its own stack only"
-            )),
+            // Made outside CloudFormation (by hand, by another tool): no stack claims it, and the engine's
+            // TargetFunctionArns still scopes what it may touch.
+            None => Ok(()),
         }
     }
 
@@ -1381,6 +1381,19 @@ mod tests {
             aws.alias("orders-api", "live").unwrap().function_version,
             "1"
         );
+
+        // A function no stack created is served (TargetFunctionArns scopes the engine).
+        let untagged = FakeAws::new();
+        untagged.function("orders-api", &["1"]);
+        let p = provider(&untagged);
+        handle_json(
+            &p,
+            request("Create", "r3", properties("1", json!({})), None),
+        )
+        .await
+        .unwrap();
+        assert_eq!(untagged.sent_answers()[0]["Status"], "SUCCESS");
+        assert!(untagged.alias("orders-api", "live").is_some());
     }
 
     #[tokio::test]
