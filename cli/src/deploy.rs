@@ -105,14 +105,6 @@ pub async fn latest(t: &Target) -> anyhow::Result<String> {
         .context("no deployment has run on this state machine yet")
 }
 
-/// The execution ARN Step Functions gives an execution of this state machine with this name.
-fn execution_arn(state_machine_arn: &str, name: &str) -> String {
-    format!(
-        "{}:{name}",
-        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
-    )
-}
-
 fn console_url(arn: &str) -> String {
     let region = arn.split(':').nth(3).unwrap_or("us-east-1");
     format!(
@@ -182,7 +174,7 @@ pub async fn start(
             if e.as_service_error()
                 .is_some_and(|e| e.is_execution_already_exists()) =>
         {
-            let arn = execution_arn(&t.state_machine_arn, &name);
+            let arn = Scope::new(t.state_machine_arn.as_str()).execution_arn(&name);
             let (status, _, existing) = deployment_of(t, &arn).await?;
             if existing != input {
                 bail!(

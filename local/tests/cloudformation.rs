@@ -352,12 +352,8 @@ async fn an_aborted_rollout_fails_the_update_and_the_stack_rollback_lands_on_sta
     let slow = json!({"strategy": {"linear": {"percent": 50, "intervalSeconds": 60}}});
     let (arn, v2) = e.deployed_then_updated("billing", &slow).await;
     e.fx.wait_for_split("billing").await.unwrap();
-    let execution = format!(
-        "{}:cfn-OrdersApiAliaslive-update-2",
-        e.stack
-            .state_machine_arn
-            .replacen(":stateMachine:", ":execution:", 1)
-    );
+    let execution = safeshift_engine::guard::Scope::new(e.stack.state_machine_arn.as_str())
+        .execution_arn("cfn-OrdersApiAliaslive-update-2");
     aws_sdk_sfn::Client::new(&e.stack.config)
         .stop_execution()
         .execution_arn(&execution)

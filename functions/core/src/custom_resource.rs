@@ -164,7 +164,7 @@ impl AliasProperties {
 /// Which alias a function (name or ARN, however written) and alias name are: `name:alias`, the lock's key.
 pub fn lock_key(function: &str, alias: &str) -> Result<String, String> {
     let function = crate::names::FunctionRef::parse(function, crate::names::Qualifier::Forbidden)?;
-    Ok(format!("{}:{alias}", function.name))
+    Ok(crate::deployment::lock_key(&function, alias))
 }
 
 fn flag(value: Option<&str>, property: &str, default: bool) -> Result<bool, InvalidInput> {
@@ -294,6 +294,19 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&d.strategy).unwrap(),
             json!("Canary10Percent5Minutes")
+        );
+    }
+
+    #[test]
+    fn the_resource_and_its_deployments_meet_on_one_lock_however_the_function_is_written() {
+        let by_arn = props(
+            json!({"FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:orders-api"}),
+        );
+        let by_name = props(json!({}));
+        assert_eq!(by_arn.lock_key().unwrap(), "orders-api:live");
+        assert_eq!(
+            by_name.lock_key().unwrap(),
+            by_arn.deployment().unwrap().lock_key()
         );
     }
 

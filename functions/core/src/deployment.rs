@@ -136,6 +136,13 @@ impl Hooks {
     }
 }
 
+/// What the per-alias lock is keyed by: the function's bare name and the alias, the same however the function was
+/// spelled (name, partial or full ARN), so two deployments of one alias — or a stack's update and a deployment —
+/// always meet.
+pub fn lock_key(function: &FunctionRef, alias: &str) -> String {
+    format!("{}:{alias}", function.name)
+}
+
 /// A validated deployment. Only [`Deployment::parse`] and friends make one, so holding one means every check
 /// passed; it serializes back to an input that parses to the same deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -343,10 +350,9 @@ impl Deployment {
         &self.schedule
     }
 
-    /// What the per-alias lock is keyed by: the function's bare name and the alias, the same however the input
-    /// spelled the function (name, partial or full ARN), so two deployments of one alias always meet.
+    /// What the per-alias lock is keyed by ([`lock_key`]).
     pub fn lock_key(&self) -> String {
-        format!("{}:{}", self.function_name.name, self.alias)
+        lock_key(&self.function_name, &self.alias)
     }
 
     /// The 0-based index of the step that waits for approval, if any.

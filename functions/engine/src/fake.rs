@@ -1017,10 +1017,7 @@ impl StartExecution for FakeAws {
             name: name.into(),
             input: serde_json::from_str(input).unwrap_or(serde_json::Value::Null),
         })?;
-        let arn = format!(
-            "{}:{name}",
-            state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
-        );
+        let arn = crate::guard::Scope::new(state_machine_arn).execution_arn(name);
         world.executions.entry(arn.clone()).or_insert((
             ExecutionRecord {
                 name: name.into(),
