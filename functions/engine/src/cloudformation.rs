@@ -23,8 +23,8 @@ use tracing::Span;
 
 use crate::guard::Scope;
 use crate::ports::{
-    AliasLock, AnswerStack, ManageAlias, OwnedAlias, PendingAnswer, PendingAnswers, ReadExecution,
-    StartExecution, WriteAlias,
+    AliasLock, AnswerStack, ExecutionRecord, ManageAlias, OwnedAlias, PendingAnswer,
+    PendingAnswers, ReadExecution, StartExecution, WriteAlias,
 };
 use crate::rollback::StatusChange;
 use crate::runtime::Handler;
@@ -512,10 +512,22 @@ where
         {
             return Ok(json!({"answered": false}));
         }
+        // Most executions owe no answer: the table says so before Step Functions is asked anything.
         let Some(owed) = self.answers.pending_answer(arn).await? else {
             return Ok(json!({"answered": false}));
         };
         let record = self.executions.describe_execution(arn).await?;
+        self.answer_ended(arn, owed, &record).await
+    }
+
+    /// Sends `owed` for the execution `arn` as it ended (`record`; nothing while it runs), and forgets it once
+    /// sent or once the URL refused it for good.
+    async fn answer_ended(
+        &self,
+        arn: &str,
+        owed: PendingAnswer,
+        record: &ExecutionRecord,
+    ) -> Result<Value, Error> {
         let (status, reason) = match record.status.as_str() {
             "SUCCEEDED" => (
                 "SUCCESS",
@@ -566,15 +578,7 @@ where
         self.answers.forget_answer(arn).await?;
         Ok(json!({"answered": answered, "status": status, "reason": reason}))
     }
-}
 
-impl<L, X, P, A> CloudFormation<L, X, P, A>
-where
-    L: ManageAlias + WriteAlias,
-    X: StartExecution + ReadExecution,
-    P: PendingAnswers + AliasLock,
-    A: AnswerStack,
-{
     /// Sends the answers still held for rollouts that ended: what their end events would have sent. One
     /// answer's trouble is logged and left for the next sweep; the others go on.
     async fn sweep(&self) -> Result<Value, Error> {
@@ -585,8 +589,8 @@ where
             if ended == SWEEP_LIMIT {
                 break;
             }
-            let status = match self.executions.describe_execution(execution_arn).await {
-                Ok(record) => record.status,
+            let record = match self.executions.describe_execution(execution_arn).await {
+                Ok(record) => record,
                 // Never started (a start that failed after the answer was held), once its start could no longer
                 // be under way: nothing will end.
                 Err(Error::ResourceNotFound { .. }) => {
@@ -601,18 +605,17 @@ where
                     continue;
                 }
             };
-            if status == "RUNNING" {
+            if record.status == "RUNNING" {
                 continue;
             }
             ended += 1;
-            let change = StatusChange {
-                detail_type: "Step Functions Execution Status Change".into(),
-                detail: crate::rollback::StatusDetail {
-                    execution_arn: execution_arn.clone(),
-                    status,
-                },
+            let sent = match self.answers.pending_answer(execution_arn).await {
+                // Sent meanwhile by the end event.
+                Ok(None) => continue,
+                Ok(Some(owed)) => self.answer_ended(execution_arn, owed, &record).await,
+                Err(e) => Err(e),
             };
-            match self.ended(change).await {
+            match sent {
                 Ok(out) if out["answered"] == true => answered.push(execution_arn.clone()),
                 Ok(_) => {}
                 Err(e) => {
