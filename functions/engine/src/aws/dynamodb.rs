@@ -257,32 +257,30 @@ impl WatchAlarms for DynamoLockAdapter {
     async fn watchers(&self, alarm: &str) -> Result<Vec<Watcher>, Error> {
         // Only the aliases in a deployment have an item (with the reconciler's short-lived marks, which list no
         // alarm): the table stays as small as the number of deployments running.
-        let mut watchers = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("contains(#alarms, :alarm)")
-                .expression_attribute_names("#alarms", ALARMS)
-                .expression_attribute_values(":alarm", s(alarm))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| dynamo_error("Scan", e))?;
-            for item in page.items() {
+        let items = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("contains(#alarms, :alarm)")
+            .expression_attribute_names("#alarms", ALARMS)
+            .expression_attribute_values(":alarm", s(alarm))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| dynamo_error("Scan", e))?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
                 let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-                if let (Some(key), Some(execution_arn)) = (text(KEY), text(EXECUTION)) {
-                    watchers.push(Watcher { key, execution_arn });
-                }
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(watchers),
-            }
-        }
+                Some(Watcher {
+                    key: text(KEY)?,
+                    execution_arn: text(EXECUTION)?,
+                })
+            })
+            .collect())
     }
 
     async fn record_fired(
@@ -367,32 +365,29 @@ impl PendingAnswers for DynamoLockAdapter {
     }
 
     async fn held_answers(&self) -> Result<Vec<(String, u64)>, Error> {
-        let mut held = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(#key, :answer)")
-                .expression_attribute_names("#key", KEY)
-                .expression_attribute_values(":answer", s(ANSWER_PREFIX))
-                .projection_expression("#key, #expires")
-                .expression_attribute_names("#expires", EXPIRES)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| dynamo_error("Scan", e))?;
-            held.extend(page.items().iter().filter_map(|item| {
+        let items = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(#key, :answer)")
+            .expression_attribute_names("#key", KEY)
+            .expression_attribute_values(":answer", s(ANSWER_PREFIX))
+            .projection_expression("#key, #expires")
+            .expression_attribute_names("#expires", EXPIRES)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| dynamo_error("Scan", e))?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
                 let key = item.get(KEY)?.as_s().ok()?;
                 let expires = item.get(EXPIRES)?.as_n().ok()?.parse().ok()?;
                 Some((key.strip_prefix(ANSWER_PREFIX)?.to_owned(), expires))
-            }));
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(held),
-            }
-        }
+            })
+            .collect())
     }
 
     async fn forget_answer(&self, execution_arn: &str) -> Result<(), Error> {
