@@ -142,18 +142,18 @@ pub async fn start(
         .status_filter(ExecutionStatus::Running)
         .send()
         .await?;
+    let keys = deployment.lock_keys();
     for e in running.executions().iter().filter(|e| e.name() != name) {
-        if let (_, Some(other), _) = deployment_of(t, e.execution_arn()).await?
-            && other.function_name.name == deployment.function_name.name
-            && other.alias == deployment.alias
-        {
+        let (_, Some(other), _) = deployment_of(t, e.execution_arn()).await? else {
+            continue;
+        };
+        if let Some(busy) = other.targets.iter().find(|o| keys.contains(&o.lock_key())) {
             bail!(
-                "deployment in progress: {} is moving {}:{} to version {}; watch it with `safeshift watch {}` or \
+                "deployment in progress: {} is moving {} to version {}; watch it with `safeshift watch {}` or \
                  stop it with `safeshift abort {}`",
                 e.name(),
-                other.function_name,
-                other.alias,
-                other.target_version,
+                busy.label(),
+                busy.target_version,
                 e.execution_arn(),
                 e.execution_arn()
             );

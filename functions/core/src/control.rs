@@ -412,11 +412,7 @@ mod tests {
             r#"{{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"Linear10PercentEvery1Minute"{extra}}}"#
         ))
         .unwrap();
-        Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into()).advanced(
-            0,
-            "r1".into(),
-            1_000,
-        )
+        Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())]).advanced(0, vec!["r1".into()], 1_000)
     }
 
     fn control(action: Action, full: bool) -> Control {
@@ -566,7 +562,7 @@ mod tests {
         );
         assert_eq!(s.next, Next::Check);
         assert_eq!(full.next_step(), Some(full.step_count - 1));
-        let promoted = full.advanced(full.step_count - 1, "r2".into(), 1_002);
+        let promoted = full.advanced(full.step_count - 1, vec!["r2".into()], 1_002);
         assert!(promoted.promoted && !promoted.approval_required && promoted.skip.is_none());
         assert!(full.operations[0].full);
     }

@@ -206,17 +206,17 @@ pub fn longest_seconds(deployment: &Deployment) -> Option<u64> {
 pub fn fits_attached(deployment: &Deployment) -> Result<(), String> {
     match longest_seconds(deployment) {
         None => Err(format!(
-            "the rollout of {}:{} waits for an approval, which may take longer than the {CUSTOM_RESOURCE_SECONDS} s \
+            "the rollout of {} waits for an approval, which may take longer than the {CUSTOM_RESOURCE_SECONDS} s \
              CloudFormation waits for a custom resource; set `detached: true` in the function's Metadata.Safeshift \
              (the stack update then ends when the rollout starts) or drop `approval`",
-            deployment.function_name, deployment.alias
+            deployment.label()
         )),
         Some(s) if s > ATTACHED_ROLLOUT_SECONDS => Err(format!(
-            "the rollout of {}:{} may take up to {s} s (bakes, analysis extensions and hook timeouts), longer than \
+            "the rollout of {} may take up to {s} s (bakes, analysis extensions and hook timeouts), longer than \
              the {ATTACHED_ROLLOUT_SECONDS} s a stack update can wait for it (CloudFormation waits {CUSTOM_RESOURCE_SECONDS} s \
              for a custom resource); choose a shorter strategy or set `detached: true` in the function's \
              Metadata.Safeshift (the stack update then ends when the rollout starts)",
-            deployment.function_name, deployment.alias
+            deployment.label()
         )),
         Some(_) => Ok(()),
     }
@@ -285,9 +285,11 @@ mod tests {
             "Deployment": "{\"bakeSeconds\": 30, \"alarms\": [\"latency\"], \"hooks\": {\"afterStep\": \"SafeshiftHook_check\"}}",
         }));
         let d = p.deployment().unwrap();
-        assert_eq!(d.function_name.to_string(), "orders-api");
-        assert_eq!(d.alias, "live");
-        assert_eq!(d.target_version.to_string(), "7");
+        let t = d.primary();
+        assert_eq!(d.targets.len(), 1);
+        assert_eq!(t.function_name.to_string(), "orders-api");
+        assert_eq!(t.alias, "live");
+        assert_eq!(t.target_version.to_string(), "7");
         assert_eq!(d.alarms, ["latency", "orders-errors"]);
         assert_eq!(d.bake_seconds, 30);
         assert!(d.hooks.pre_traffic.is_some() && d.hooks.after_step.is_some());

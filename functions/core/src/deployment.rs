@@ -47,6 +47,89 @@ pub struct DeploymentInput {
     pub incident_fix: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub emergency: Option<Emergency>,
+    /// A release's name: several targets move together under one verdict (with `targets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// A release's targets, instead of `functionName`/`alias`/`targetVersion`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<TargetInput>>,
+}
+
+/// One target of a release, as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<VersionText>,
+}
+
+/// How many targets one release may move. Each step writes every alias within `shift-weight`'s timeout (reads
+/// and writes [`SHIFT_CONCURRENCY`] at a time), and the rollout carries every alias's revision in the state
+/// machine's state: ten keeps both well inside their limits, and a release of more functions than that is
+/// better split.
+pub const MAX_TARGETS: usize = 10;
+
+/// How many aliases the engine reads or writes at once: Lambda's alias API is throttled per account, and a
+/// release's steps must not spend the rate other deployments need.
+pub const SHIFT_CONCURRENCY: usize = 5;
+
+/// The longest release name: it leads the execution's name, which Step Functions caps at 80 characters.
+const MAX_RELEASE_NAME: usize = 60;
+
+/// One alias a deployment moves: which function, which alias, to which version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    pub function_name: FunctionRef,
+    pub alias: String,
+    pub target_version: Version,
+}
+
+impl Target {
+    /// What the per-alias lock is keyed by ([`lock_key`]).
+    pub fn lock_key(&self) -> String {
+        lock_key(&self.function_name, &self.alias)
+    }
+
+    /// `function:alias`, as messages name a target.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.function_name.name, self.alias)
+    }
+}
+
+/// How a deployment's targets are written back: one target without a release name in the single form
+/// (`functionName`, `alias`, `targetVersion`, as every deployment before releases), otherwise `release` and
+/// `targets`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TargetsWire<'a> {
+    #[serde(rename_all = "camelCase")]
+    One {
+        function_name: &'a FunctionRef,
+        alias: &'a str,
+        target_version: Version,
+    },
+    Release {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        release: Option<&'a str>,
+        targets: &'a [Target],
+    },
+}
+
+fn serialize_targets<S: serde::Serializer>(d: &&Deployment, s: S) -> Result<S::Ok, S::Error> {
+    match (d.release.as_deref(), d.targets.as_slice()) {
+        (None, [t]) => TargetsWire::One {
+            function_name: &t.function_name,
+            alias: &t.alias,
+            target_version: t.target_version,
+        },
+        (release, targets) => TargetsWire::Release { release, targets },
+    }
+    .serialize(s)
 }
 
 /// How long a deployment may stay paused in all, unless the input says otherwise: a day.
@@ -145,12 +228,16 @@ pub fn lock_key(function: &FunctionRef, alias: &str) -> String {
 
 /// A validated deployment. Only [`Deployment::parse`] and friends make one, so holding one means every check
 /// passed; it serializes back to an input that parses to the same deployment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", try_from = "DeploymentInput")]
+///
+/// A deployment moves one or more targets (a release) under one schedule and one verdict; the single form is a
+/// release of one, with no name.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "DeploymentInput")]
 pub struct Deployment {
-    pub function_name: FunctionRef,
-    pub alias: String,
-    pub target_version: Version,
+    /// The release's name, when the input gave one.
+    pub release: Option<String>,
+    /// Every alias the deployment moves, in the input's order: at least one, at most [`MAX_TARGETS`].
+    pub targets: Vec<Target>,
     pub strategy: Strategy,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alarms: Vec<String>,
@@ -173,6 +260,48 @@ pub struct Deployment {
     pub emergency: Option<Emergency>,
     #[serde(skip)]
     schedule: Schedule,
+}
+
+/// The deployment as it serializes: its targets in their form, then its other fields.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeploymentWire<'a> {
+    #[serde(flatten, serialize_with = "serialize_targets")]
+    targets: &'a Deployment,
+    strategy: &'a Strategy,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    alarms: &'a [String],
+    #[serde(skip_serializing_if = "Hooks::is_empty")]
+    hooks: &'a Hooks,
+    bake_seconds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<Approval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    analysis: Option<&'a Analysis>,
+    #[serde(skip_serializing_if = "is_default_pause")]
+    max_pause_seconds: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    incident_fix: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    emergency: Option<&'a Emergency>,
+}
+
+impl Serialize for Deployment {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        DeploymentWire {
+            targets: self,
+            strategy: &self.strategy,
+            alarms: &self.alarms,
+            hooks: &self.hooks,
+            bake_seconds: self.bake_seconds,
+            approval: self.approval,
+            analysis: self.analysis.as_ref(),
+            max_pause_seconds: self.max_pause_seconds,
+            incident_fix: self.incident_fix,
+            emergency: self.emergency.as_ref(),
+        }
+        .serialize(s)
+    }
 }
 
 impl Deployment {
@@ -213,22 +342,8 @@ impl Deployment {
     pub fn validate(input: &DeploymentInput) -> Result<Self, InvalidInput> {
         let mut problems = Vec::new();
         let p = &mut problems;
-        let function_name = field(
-            p,
-            "functionName",
-            required(&input.function_name)
-                .and_then(|f| FunctionRef::parse(f, Qualifier::Forbidden)),
-        );
-        let alias = field(
-            p,
-            "alias",
-            required(&input.alias).and_then(|a| check_alias_name(a).map(|()| a.clone())),
-        );
-        let target_version = field(
-            p,
-            "targetVersion",
-            required(&input.target_version).and_then(|v| Version::parse(&v.to_text())),
-        );
+        let release = check_release(p, input.release.as_deref());
+        let targets = check_targets(p, input);
         let bake_seconds = field(
             p,
             "bakeSeconds",
@@ -312,25 +427,13 @@ impl Deployment {
             _ => None,
         };
 
-        match (
-            function_name,
-            alias,
-            target_version,
-            strategy,
-            bake_seconds,
-            schedule,
-        ) {
-            (
-                Some(function_name),
-                Some(alias),
-                Some(target_version),
-                Some((strategy, _)),
-                Some(bake_seconds),
-                Some(schedule),
-            ) if problems.is_empty() => Ok(Self {
-                function_name,
-                alias,
-                target_version,
+        match (targets, strategy, bake_seconds, schedule) {
+            (Some(targets), Some((strategy, _)), Some(bake_seconds), Some(schedule))
+                if problems.is_empty() =>
+            {
+                Ok(Self {
+                release,
+                targets,
                 strategy,
                 alarms,
                 hooks,
@@ -341,7 +444,8 @@ impl Deployment {
                 incident_fix: incident_fix || emergency.is_some(),
                 emergency,
                 schedule,
-            }),
+            })
+            }
             _ => Err(InvalidInput { problems }),
         }
     }
@@ -350,9 +454,41 @@ impl Deployment {
         &self.schedule
     }
 
-    /// What the per-alias lock is keyed by ([`lock_key`]).
+    /// The first target: the one whose lock carries the deployment's hold (its alarms, the wait it is in, an
+    /// alarm that fired), and whose name reads first in messages.
+    pub fn primary(&self) -> &Target {
+        &self.targets[0]
+    }
+
+    /// The key of the lock that carries the deployment's hold: the first target's ([`lock_key`]). Every other
+    /// target's alias is locked as well ([`Deployment::lock_keys`]).
     pub fn lock_key(&self) -> String {
-        lock_key(&self.function_name, &self.alias)
+        self.primary().lock_key()
+    }
+
+    /// How errors name target `i`'s alias: by its name alone for a single deployment (as always), with its
+    /// function for a release, whose targets may share an alias name.
+    pub fn alias_label(&self, i: usize) -> String {
+        let t = &self.targets[i];
+        if self.targets.len() > 1 || self.release.is_some() {
+            t.label()
+        } else {
+            t.alias.clone()
+        }
+    }
+
+    /// Every target's lock key, in the targets' order.
+    pub fn lock_keys(&self) -> Vec<String> {
+        self.targets.iter().map(Target::lock_key).collect()
+    }
+
+    /// The release's name, or the single target's `function:alias`: how people name this deployment.
+    pub fn label(&self) -> String {
+        match (&self.release, self.targets.as_slice()) {
+            (Some(r), _) => r.clone(),
+            (None, [t]) => t.label(),
+            (None, targets) => format!("{} and {} more", targets[0].label(), targets.len() - 1),
+        }
     }
 
     /// The 0-based index of the step that waits for approval, if any.
@@ -373,22 +509,47 @@ impl Deployment {
     /// bytes of a SHA-256, in hex) covers the `functionName` as written (an ARN's account and region included) and
     /// the alias. Past Step Functions' 80 characters only the readable function and alias are cut: the target, the
     /// digest and the attempt always stay.
+    ///
+    /// A release is `{release}-{digest}[-attempt-{n}]`, the digest covering every target's function, alias and
+    /// target version in order: the same release of the same versions is the same execution.
     pub fn execution_name(&self, attempt: u32) -> String {
         use sha2::Digest;
         let mut hash = sha2::Sha256::new();
-        hash.update(self.function_name.as_str());
-        // A byte neither a function reference nor an alias can contain, so the boundary between them is hashed too.
-        hash.update([0]);
-        hash.update(&self.alias);
+        let single = match (&self.release, self.targets.as_slice()) {
+            (None, [t]) => Some(t),
+            _ => None,
+        };
+        for t in &self.targets {
+            hash.update(t.function_name.as_str());
+            // A byte neither a function reference nor an alias can contain, so the boundary between them is
+            // hashed too.
+            hash.update([0]);
+            hash.update(&t.alias);
+            if single.is_none() {
+                hash.update([0]);
+                hash.update(t.target_version.to_string());
+                hash.update([0]);
+            }
+        }
         let digest: String = hash.finalize()[..4]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let mut tail = format!("-{}-{digest}", self.target_version);
+        let (readable, mut tail) = match single {
+            Some(t) => (
+                format!("{}-{}", t.function_name.name, t.alias),
+                format!("-{}-{digest}", t.target_version),
+            ),
+            None => (
+                self.release
+                    .clone()
+                    .unwrap_or_else(|| format!("release-{}", self.targets.len())),
+                format!("-{digest}"),
+            ),
+        };
         if attempt > 1 {
             tail.push_str(&format!("-attempt-{attempt}"));
         }
-        let readable = format!("{}-{}", self.function_name.name, self.alias);
         // Names and aliases are ASCII, so any byte index is a character boundary.
         let keep = readable.len().min(MAX_EXECUTION_NAME - tail.len());
         format!("{}{tail}", &readable[..keep])
@@ -422,6 +583,117 @@ fn check_emergency(
         }
         Some(_) => Some(e.clone()),
     }
+}
+
+/// A release's name leads its execution's name: the characters Step Functions allows there, and short enough to
+/// leave room for the digest.
+fn check_release(problems: &mut Vec<FieldError>, release: Option<&str>) -> Option<String> {
+    let r = release?;
+    let why = if r.is_empty() || r.len() > MAX_RELEASE_NAME {
+        format!("must be 1 to {MAX_RELEASE_NAME} characters (got {})", r.len())
+    } else if let Some(c) = r
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.'))
+    {
+        format!("may hold only letters, digits, `-`, `_` and `.` (it names the execution), not {c:?}")
+    } else {
+        return Some(r.to_owned());
+    };
+    problems.push(FieldError::new("release", why));
+    None
+}
+
+/// The targets, from either form: `targets` (a release), or `functionName`, `alias` and `targetVersion` (a
+/// release of one). Each problem names its field, a release's by the target's index.
+fn check_targets(problems: &mut Vec<FieldError>, input: &DeploymentInput) -> Option<Vec<Target>> {
+    let single = TargetInput {
+        function_name: input.function_name.clone(),
+        alias: input.alias.clone(),
+        target_version: input.target_version.clone(),
+    };
+    let (inputs, indexed) = match &input.targets {
+        None => (vec![&single], false),
+        Some(_) if single != TargetInput::default() => {
+            let given: Vec<&str> = [
+                ("functionName", input.function_name.is_some()),
+                ("alias", input.alias.is_some()),
+                ("targetVersion", input.target_version.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(name, given)| given.then_some(name))
+            .collect();
+            problems.push(FieldError::new(
+                given[0],
+                format!(
+                    "cannot be given with `targets`: a release names each target's functionName, alias and \
+                     targetVersion inside `targets` (found {} at the top level)",
+                    given.join(", ")
+                ),
+            ));
+            return None;
+        }
+        Some(targets) if targets.is_empty() => {
+            problems.push(FieldError::new("targets", "must list at least one target"));
+            return None;
+        }
+        Some(targets) if targets.len() > MAX_TARGETS => {
+            problems.push(FieldError::new(
+                "targets",
+                format!(
+                    "lists {} targets; a release moves at most {MAX_TARGETS} (split it into several releases)",
+                    targets.len()
+                ),
+            ));
+            return None;
+        }
+        Some(targets) => (targets.iter().collect(), true),
+    };
+    let before = problems.len();
+    let mut targets: Vec<Target> = Vec::new();
+    for (i, t) in inputs.into_iter().enumerate() {
+        let name = |field: &str| {
+            if indexed {
+                format!("targets[{i}].{field}")
+            } else {
+                field.to_owned()
+            }
+        };
+        let function_name = field(
+            problems,
+            &name("functionName"),
+            required(&t.function_name).and_then(|f| FunctionRef::parse(f, Qualifier::Forbidden)),
+        );
+        let alias = field(
+            problems,
+            &name("alias"),
+            required(&t.alias).and_then(|a| check_alias_name(a).map(|()| a.clone())),
+        );
+        let target_version = field(
+            problems,
+            &name("targetVersion"),
+            required(&t.target_version).and_then(|v| Version::parse(&v.to_text())),
+        );
+        if let (Some(function_name), Some(alias), Some(target_version)) =
+            (function_name, alias, target_version)
+        {
+            let target = Target {
+                function_name,
+                alias,
+                target_version,
+            };
+            if let Some(j) = targets.iter().position(|t| t.lock_key() == target.lock_key()) {
+                problems.push(FieldError::new(
+                    format!("targets[{i}]"),
+                    format!(
+                        "`{}` is listed twice (also targets[{j}]): a release moves each alias once",
+                        target.label()
+                    ),
+                ));
+            }
+            targets.push(target);
+        }
+    }
+    (problems.len() == before).then_some(targets)
 }
 
 fn is_default_pause(seconds: &u64) -> bool {

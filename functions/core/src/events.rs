@@ -102,15 +102,31 @@ impl LifecycleEvent {
         if let Some(arn) = execution_arn.filter(|a| !a.is_empty()) {
             detail.insert("executionArn".into(), json!(arn));
         }
-        detail.insert("functionName".into(), json!(rollout.alias.function_name));
-        detail.insert("alias".into(), json!(rollout.alias.name));
+        // The first target's alias at the top, as a single deployment's events always had it; a release's
+        // subscribers read `release` and every target in `targets`.
+        let first = &rollout.aliases[0];
+        detail.insert("functionName".into(), json!(first.function_name));
+        detail.insert("alias".into(), json!(first.name));
         detail.insert(
             "stableVersion".into(),
-            json!(rollout.alias.stable_version.to_string()),
+            json!(first.stable_version.to_string()),
         );
         detail.insert(
             "targetVersion".into(),
-            json!(rollout.alias.target_version.to_string()),
+            json!(first.target_version.to_string()),
+        );
+        if let Some(release) = &rollout.deployment.release {
+            detail.insert("release".into(), json!(release));
+        }
+        detail.insert(
+            "targets".into(),
+            Value::Array(
+                rollout
+                    .aliases
+                    .iter()
+                    .map(|a| json!(crate::hooks::HookTarget::from(a)))
+                    .collect(),
+            ),
         );
         detail.insert("step".into(), json!(rollout.step.map(|s| s + 1)));
         detail.insert("stepCount".into(), json!(rollout.step_count));
@@ -257,11 +273,7 @@ mod tests {
             r#"{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"Canary10Percent5Minutes","alarms":["errors"]}"#,
         )
         .unwrap();
-        Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into()).advanced(
-            0,
-            "r1".into(),
-            1_000,
-        )
+        Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())]).advanced(0, vec!["r1".into()], 1_000)
     }
 
     #[test]
@@ -272,6 +284,7 @@ mod tests {
             e.detail,
             json!({"deploymentId": "d-1", "executionArn": "arn:x", "functionName": "orders", "alias": "live",
                 "stableVersion": "6", "targetVersion": "7", "step": 1, "stepCount": 2, "percent": 10.0,
+                "targets": [{"functionName": "orders", "alias": "live", "stableVersion": "6", "targetVersion": "7"}],
                 "promoted": false, "bakeSeconds": 300})
         );
         // Serialized names are the documented detail-types.

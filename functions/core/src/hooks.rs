@@ -176,6 +176,13 @@ impl Serialize for Hook {
 #[serde(rename_all = "camelCase")]
 pub struct HookEvent {
     pub deployment_id: String,
+    /// A release's name; `functionName`, `alias` and the versions are then its first target's, and `targets`
+    /// lists them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Every alias the deployment moves, with its versions (one for a single deployment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<HookTarget>,
     pub function_name: String,
     pub alias: String,
     pub stable_version: String,
@@ -199,6 +206,27 @@ pub struct HookEvent {
     /// With a callback hook: answer with SendTaskSuccess (pass) or SendTaskFailure (fail) and this token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_token: Option<String>,
+}
+
+/// One alias of the deployment, as a hook (and a lifecycle event) sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookTarget {
+    pub function_name: String,
+    pub alias: String,
+    pub stable_version: String,
+    pub target_version: String,
+}
+
+impl From<&crate::alias::AliasTarget> for HookTarget {
+    fn from(a: &crate::alias::AliasTarget) -> Self {
+        Self {
+            function_name: a.function_name.clone(),
+            alias: a.name.clone(),
+            stable_version: a.stable_version.to_string(),
+            target_version: a.target_version.to_string(),
+        }
+    }
 }
 
 /// What a synchronous hook invocation returned.

@@ -15,9 +15,15 @@ pub const USD_PER_TRANSITION: f64 = 0.025 / 1000.0;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// The first target's function, alias and version (a single deployment's only one).
     pub function_name: String,
     pub alias: String,
     pub target_version: String,
+    /// Every target the deployment moves: each step shifts them all in one task, so the transitions and their
+    /// cost are a single deployment's, whatever their number.
+    pub targets: Vec<crate::deployment::Target>,
     pub strategy: Strategy,
     pub steps: Vec<Step>,
     pub total_seconds: u64,
@@ -62,9 +68,11 @@ impl Plan {
         let max_total_seconds = extensions
             .map(|e| crate::gates::analysis::longest_seconds(deployment.schedule(), analysis, e));
         Self {
-            function_name: deployment.function_name.to_string(),
-            alias: deployment.alias.clone(),
-            target_version: deployment.target_version.to_string(),
+            release: deployment.release.clone(),
+            function_name: deployment.primary().function_name.to_string(),
+            alias: deployment.primary().alias.clone(),
+            target_version: deployment.primary().target_version.to_string(),
+            targets: deployment.targets.clone(),
             strategy: deployment.strategy.clone(),
             steps: deployment.schedule().steps().to_vec(),
             total_seconds: crate::gates::analysis::total_seconds(deployment.schedule(), analysis),

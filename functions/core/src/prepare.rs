@@ -6,14 +6,17 @@ use crate::deployment::{Deployment, Hooks};
 use crate::error::{Error, FieldError, InvalidInput};
 use crate::names::Version;
 
-/// Checks, before any write, that the alias can start this deployment; returns the stable version.
+/// Checks, before any write, that target `i`'s alias can start this deployment; returns its stable version.
 pub fn check_alias_before_start(
     deployment: &Deployment,
+    i: usize,
     alias: &AliasState,
 ) -> Result<Version, Error> {
+    let target = &deployment.targets[i];
+    let name = deployment.alias_label(i);
     if alias.is_split() {
         return Err(Error::AliasConflict {
-            alias: deployment.alias.clone(),
+            alias: name.clone(),
             reason: format!(
                 "deployment in progress: the alias routes {}",
                 alias.describe()
@@ -22,17 +25,20 @@ pub fn check_alias_before_start(
     }
     let stable = Version::parse(&alias.function_version).map_err(|_| Error::IncompatibleVersions {
         stable: alias.function_version.clone(),
-        target: deployment.target_version.to_string(),
+        target: target.target_version.to_string(),
         reason: "the alias points at $LATEST, and a weighted alias needs a published version on both sides; \
                  point it at a published version first"
             .into(),
     })?;
-    if stable == deployment.target_version {
+    if stable == target.target_version {
         return Err(InvalidInput::one(
-            "targetVersion",
+            if deployment.targets.len() > 1 || deployment.release.is_some() {
+                format!("targets[{i}].targetVersion")
+            } else {
+                "targetVersion".to_owned()
+            },
             format!(
-                "version {stable} is already the version alias `{}` points to; there is nothing to deploy",
-                deployment.alias
+                "version {stable} is already the version alias `{name}` points to; there is nothing to deploy"
             ),
         )
         .into());
@@ -167,15 +173,15 @@ mod tests {
             r#"{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"AllAtOnce"}"#,
         )
         .unwrap();
-        let err = check_alias_before_start(&d, &alias("5", &[("6", 0.2)], "r")).unwrap_err();
+        let err = check_alias_before_start(&d, 0, &alias("5", &[("6", 0.2)], "r")).unwrap_err();
         assert_eq!(err.error_type(), crate::ErrorType::AliasConflict);
         assert!(err.to_string().contains("deployment in progress"), "{err}");
-        let err = check_alias_before_start(&d, &alias("7", &[], "r")).unwrap_err();
+        let err = check_alias_before_start(&d, 0, &alias("7", &[], "r")).unwrap_err();
         assert_eq!(err.error_type(), crate::ErrorType::InvalidInput);
-        let err = check_alias_before_start(&d, &alias("$LATEST", &[], "r")).unwrap_err();
+        let err = check_alias_before_start(&d, 0, &alias("$LATEST", &[], "r")).unwrap_err();
         assert_eq!(err.error_type(), crate::ErrorType::IncompatibleVersions);
         assert_eq!(
-            check_alias_before_start(&d, &alias("6", &[], "r")).unwrap(),
+            check_alias_before_start(&d, 0, &alias("6", &[], "r")).unwrap(),
             Version::new(6).unwrap()
         );
     }

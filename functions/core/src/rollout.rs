@@ -1,6 +1,7 @@
 //! The step cursor: the state the state machine carries from one function to the next — which step of the
 //! schedule the alias is at, how long it bakes, what the gates said of each step passed — and the shift's
-//! decision. The alias it moves is an [`AliasTarget`]; the functions only read the world, call these, and write.
+//! decision. The aliases it moves (one per target of the deployment, a release's several) are [`AliasTarget`]s,
+//! all at the cursor's step; the functions only read the world, call these, and write.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +23,9 @@ pub struct Rollout {
     /// The execution's name: ties logs, hook events and the reconciler to one deployment.
     pub deployment_id: String,
     pub deployment: Deployment,
-    /// The alias this rollout moves, its stable and target versions, and its revision.
-    pub alias: AliasTarget,
+    /// The aliases this rollout moves, one per target in the deployment's order: each one's stable and target
+    /// versions, and its revision.
+    pub aliases: Vec<AliasTarget>,
     /// Index into the schedule of the step now applied; `None` before the first shift.
     pub step: Option<usize>,
     /// Traffic on the target now, in percent.
@@ -119,6 +121,8 @@ struct RolloutWire {
     deployment_id: String,
     deployment: Deployment,
     #[serde(default)]
+    aliases: Option<Vec<AliasTarget>>,
+    #[serde(default)]
     alias: Option<AliasTarget>,
     #[serde(default)]
     stable_version: Option<Version>,
@@ -161,37 +165,53 @@ impl TryFrom<RolloutWire> for Rollout {
         let hook_timeouts = w
             .hook_timeouts
             .unwrap_or_else(|| HookTimeouts::of(&w.deployment));
-        let alias = match (w.alias, w.stable_version, w.revision_id) {
-            (Some(alias), _, _) => alias,
-            (None, Some(stable_version), Some(revision_id)) => AliasTarget {
-                function_name: w.deployment.function_name.to_string(),
-                name: w.deployment.alias.clone(),
-                stable_version,
-                target_version: w.deployment.target_version,
-                revision_id,
-            },
-            _ => return Err("missing field `alias`".into()),
-        };
-        // The alias a rollout moves is its deployment's: a state naming another is not this deployment's.
         let d = &w.deployment;
-        if alias.function_name != d.function_name.to_string()
-            || alias.name != d.alias
-            || alias.target_version != d.target_version
-        {
+        // Engines before releases carried one `alias`; before that, its stable version and revision beside the
+        // cursor. Both moved a single target.
+        let aliases = match (w.aliases, w.alias, w.stable_version, w.revision_id) {
+            (Some(aliases), _, _, _) => aliases,
+            (None, Some(alias), _, _) => vec![alias],
+            (None, None, Some(stable_version), Some(revision_id)) => {
+                let t = d.primary();
+                vec![AliasTarget {
+                    function_name: t.function_name.to_string(),
+                    name: t.alias.clone(),
+                    stable_version,
+                    target_version: t.target_version,
+                    revision_id,
+                }]
+            }
+            _ => return Err("missing field `aliases`".into()),
+        };
+        // The aliases a rollout moves are its deployment's targets, one each, in order: a state naming another is
+        // not this deployment's.
+        if aliases.len() != d.targets.len() {
             return Err(format!(
-                "the rollout's alias ({}:{} to version {}) is not its deployment's ({}:{} to version {})",
-                alias.function_name,
-                alias.name,
-                alias.target_version,
-                d.function_name,
-                d.alias,
-                d.target_version
+                "the rollout moves {} aliases, but its deployment has {} targets",
+                aliases.len(),
+                d.targets.len()
             ));
+        }
+        for (alias, t) in aliases.iter().zip(&d.targets) {
+            if alias.function_name != t.function_name.to_string()
+                || alias.name != t.alias
+                || alias.target_version != t.target_version
+            {
+                return Err(format!(
+                    "the rollout's alias ({}:{} to version {}) is not its deployment's ({}:{} to version {})",
+                    alias.function_name,
+                    alias.name,
+                    alias.target_version,
+                    t.function_name,
+                    t.alias,
+                    t.target_version
+                ));
+            }
         }
         Ok(Self {
             deployment_id: w.deployment_id,
             deployment: w.deployment,
-            alias,
+            aliases,
             step: w.step,
             percent: w.percent,
             bake_seconds: w.bake_seconds,
@@ -226,26 +246,36 @@ pub struct GateRecord {
 }
 
 impl Rollout {
-    /// A prepared rollout: nothing shifted yet.
+    /// A prepared rollout: nothing shifted yet. `found` is each target's stable version and alias revision, as
+    /// Prepare read them, in the targets' order.
     pub fn prepared(
         deployment_id: String,
         deployment: Deployment,
-        stable_version: Version,
-        revision_id: String,
+        found: Vec<(Version, String)>,
     ) -> Self {
+        assert_eq!(
+            found.len(),
+            deployment.targets.len(),
+            "one stable version and revision per target"
+        );
         let step_count = deployment.schedule().steps().len();
         let hook_timeouts = HookTimeouts::of(&deployment);
-        let alias = AliasTarget {
-            function_name: deployment.function_name.to_string(),
-            name: deployment.alias.clone(),
-            stable_version,
-            target_version: deployment.target_version,
-            revision_id,
-        };
+        let aliases = deployment
+            .targets
+            .iter()
+            .zip(found)
+            .map(|(t, (stable_version, revision_id))| AliasTarget {
+                function_name: t.function_name.to_string(),
+                name: t.alias.clone(),
+                stable_version,
+                target_version: t.target_version,
+                revision_id,
+            })
+            .collect();
         Self {
             deployment_id,
             deployment,
-            alias,
+            aliases,
             step: None,
             percent: 0.0,
             bake_seconds: 0,
@@ -299,22 +329,33 @@ impl Rollout {
         (next < self.step_count).then_some(next)
     }
 
-    /// The alias as this rollout leaves it after `step` (or before any step).
-    fn expected_after(&self, step: Option<usize>) -> AliasUpdate {
+    /// `alias` as this rollout leaves it after `step` (or before any step).
+    fn expected_after(&self, alias: &AliasTarget, step: Option<usize>) -> AliasUpdate {
         match step {
-            None => self.alias.stable_only(),
-            Some(i) => self.alias.at(&self.deployment.schedule().steps()[i]),
+            None => alias.stable_only(),
+            Some(i) => alias.at(&self.deployment.schedule().steps()[i]),
         }
     }
 
-    /// This rollout advanced to `step` at `now` (Unix seconds), with the alias revision that write left.
-    pub fn advanced(&self, step: usize, revision_id: String, now: u64) -> Self {
+    /// This rollout advanced to `step` at `now` (Unix seconds), with the revision that step left on each alias,
+    /// in the targets' order.
+    pub fn advanced(&self, step: usize, revisions: Vec<String>, now: u64) -> Self {
+        assert_eq!(
+            revisions.len(),
+            self.aliases.len(),
+            "one revision per alias"
+        );
         let s = self.deployment.schedule().steps()[step];
         Self {
-            alias: AliasTarget {
-                revision_id,
-                ..self.alias.clone()
-            },
+            aliases: self
+                .aliases
+                .iter()
+                .zip(revisions)
+                .map(|(a, revision_id)| AliasTarget {
+                    revision_id,
+                    ..a.clone()
+                })
+                .collect(),
             step: Some(step),
             percent: s.percent,
             // At least 1: executions started before the bake was watched run the definition they started with,
@@ -339,15 +380,17 @@ impl Rollout {
         self.skip.is_some_and(|s| s.step == self.step)
     }
 
-    /// The routing this rollout's last write set: `None` before its first shift (it has written nothing).
-    pub fn last_written(&self) -> Option<AliasUpdate> {
-        self.step.map(|_| self.expected_after(self.step))
+    /// The routing this rollout's last write set on `alias`: `None` before its first shift (it has written
+    /// nothing).
+    pub fn last_written(&self, alias: &AliasTarget) -> Option<AliasUpdate> {
+        self.step.map(|_| self.expected_after(alias, self.step))
     }
 
-    /// The routing the next shift writes: a shift whose write landed but whose answer was lost (a timeout, a
-    /// crash) leaves the alias here with a revision this rollout never read.
-    pub fn next_write(&self) -> Option<AliasUpdate> {
-        self.next_step().map(|s| self.expected_after(Some(s)))
+    /// The routing the next shift writes on `alias`: a shift whose write landed but whose answer was lost (a
+    /// timeout, a crash, or a write on another of the release's aliases that failed) leaves the alias here with a
+    /// revision this rollout never read.
+    pub fn next_write(&self, alias: &AliasTarget) -> Option<AliasUpdate> {
+        self.next_step().map(|s| self.expected_after(alias, Some(s)))
     }
 
     /// Whether the current step's metrics are judged (see [`analysis::is_analysed`]); before any shift, yes.
@@ -423,50 +466,65 @@ impl Rollout {
     }
 }
 
-/// What `shift-weight` does for the next step.
+/// What `shift-weight` does for the next step: the step, and for each alias (in the targets' order) the write
+/// it needs, `None` where the alias already shows the step (a retried or redriven step whose write landed there).
 #[derive(Debug, Clone, PartialEq)]
-pub enum ShiftDecision {
-    /// Write this, guarded by the revision just read.
-    Write { step: usize, update: AliasUpdate },
-    /// The alias already shows this step (a retried or redriven step whose write landed): no write.
-    AlreadyApplied { step: usize },
+pub struct ShiftDecision {
+    pub step: usize,
+    /// Each write is guarded by the revision just read.
+    pub writes: Vec<Option<AliasUpdate>>,
 }
 
-/// Decides the next shift from the alias as just read. The alias must look exactly as this rollout left it —
-/// or already as the next step leaves it; anything else means someone else changed it, and their change wins.
-pub fn decide_shift(rollout: &Rollout, alias: &AliasState) -> Result<ShiftDecision, Error> {
+impl ShiftDecision {
+    /// Whether no alias needs a write.
+    pub fn already_applied(&self) -> bool {
+        self.writes.iter().all(Option::is_none)
+    }
+}
+
+/// Decides the next shift from every alias as just read, in the targets' order. Each alias must look exactly as
+/// this rollout left it — or already as the next step leaves it; anything else means someone else changed it,
+/// and their change wins: the whole step is refused before any alias is written, naming the alias.
+pub fn decide_shift(rollout: &Rollout, read: &[AliasState]) -> Result<ShiftDecision, Error> {
+    assert_eq!(read.len(), rollout.aliases.len(), "one alias read per target");
     let Some(step) = rollout.next_step() else {
-        return Ok(ShiftDecision::AlreadyApplied {
+        return Ok(ShiftDecision {
             step: rollout.step_count - 1,
+            writes: vec![None; read.len()],
         });
     };
-    let next = rollout.expected_after(Some(step));
-    if alias.shows(&next) {
-        return Ok(ShiftDecision::AlreadyApplied { step });
+    let mut writes = Vec::with_capacity(read.len());
+    for (i, (target, alias)) in rollout.aliases.iter().zip(read).enumerate() {
+        let next = rollout.expected_after(target, Some(step));
+        if alias.shows(&next) {
+            writes.push(None);
+            continue;
+        }
+        let current = rollout.expected_after(target, rollout.step);
+        let conflict = |reason: String| Error::AliasConflict {
+            alias: rollout.deployment.alias_label(i),
+            reason,
+        };
+        if !alias.shows(&current) {
+            return Err(conflict(format!(
+                "changed outside this deployment: expected {}, found {}; leaving it as it is",
+                current.describe(),
+                alias.describe()
+            )));
+        }
+        if alias.revision_id != target.revision_id {
+            return Err(conflict(format!(
+                "updated outside this deployment (revision {} is not the {} this deployment left); leaving it as it is",
+                alias.revision_id, target.revision_id
+            )));
+        }
+        writes.push(Some(next));
     }
-    let current = rollout.expected_after(rollout.step);
-    let conflict = |reason: String| Error::AliasConflict {
-        alias: rollout.alias.name.clone(),
-        reason,
-    };
-    if !alias.shows(&current) {
-        return Err(conflict(format!(
-            "changed outside this deployment: expected {}, found {}; leaving it as it is",
-            current.describe(),
-            alias.describe()
-        )));
-    }
-    if alias.revision_id != rollout.alias.revision_id {
-        return Err(conflict(format!(
-            "updated outside this deployment (revision {} is not the {} this deployment left); leaving it as it is",
-            alias.revision_id, rollout.alias.revision_id
-        )));
-    }
-    Ok(ShiftDecision::Write { step, update: next })
+    Ok(ShiftDecision { step, writes })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
@@ -485,43 +543,51 @@ mod tests {
     }
 
     fn prepared(strategy: &str) -> Rollout {
-        Rollout::prepared(
-            "d-1".into(),
-            deployment(strategy),
-            Version::new(6).unwrap(),
-            "r0".into(),
-        )
+        Rollout::prepared("d-1".into(), deployment(strategy), vec![(Version::new(6).unwrap(), "r0".into())])
     }
 
     #[test]
     fn a_canary_walks_stable_then_split_then_promoted() {
         let r0 = prepared(r#""Canary10Percent5Minutes""#);
-        let d = decide_shift(&r0, &alias("6", &[], "r0")).unwrap();
-        let ShiftDecision::Write { step: 0, update } = d else {
+        let d = decide_shift(&r0, &[alias("6", &[], "r0")]).unwrap();
+        let ShiftDecision {
+            step: 0,
+            writes,
+        } = d
+        else {
             panic!("{d:?}")
         };
+        let update = writes[0].clone().unwrap();
         assert_eq!(update.function_version, "6");
         assert_eq!(update.weights, BTreeMap::from([("7".to_string(), 0.1)]));
 
-        let r1 = r0.advanced(0, "r1".into(), 0);
+        let r1 = r0.advanced(0, vec!["r1".into()], 0);
         assert_eq!(
             (r1.percent, r1.bake_seconds, r1.promoted),
             (10.0, 300, false)
         );
-        let d = decide_shift(&r1, &alias("6", &[("7", 0.1)], "r1")).unwrap();
-        let ShiftDecision::Write { step: 1, update } = d else {
+        let d = decide_shift(&r1, &[alias("6", &[("7", 0.1)], "r1")]).unwrap();
+        let ShiftDecision {
+            step: 1,
+            writes,
+        } = d
+        else {
             panic!("{d:?}")
         };
+        let update = writes[0].clone().unwrap();
         assert_eq!(
             (update.function_version.as_str(), update.weights.len()),
             ("7", 0)
         );
 
-        let r2 = r1.advanced(1, "r2".into(), 0);
+        let r2 = r1.advanced(1, vec!["r2".into()], 0);
         assert!(r2.promoted && r2.next_step().is_none());
         assert_eq!(
-            decide_shift(&r2, &alias("7", &[], "r2")).unwrap(),
-            ShiftDecision::AlreadyApplied { step: 1 }
+            decide_shift(&r2, &[alias("7", &[], "r2")]).unwrap(),
+            ShiftDecision {
+                step: 1,
+                writes: vec![None]
+            }
         );
     }
 
@@ -529,13 +595,19 @@ mod tests {
     fn a_step_whose_write_already_landed_is_not_written_again() {
         let r0 = prepared(r#""Canary10Percent5Minutes""#);
         // The first shift's write landed but its result was lost: the retry sees the split, with a new revision.
-        let d = decide_shift(&r0, &alias("6", &[("7", 0.1)], "r1")).unwrap();
-        assert_eq!(d, ShiftDecision::AlreadyApplied { step: 0 });
+        let d = decide_shift(&r0, &[alias("6", &[("7", 0.1)], "r1")]).unwrap();
+        assert_eq!(
+            d,
+            ShiftDecision {
+                step: 0,
+                writes: vec![None]
+            }
+        );
     }
 
     #[test]
     fn someone_elses_change_is_a_conflict_and_never_overwritten() {
-        let r1 = prepared(r#""Linear10PercentEvery1Minute""#).advanced(0, "r1".into(), 0);
+        let r1 = prepared(r#""Linear10PercentEvery1Minute""#).advanced(0, vec!["r1".into()], 0);
         for (found, expect) in [
             (
                 alias("8", &[], "r9"),
@@ -547,12 +619,12 @@ mod tests {
             ),
             (alias("6", &[], "r9"), "found version 6;"),
         ] {
-            let err = decide_shift(&r1, &found).unwrap_err();
+            let err = decide_shift(&r1, &[found]).unwrap_err();
             assert_eq!(err.error_type(), crate::ErrorType::AliasConflict);
             assert!(err.to_string().contains(expect), "{err}");
         }
         // Same routing, but the revision moved: someone wrote the alias (and perhaps put it back) meanwhile.
-        let err = decide_shift(&r1, &alias("6", &[("7", 0.1)], "r-other")).unwrap_err();
+        let err = decide_shift(&r1, &[alias("6", &[("7", 0.1)], "r-other")]).unwrap_err();
         assert!(err.to_string().contains("revision r-other"), "{err}");
     }
 
@@ -563,9 +635,9 @@ mod tests {
                 "approval":{"beforeStep":3}}"#,
         )
         .unwrap();
-        let r = Rollout::prepared("d".into(), d, Version::new(6).unwrap(), "r".into());
+        let r = Rollout::prepared("d".into(), d, vec![(Version::new(6).unwrap(), "r".into())]);
         let flags: Vec<bool> = (0..r.step_count)
-            .map(|s| r.advanced(s, "r".into(), 0).approval_required)
+            .map(|s| r.advanced(s, vec!["r".into()], 0).approval_required)
             .collect();
         // Only once step 2 (index 1) is applied does the rollout wait, before step 3.
         assert_eq!(flags.iter().filter(|f| **f).count(), 1);
@@ -574,11 +646,7 @@ mod tests {
 
     #[test]
     fn rollout_round_trips_and_ignores_fields_the_state_machine_adds() {
-        let r = prepared(r#"{"linear":{"percent":25,"intervalSeconds":10}}"#).advanced(
-            1,
-            "r2".into(),
-            0,
-        );
+        let r = prepared(r#"{"linear":{"percent":25,"intervalSeconds":10}}"#).advanced(1, vec!["r2".into()], 0);
         let mut v = serde_json::to_value(&r).unwrap();
         v["gates"] = serde_json::json!({"verdict": "pass"});
         let back: Rollout = serde_json::from_value(v).unwrap();
@@ -591,11 +659,7 @@ mod tests {
                 "strategy":"Canary10Percent5Minutes","analysis":{analysis}}}"#
         ))
         .unwrap();
-        Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into()).advanced(
-            0,
-            "r1".into(),
-            1_000,
-        )
+        Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())]).advanced(0, vec!["r1".into()], 1_000)
     }
 
     fn analysis(verdict: Verdict) -> Vec<GateResult> {
@@ -690,17 +754,22 @@ mod tests {
     }
 
     #[test]
-    fn a_rollout_in_the_shape_older_engines_wrote_still_reads() {
-        let r = prepared(r#""Canary10Percent5Minutes""#).advanced(0, "r1".into(), 5);
+    fn a_rollout_in_the_shapes_older_engines_wrote_still_reads() {
+        let r = prepared(r#""Canary10Percent5Minutes""#).advanced(0, vec!["r1".into()], 5);
         let mut old = serde_json::to_value(&r).unwrap();
+        // Before releases: one `alias`.
+        let aliases = old.as_object_mut().unwrap().remove("aliases").unwrap();
+        old["alias"] = aliases[0].clone();
+        assert_eq!(serde_json::from_value::<Rollout>(old.clone()).unwrap(), r);
+        // Before that: its stable version and revision beside the cursor.
         let alias = old.as_object_mut().unwrap().remove("alias").unwrap();
         old["stableVersion"] = alias["stableVersion"].clone();
         old["revisionId"] = alias["revisionId"].clone();
         assert_eq!(serde_json::from_value::<Rollout>(old.clone()).unwrap(), r);
-        // Neither shape: not a rollout.
+        // None of these shapes: not a rollout.
         old.as_object_mut().unwrap().remove("revisionId");
         let err = serde_json::from_value::<Rollout>(old).unwrap_err();
-        assert!(err.to_string().contains("missing field `alias`"), "{err}");
+        assert!(err.to_string().contains("missing field `aliases`"), "{err}");
     }
 
     #[test]
@@ -712,7 +781,7 @@ mod tests {
             ("targetVersion", "9"),
         ] {
             let mut forged = serde_json::to_value(&r).unwrap();
-            forged["alias"][field] = serde_json::json!(value);
+            forged["aliases"][0][field] = serde_json::json!(value);
             let err = serde_json::from_value::<Rollout>(forged).unwrap_err();
             assert!(
                 err.to_string().contains("is not its deployment's"),
@@ -734,11 +803,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let r = Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into()).advanced(
-            0,
-            "r1".into(),
-            1_000,
-        );
+        let r = Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())]).advanced(0, vec!["r1".into()], 1_000);
         // Shifted at 1,000; metrics 60 s late: at 1,120 the look saw 60 s of a 300-s bake.
         assert_eq!(r.wait_seconds, 120);
         assert_eq!(r.next_look(1_120), Some(60));
@@ -758,7 +823,7 @@ mod tests {
     fn a_promotion_without_a_bake_is_not_analysed() {
         let r = analysed(r#"{"maxErrorRate":0.01}"#);
         assert!(r.is_analysed_now(), "the canary step is");
-        let promoted = r.advanced(1, "r2".into(), 2_000);
+        let promoted = r.advanced(1, vec!["r2".into()], 2_000);
         assert!(promoted.promoted && !promoted.is_analysed_now());
     }
 
@@ -778,7 +843,7 @@ mod tests {
             serde_json::to_string(&alarms).unwrap()
         ))
         .unwrap();
-        let mut r = Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into());
+        let mut r = Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())]);
         assert_eq!(r.step_count, 101);
         // Each step passes with the longest findings both gates write.
         let findings = vec![
@@ -791,7 +856,7 @@ mod tests {
         ];
         let mut full = 0;
         for step in 0..r.step_count {
-            r = r.advanced(step, format!("r{step}"), 1_000);
+            r = r.advanced(step, vec![format!("r{step}")], 1_000);
             let report = decide(
                 r.step,
                 vec![GateResult {
@@ -841,7 +906,7 @@ mod tests {
             serde_json::to_string(&alarms).unwrap()
         ))
         .unwrap();
-        let mut r = Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into())
+        let mut r = Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())])
             .with_incident_alarms(
                 alarms
                     .iter()
@@ -894,5 +959,109 @@ mod tests {
             1,
             "a report for another step is not this step's record"
         );
+    }
+
+    /// `orders-api:live` 6 -> 7, `orders-worker:live` 30 -> 31 and `orders-feed:live` 2 -> 3 over 10%, 20%, …
+    pub(crate) fn release() -> Rollout {
+        let d = Deployment::from_value(serde_json::json!({
+            "release": "orders-2026-11-29",
+            "targets": [
+                {"functionName": "orders-api", "alias": "live", "targetVersion": "7"},
+                {"functionName": "orders-worker", "alias": "live", "targetVersion": "31"},
+                {"functionName": "orders-feed", "alias": "live", "targetVersion": "3"}
+            ],
+            "strategy": "Linear10PercentEvery1Minute"
+        }))
+        .unwrap();
+        let v = |n| Version::new(n).unwrap();
+        Rollout::prepared(
+            "d-1".into(),
+            d,
+            vec![
+                (v(6), "a0".into()),
+                (v(30), "w0".into()),
+                (v(2), "f0".into()),
+            ],
+        )
+    }
+
+    #[test]
+    fn a_release_moves_every_alias_to_the_same_weight_in_one_step() {
+        let r = release();
+        let read = [
+            alias("6", &[], "a0"),
+            alias("30", &[], "w0"),
+            alias("2", &[], "f0"),
+        ];
+        let d = decide_shift(&r, &read).unwrap();
+        assert_eq!(d.step, 0);
+        let writes: Vec<AliasUpdate> = d.writes.into_iter().map(Option::unwrap).collect();
+        assert_eq!(
+            writes.iter().map(AliasUpdate::describe).collect::<Vec<_>>(),
+            [
+                "version 6 + 10% to version 7",
+                "version 30 + 10% to version 31",
+                "version 2 + 10% to version 3"
+            ]
+        );
+        let r1 = r.advanced(0, vec!["a1".into(), "w1".into(), "f1".into()], 0);
+        assert_eq!(
+            r1.aliases
+                .iter()
+                .map(|a| a.revision_id.as_str())
+                .collect::<Vec<_>>(),
+            ["a1", "w1", "f1"]
+        );
+    }
+
+    #[test]
+    fn a_release_step_that_landed_on_some_aliases_writes_only_the_others() {
+        // The first alias's write landed (new revision, never read), then the second's failed: the retry writes
+        // the second and third only.
+        let r = release();
+        let read = [
+            alias("6", &[("7", 0.1)], "a1"),
+            alias("30", &[], "w0"),
+            alias("2", &[], "f0"),
+        ];
+        let d = decide_shift(&r, &read).unwrap();
+        assert!(d.writes[0].is_none());
+        assert!(d.writes[1].is_some() && d.writes[2].is_some());
+        assert!(!d.already_applied());
+    }
+
+    #[test]
+    fn a_conflict_on_one_alias_refuses_the_whole_step_naming_it() {
+        let r = release().advanced(0, vec!["a1".into(), "w1".into(), "f1".into()], 0);
+        // Someone moved the worker's alias meanwhile; the others are as the release left them.
+        let read = [
+            alias("6", &[("7", 0.1)], "a1"),
+            alias("29", &[], "w9"),
+            alias("2", &[("3", 0.1)], "f1"),
+        ];
+        let err = decide_shift(&r, &read).unwrap_err();
+        assert_eq!(err.error_type(), crate::ErrorType::AliasConflict);
+        assert!(
+            err.to_string().contains("orders-worker:live")
+                && err.to_string().contains("found version 29"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_rollout_naming_the_wrong_number_of_aliases_does_not_read() {
+        let r = release();
+        let mut forged = serde_json::to_value(&r).unwrap();
+        forged["aliases"].as_array_mut().unwrap().pop();
+        let err = serde_json::from_value::<Rollout>(forged).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the rollout moves 2 aliases, but its deployment has 3 targets"),
+            "{err}"
+        );
+        // Nor the same aliases in another order: each alias is its target's.
+        let mut swapped = serde_json::to_value(&r).unwrap();
+        swapped["aliases"].as_array_mut().unwrap().swap(0, 1);
+        assert!(serde_json::from_value::<Rollout>(swapped).is_err());
     }
 }

@@ -48,7 +48,7 @@ fn each_bad_input_names_its_field_and_reason() {
             "unknown field (typo that would drop a safety check)",
             with("alarm", json!(["x"])),
             "alarm",
-            "unknown field `alarm`, expected one of `functionName`, `alias`, `targetVersion`, `strategy`, `alarms`, `hooks`, `bakeSeconds`, `approval`, `analysis`, `maxPauseSeconds`, `incidentFix`, `emergency`",
+            "unknown field `alarm`, expected one of `functionName`, `alias`, `targetVersion`, `strategy`, `alarms`, `hooks`, `bakeSeconds`, `approval`, `analysis`, `maxPauseSeconds`, `incidentFix`, `emergency`, `release`, `targets`",
         ),
         (
             "a sync hook given a timeout",
@@ -470,6 +470,110 @@ fn nan_and_infinite_percents_are_rejected() {
         assert_eq!(
             err.problems[0].reason,
             format!("must be a number (got {bad})")
+        );
+    }
+}
+
+/// A valid release of two targets that each case breaks in one place.
+fn release() -> Value {
+    json!({
+        "release": "orders-2026-11-29",
+        "targets": [
+            {"functionName": "orders-api", "alias": "live", "targetVersion": "12"},
+            {"functionName": "orders-worker", "alias": "live", "targetVersion": "31"}
+        ],
+        "strategy": "Linear10PercentEvery1Minute",
+        "alarms": ["orders-errors"],
+        "analysis": {"maxErrorRate": 0.01}
+    })
+}
+
+#[test]
+fn a_release_is_accepted_and_a_single_deployment_is_a_release_of_one() {
+    let d = Deployment::from_value(release()).unwrap();
+    assert_eq!(d.release.as_deref(), Some("orders-2026-11-29"));
+    let labels: Vec<String> = d.targets.iter().map(|t| t.label()).collect();
+    assert_eq!(labels, ["orders-api:live", "orders-worker:live"]);
+    assert_eq!(d.lock_keys(), ["orders-api:live", "orders-worker:live"]);
+    // It serializes back to the release form, which parses to the same deployment.
+    let back = serde_json::to_value(&d).unwrap();
+    assert_eq!(back["targets"][1]["targetVersion"], "31");
+    assert!(back.get("functionName").is_none(), "{back}");
+    assert_eq!(Deployment::from_value(back).unwrap(), d);
+
+    let single = Deployment::from_value(valid()).unwrap();
+    assert_eq!((single.targets.len(), single.release.as_ref()), (1, None));
+    // A single deployment still writes itself in the single form: executions already running read it.
+    let back = serde_json::to_value(&single).unwrap();
+    assert_eq!(back["functionName"], "orders-api");
+    assert!(back.get("targets").is_none(), "{back}");
+}
+
+#[test]
+fn every_bad_release_names_the_target_by_index() {
+    let with_target = |i: usize, key: &str, value: Value| {
+        let mut v = release();
+        v["targets"][i][key] = value;
+        v
+    };
+    let mut too_many = release();
+    too_many["targets"] = Value::Array(
+        (0..11)
+            .map(|i| json!({"functionName": format!("f{i}"), "alias": "live", "targetVersion": "2"}))
+            .collect(),
+    );
+    let mut both = release();
+    both["functionName"] = json!("orders-api");
+    let mut duplicate = release();
+    // The same function by ARN is the same alias.
+    duplicate["targets"][1] = json!({"functionName": "arn:aws:lambda:us-east-1:123456789012:function:orders-api", "alias": "live", "targetVersion": "13"});
+    let mut none = release();
+    none["targets"] = json!([]);
+    let mut missing = release();
+    missing["targets"][1].as_object_mut().unwrap().remove("alias");
+    let cases: Vec<(&str, Value, &str, &str)> = vec![
+        (
+            "a target's bad version",
+            with_target(1, "targetVersion", json!("$LATEST")),
+            "targets[1].targetVersion",
+            "must be a published version number, not `$LATEST`: publish a version and deploy that",
+        ),
+        ("a target's missing alias", missing, "targets[1].alias", "is required"),
+        (
+            "the same alias twice",
+            duplicate,
+            "targets[1]",
+            "`orders-api:live` is listed twice (also targets[0]): a release moves each alias once",
+        ),
+        (
+            "both forms",
+            both,
+            "functionName",
+            "cannot be given with `targets`: a release names each target's functionName, alias and targetVersion inside `targets` (found functionName at the top level)",
+        ),
+        ("no targets", none, "targets", "must list at least one target"),
+        (
+            "too many targets",
+            too_many,
+            "targets",
+            "lists 11 targets; a release moves at most 10 (split it into several releases)",
+        ),
+        (
+            "a release name that cannot name an execution",
+            {
+                let mut v = release();
+                v["release"] = json!("orders 2026");
+                v
+            },
+            "release",
+            "may hold only letters, digits, `-`, `_` and `.` (it names the execution), not ' '",
+        ),
+    ];
+    for (name, input, field, reason) in cases {
+        assert_eq!(
+            problems(&input),
+            [FieldError::new(field, reason)],
+            "case: {name}"
         );
     }
 }

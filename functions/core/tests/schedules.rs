@@ -154,8 +154,8 @@ fn target_version_may_be_a_number() {
         "strategy": "AllAtOnce"
     }))
     .unwrap();
-    assert_eq!(d.target_version.get(), 12);
-    assert_eq!(d.function_name.name, "orders-api");
+    assert_eq!(d.primary().target_version.get(), 12);
+    assert_eq!(d.primary().function_name.name, "orders-api");
 }
 
 fn named(function: &str, alias: &str, target: &str) -> Deployment {

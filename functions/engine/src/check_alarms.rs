@@ -74,11 +74,9 @@ impl<P: ReadAlarms + ReadMetrics> CheckAlarms<P> {
         };
         let mut results = Vec::new();
         for gate in &self.gates {
-            let Some(result) = gate.check(&self.ports, step).await? else {
-                continue;
-            };
-            let failed = result.verdict == Verdict::Fail;
-            results.push(result);
+            let found = gate.check(&self.ports, step).await?;
+            let failed = found.iter().any(|r| r.verdict == Verdict::Fail);
+            results.extend(found);
             if failed {
                 break;
             }

@@ -155,20 +155,41 @@ pub async fn own_execution<E: ReadExecution>(
     Ok(record)
 }
 
-/// Checks that `execution_arn` still holds the rollout's alias, taken by a Prepare that found the rollout's stable
-/// version. A rollout is state the caller hands in: without this, a forged one could name another stable version
+/// Checks that `execution_arn` still holds every alias of the rollout, each taken by a Prepare that found the
+/// rollout's stable version for it. A rollout is state the caller hands in: without this, a forged one could name another stable version
 /// and have it restored, and a redriven execution whose lock was released could write again. `released_ok`: a
 /// rollback may also run once the lock is gone (its own earlier attempt released it; rolling back twice is a
-/// no-op) — it still reverts only what the alias shows of this execution's writes. Returns the hold (`None`
-/// only when `released_ok` and it was released).
+/// no-op) — it still reverts only what the alias shows of this execution's writes. Returns the hold on the first
+/// target's alias, which carries the deployment's alarms and waits (`None` only when `released_ok` and it was
+/// released).
 pub async fn holds_the_alias<L: AliasLock>(
     locks: &L,
     rollout: &Rollout,
     execution_arn: &str,
     released_ok: bool,
 ) -> Result<Option<LockHolder>, Error> {
-    let key = rollout.deployment.lock_key();
-    let stable = rollout.alias.stable_version.to_string();
+    let holds = crate::each(
+        rollout.deployment.lock_keys().into_iter().zip(&rollout.aliases),
+        |(key, alias)| holds_one(locks, key, alias.stable_version.to_string(), execution_arn, released_ok),
+    )
+    .await;
+    let mut first = None;
+    for (i, hold) in holds.into_iter().enumerate() {
+        let hold = hold?;
+        if i == 0 {
+            first = hold;
+        }
+    }
+    Ok(first)
+}
+
+async fn holds_one<L: AliasLock>(
+    locks: &L,
+    key: String,
+    stable: String,
+    execution_arn: &str,
+    released_ok: bool,
+) -> Result<Option<LockHolder>, Error> {
     match locks.holder(&key).await? {
         Some((holder, _))
             if holder.execution_arn == execution_arn

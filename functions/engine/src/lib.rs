@@ -24,6 +24,24 @@ pub use aws::{
     StepFunctionsAdapter,
 };
 
+/// `f` over `items`, at most [`safeshift_core::deployment::SHIFT_CONCURRENCY`] at once, every one to its end
+/// (none is cancelled when another fails: a cancelled write's fate would be unknown); results in `items`' order.
+/// The futures are made before the returned one is polled, so it holds no closure: a handler's future stays
+/// `Send` (a stream mapped by a closure over borrowed items trips the compiler's higher-ranked `Send` check).
+pub fn each<T, Fut>(
+    items: impl IntoIterator<Item = T>,
+    f: impl FnMut(T) -> Fut,
+) -> impl std::future::Future<Output = Vec<Fut::Output>>
+where
+    Fut: std::future::Future,
+{
+    use futures_util::StreamExt;
+    let futures: Vec<Fut> = items.into_iter().map(f).collect();
+    futures_util::stream::iter(futures)
+        .buffered(safeshift_core::deployment::SHIFT_CONCURRENCY)
+        .collect::<Vec<_>>()
+}
+
 /// The wall clock in Unix seconds: when a step started, and the end of its metric window.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -1,6 +1,7 @@
-//! `rollback`: puts the alias back on the stable version with routing cleared — only ever undoing what this
-//! execution wrote (`safeshift_core::rollback::decide_rollback`: its last write's revision and routing, or the
-//! routing of a write whose answer was lost), then releases the alias's lock.
+//! `rollback`: puts every alias of the deployment (each target of a release) back on its stable version with
+//! routing cleared — only ever undoing what this execution wrote (`safeshift_core::rollback::decide_rollback`,
+//! alias by alias: its last write's revision and routing, or the routing of a write whose answer was lost), then
+//! releases the aliases' locks.
 //!
 //! Input, one of:
 //! - `{"rollback": <state>, "executionArn": …}` from the state machine's Catch: the state at the failure, a
@@ -14,13 +15,16 @@
 //!   longest write of the stopped execution could have landed and looks again.
 //!
 //! Output: `{"outcome": "reverted" | "alreadyStable" | "leftAlone" | "nothingShifted" | "ignored", "reason",
-//! "alias"}`. Idempotent: rolling back twice, or when already stable, writes nothing and succeeds.
+//! "alias", "targets"}`: `targets` has each alias's own outcome, reason and routing; the top-level `outcome` is
+//! `leftAlone` when any alias was left alone (someone else's change, which a person should look at), else
+//! `reverted` when any was reverted; `alias` is the first target's. Idempotent: rolling back twice, or when
+//! already stable, writes nothing and succeeds.
 //! Errors: `ExecutionMismatch`, `Throttled`, `AwsError` (the caller retries), `InvalidInput` for an event of
 //! neither shape.
 
 use std::time::Duration;
 
-use safeshift_core::alias::AliasState;
+use safeshift_core::alias::{AliasState, AliasTarget};
 use safeshift_core::events::LifecycleEvent;
 use safeshift_core::rollback::{RollbackDecision, decide_rollback};
 use safeshift_core::rollout::Rollout;
@@ -80,6 +84,21 @@ pub struct Report {
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<AliasState>,
+    /// Each alias's own report, in the targets' order (empty when no rollout was found to roll back).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetReport>,
+}
+
+/// What the rollback did to one alias.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetReport {
+    pub function_name: String,
+    pub alias_name: String,
+    pub outcome: Outcome,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<AliasState>,
 }
 
 impl Report {
@@ -88,8 +107,50 @@ impl Report {
             outcome,
             reason: reason.into(),
             alias,
+            targets: Vec::new(),
         }
     }
+
+    /// One report of each alias's, in the targets' order: left alone when any was (a person should look), else
+    /// reverted when any was, else the first's outcome.
+    fn combine(aliases: &[AliasTarget], reports: Vec<Report>) -> Report {
+        let targets: Vec<TargetReport> = aliases
+            .iter()
+            .zip(&reports)
+            .map(|(a, r)| TargetReport {
+                function_name: a.function_name.clone(),
+                alias_name: a.name.clone(),
+                outcome: r.outcome,
+                reason: r.reason.clone(),
+                routing: r.alias.clone(),
+            })
+            .collect();
+        let outcome = [Outcome::LeftAlone, Outcome::Reverted]
+            .into_iter()
+            .find(|o| reports.iter().any(|r| r.outcome == *o))
+            .unwrap_or(reports[0].outcome);
+        let reason = if reports.len() == 1 {
+            reports[0].reason.clone()
+        } else {
+            targets
+                .iter()
+                .map(|t| format!("{}:{}: {}", t.function_name, t.alias_name, t.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        Report {
+            outcome,
+            reason,
+            alias: reports.into_iter().next().and_then(|r| r.alias),
+            targets,
+        }
+    }
+}
+
+/// Every result, or the first error once all have run: one alias's failure does not stop another's revert, and
+/// the caller's retry finds the reverted ones stable.
+fn all<T>(results: Vec<Result<T, Error>>) -> Result<Vec<T>, Error> {
+    results.into_iter().collect()
 }
 
 #[derive(Debug, Clone)]
@@ -200,12 +261,11 @@ where
             )
             .await?;
             let report = self.revert(&rollout).await?;
-            self.locks
-                .release(
-                    &rollout.deployment.lock_key(),
-                    execution_arn.as_deref().unwrap_or_default(),
-                )
-                .await?;
+            for key in rollout.deployment.lock_keys() {
+                self.locks
+                    .release(&key, execution_arn.as_deref().unwrap_or_default())
+                    .await?;
+            }
             Ok(report)
         }
         .instrument(span)
@@ -237,29 +297,33 @@ where
         result
     }
 
+    /// Every alias of the rollout, each as its own state says.
     async fn revert(&self, rollout: &Rollout) -> Result<Report, Error> {
-        let a = &rollout.alias;
-        let alias = self.aliases.get_alias(&a.function_name, &a.name).await?;
-        // The execution is failing right now: the write its last attempt made may have landed unseen.
-        self.apply(rollout, alias, true).await
+        let reports = crate::each(&rollout.aliases, |a| async move {
+            let alias = self.aliases.get_alias(&a.function_name, &a.name).await?;
+            // The execution is failing right now: the write its last attempt made may have landed unseen.
+            self.apply(rollout, a, alias, true).await
+        })
+        .await;
+        Ok(Report::combine(&rollout.aliases, all(reports)?))
     }
 
-    /// Reverts the alias as just read, if it still carries what this execution wrote (see [`decide_rollback`]).
+    /// Reverts alias `a` as just read, if it still carries what this execution wrote (see [`decide_rollback`]).
     async fn apply(
         &self,
         rollout: &Rollout,
+        a: &AliasTarget,
         alias: AliasState,
         lost_write_may_land: bool,
     ) -> Result<Report, Error> {
-        let a = &rollout.alias;
-        match decide_rollback(rollout, &alias, lost_write_may_land) {
+        match decide_rollback(rollout, a, &alias, lost_write_may_land) {
             RollbackDecision::AlreadyStable => Ok(Report::new(
                 Outcome::AlreadyStable,
                 format!("the alias already routes only {}", alias.describe()),
                 Some(alias),
             )),
             RollbackDecision::LeaveAlone { reason } => {
-                warn!(%reason, "not rolling back");
+                warn!(function = %a.function_name, alias = %a.name, %reason, "not rolling back");
                 Ok(Report::new(Outcome::LeftAlone, reason, Some(alias)))
             }
             RollbackDecision::Revert { update } => {
@@ -342,13 +406,14 @@ where
                 "execution {arn} was reconciled already; what was decided then stands"
             ));
         }
-        let key = d.lock_key();
         let outputs = self.executions.task_outputs(arn).await?;
         let report = self
-            .reconcile_alias(arn, &d, &outputs, execution.stopped_at)
+            .reconcile_aliases(arn, &d, &outputs, execution.stopped_at)
             .await?;
-        // Whatever was decided, this execution holds the alias no longer.
-        self.locks.release(&key, arn).await?;
+        // Whatever was decided, this execution holds the aliases no longer.
+        for key in d.lock_keys() {
+            self.locks.release(&key, arn).await?;
+        }
         // Marked only once no write of the execution can land any more: a reconciler that did not wait (the CLI's
         // abort) leaves the event EventBridge delivers to the one that does.
         let now = crate::unix_now();
@@ -367,7 +432,7 @@ where
         Ok(report)
     }
 
-    async fn reconcile_alias(
+    async fn reconcile_aliases(
         &self,
         arn: &str,
         d: &Deployment,
@@ -395,9 +460,34 @@ where
                 None,
             ));
         };
-        if let Some((holder, _)) = self.locks.holder(&d.lock_key()).await?
-            && holder.execution_arn != arn
-        {
+        // A write the stopped execution started can land only until shift-weight's timeout has passed (and the
+        // event can arrive a little after that); past that, the routing its next step would have set is someone
+        // else's.
+        let lost_write_may_land = crate::unix_now()
+            <= stopped_at.unwrap_or_default()
+                + guard::LONGEST_WRITE.as_secs()
+                + guard::EVENT_DELAY_SECONDS;
+        let rollout = &rollout;
+        let reports = crate::each(&rollout.aliases, |a| async move {
+            let report = self
+                .reconcile_alias(arn, rollout, a, lost_write_may_land)
+                .await?;
+            self.settle(arn, rollout, a, stopped_at, report).await
+        })
+        .await;
+        Ok(Report::combine(&rollout.aliases, all(reports)?))
+    }
+
+    /// One alias of the stopped execution: left to whoever holds it now, else reverted if it carries what the
+    /// execution wrote.
+    async fn reconcile_alias(
+        &self,
+        arn: &str,
+        rollout: &Rollout,
+        a: &AliasTarget,
+        lost_write_may_land: bool,
+    ) -> Result<Report, Error> {
+        if let Some(holder) = self.held_by_another(arn, rollout, a).await? {
             return Ok(Report::new(
                 Outcome::LeftAlone,
                 format!(
@@ -407,7 +497,6 @@ where
                 None,
             ));
         }
-        let a = &rollout.alias;
         let alias = match self.aliases.get_alias(&a.function_name, &a.name).await {
             Err(Error::ResourceNotFound { .. }) => {
                 return Ok(Report::new(
@@ -418,15 +507,30 @@ where
             }
             other => other?,
         };
-        // A write the stopped execution started can land only until shift-weight's timeout has passed (and the
-        // event can arrive a little after that); past that, the routing its next step would have set is someone
-        // else's.
-        let lost_write_may_land = crate::unix_now()
-            <= stopped_at.unwrap_or_default()
-                + guard::LONGEST_WRITE.as_secs()
-                + guard::EVENT_DELAY_SECONDS;
-        let report = self.apply(&rollout, alias, lost_write_may_land).await?;
-        self.settle(arn, &rollout, stopped_at, report).await
+        self.apply(rollout, a, alias, lost_write_may_land).await
+    }
+
+    /// Whoever other than `arn` holds alias `a`'s lock now: a newer deployment took it over from the ended
+    /// execution, and the alias is theirs.
+    async fn held_by_another(
+        &self,
+        arn: &str,
+        rollout: &Rollout,
+        a: &AliasTarget,
+    ) -> Result<Option<LockHolder>, Error> {
+        let key = rollout
+            .deployment
+            .targets
+            .iter()
+            .find(|t| t.function_name.to_string() == a.function_name && t.alias == a.name)
+            .map(|t| t.lock_key())
+            .unwrap_or_else(|| rollout.deployment.lock_key());
+        Ok(self
+            .locks
+            .holder(&key)
+            .await?
+            .map(|(holder, _)| holder)
+            .filter(|holder| holder.execution_arn != arn))
     }
 
     /// A write the execution started before it stopped may still land until its bound has passed: wait for
@@ -435,6 +539,7 @@ where
         &self,
         arn: &str,
         rollout: &Rollout,
+        a: &AliasTarget,
         stopped_at: Option<u64>,
         report: Report,
     ) -> Result<Report, Error> {
@@ -445,20 +550,17 @@ where
         }
         tokio::time::sleep(Duration::from_secs(settled_at - now)).await;
         // Meanwhile a newer deployment may have taken the alias over from this ended execution: it is theirs now.
-        if let Some((holder, _)) = self.locks.holder(&rollout.deployment.lock_key()).await?
-            && holder.execution_arn != arn
-        {
+        if self.held_by_another(arn, rollout, a).await?.is_some() {
             return Ok(report);
         }
-        let a = &rollout.alias;
         let alias = self.aliases.get_alias(&a.function_name, &a.name).await?;
         if !matches!(
-            decide_rollback(rollout, &alias, true),
+            decide_rollback(rollout, a, &alias, true),
             RollbackDecision::Revert { .. }
         ) {
             return Ok(report);
         }
-        let late = self.apply(rollout, alias, true).await?;
+        let late = self.apply(rollout, a, alias, true).await?;
         Ok(Report::new(
             late.outcome,
             format!(

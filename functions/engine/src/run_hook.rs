@@ -236,10 +236,12 @@ impl<P: InvokeHook, E: ReadExecution + ReportTask, L: AliasLock + WatchAlarms> R
         watched: bool,
     ) -> Result<HookRun, Error> {
         let r = &event.rollout;
-        let a = &r.alias;
+        let a = &r.aliases[0];
         let callback = hook.mode == HookMode::Callback;
         let hook_event = HookEvent {
             deployment_id: r.deployment_id.clone(),
+            release: r.deployment.release.clone(),
+            targets: r.aliases.iter().map(Into::into).collect(),
             function_name: a.function_name.clone(),
             alias: a.name.clone(),
             stable_version: a.stable_version.to_string(),

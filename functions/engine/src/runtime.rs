@@ -41,8 +41,9 @@ macro_rules! rollout_span {
         tracing::info_span!(
             $name,
             deployment_id = %$rollout.deployment_id,
-            function = %$rollout.alias.function_name,
-            alias = %$rollout.alias.name
+            function = %$rollout.aliases[0].function_name,
+            alias = %$rollout.aliases[0].name,
+            targets = $rollout.aliases.len()
             $(, $($field)+)?
         )
     };

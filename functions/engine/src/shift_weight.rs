@@ -7,26 +7,31 @@
 //!
 //! Input, one of:
 //! - `{"prepare": {"deploymentId": "<execution name>", "executionArn": …, "input": <deployment input>}}` —
-//!   validates the input, then checks before any write: the function and alias exist; the alias is not split
+//!   validates the input, then checks before any write, for every target of a release: the function and alias
+//!   exist; the alias is not split
 //!   (`AliasConflict`, "deployment in progress"); every listed alarm exists (`ResourceNotFound`) and none is
 //!   already in ALARM (`AlarmFiringAtStart`); every hook is within the hook prefix (`InvalidInput`, by field) and
 //!   exists (`ResourceNotFound`); the target version exists, differs from the stable one and is
 //!   Active with a successful last update (waiting a bounded time while it is Pending); stable and target share
-//!   role and dead-letter config. Last, it takes the alias's lock (one deployment per alias): a running holder
-//!   is `AliasConflict` naming it. Returns the [`Rollout`] with the stable version and the alias's revision.
-//! - `{"shift": {"state": <Rollout>, "executionArn": …}}` — applies the next step of the schedule (the last one
-//!   promotes: the alias points at the target with routing cleared) and returns the advanced [`Rollout`]. Every
-//!   write carries the revision just read; an alias that does not look exactly as this rollout left it is
-//!   `AliasConflict` and is never overwritten. A step whose write already landed is not written again, so
+//!   role and dead-letter config. Last, it takes every target alias's lock (one deployment per alias, across
+//!   releases and single deployments): a running holder of any is `AliasConflict` naming it, and the locks taken
+//!   so far are released. Returns the [`Rollout`] with each alias's stable version and revision.
+//! - `{"shift": {"state": <Rollout>, "executionArn": …}}` — applies the next step of the schedule to every
+//!   alias (the last one promotes: each alias points at its target with routing cleared) and returns the advanced
+//!   [`Rollout`]: one task for all of a release's aliases, read and written
+//!   [`safeshift_core::deployment::SHIFT_CONCURRENCY`] at a time. Every write carries the revision just read; an
+//!   alias that does not look exactly as this rollout left it is `AliasConflict`, and then no alias is written. A step whose write already landed is not written again, so
 //!   retries and redrives are safe. A listed alarm that went to ALARM since Prepare (recorded on the alias's
 //!   lock by `watch-gates`) fails the shift with `AlarmFired` before anything is read.
-//! - `{"release": {"state": <Rollout>, "executionArn": …}}` — the deployment succeeded: releases its lock.
+//! - `{"release": {"state": <Rollout>, "executionArn": …}}` — the deployment succeeded: releases its locks.
 //!
 //! Errors: `InvalidInput`, `ExecutionMismatch`, `ResourceNotFound`, `AliasConflict`, `TargetNotReady`,
 //! `IncompatibleVersions`, `AlarmFired`, `AlarmFiringAtStart`, `Throttled`, `AwsError`.
 
 use std::time::Duration;
 
+use safeshift_core::alias::AliasState;
+use safeshift_core::deployment::Target;
 use safeshift_core::error::Resource;
 use safeshift_core::events::LifecycleEvent;
 use safeshift_core::gates::{GateReport, alarms};
@@ -210,9 +215,9 @@ where
                 self.events
                     .publish(LifecycleEvent::succeeded(&state, Some(&arn)))
                     .await;
-                self.locks
-                    .release(&state.deployment.lock_key(), &arn)
-                    .await?;
+                for key in state.deployment.lock_keys() {
+                    self.locks.release(&key, &arn).await?;
+                }
                 info!(execution = %arn, status = %record.status, "released the alias");
                 Ok(state)
             }
@@ -283,15 +288,12 @@ where
             &deployment,
         )
         .await?;
-        let function = deployment.function_name.as_str();
-        let alias = match self.aliases.get_alias(function, &deployment.alias).await {
-            Ok(a) => a,
-            Err(Error::ResourceNotFound { .. }) => {
-                return Err(self.missing_function_or_alias(&deployment).await);
-            }
-            Err(e) => return Err(e),
-        };
-        let stable = prepare::check_alias_before_start(&deployment, &alias)?;
+        // Every target's alias first: one missing, or in another deployment, refuses the whole release.
+        let read = crate::each(0..deployment.targets.len(), |i| {
+            self.read_before_start(&deployment, i)
+        })
+        .await;
+        let found: Vec<(Version, AliasState)> = read.into_iter().collect::<Result<_, _>>()?;
         // An alarm that changes from here on is this deployment's to act on (a little earlier, for clocks).
         let alarms_checked_at = crate::unix_now().saturating_sub(CLOCK_SKEW_SECONDS);
         let incident_alarms = if deployment.alarms.is_empty() {
@@ -301,62 +303,130 @@ where
             alarms::check_before_start(&deployment.alarms, found, deployment.incident_fix)?
         };
         self.check_hooks(&deployment).await?;
+        let versions = crate::each(deployment.targets.iter().zip(&found), |(t, (stable, _))| {
+            self.check_versions(t, *stable)
+        })
+        .await;
+        versions.into_iter().collect::<Result<Vec<()>, _>>()?;
+        // Last, once every check passed: a Prepare that fails leaves no lock behind.
+        let stables: Vec<Version> = found.iter().map(|(stable, _)| *stable).collect();
+        self.lock(
+            &deployment,
+            &deployment_id,
+            execution_arn.unwrap_or_default(),
+            &stables,
+            alarms_checked_at,
+        )
+        .await?;
+        for (t, (stable, alias)) in deployment.targets.iter().zip(&found) {
+            info!(target = %t.label(), stable = %stable, revision = %alias.revision_id, "prepared");
+        }
+        info!(
+            targets = found.len(),
+            incident_alarms = incident_alarms.len(),
+            "prepared"
+        );
+        let found = found
+            .into_iter()
+            .map(|(stable, alias)| (stable, alias.revision_id))
+            .collect();
+        Ok(Rollout::prepared(deployment_id, deployment, found).with_incident_alarms(incident_alarms))
+    }
+
+    /// Target `i`'s alias as it stands, checked to be free to start from: returns its stable version.
+    async fn read_before_start(
+        &self,
+        deployment: &Deployment,
+        i: usize,
+    ) -> Result<(Version, AliasState), Error> {
+        let t = &deployment.targets[i];
+        let alias = match self.aliases.get_alias(t.function_name.as_str(), &t.alias).await {
+            Ok(a) => a,
+            Err(Error::ResourceNotFound { .. }) => return Err(self.missing_function_or_alias(t).await),
+            Err(e) => return Err(e),
+        };
+        let stable = prepare::check_alias_before_start(deployment, i, &alias)?;
+        Ok((stable, alias))
+    }
+
+    /// The target's version can take traffic, and shares a weighted alias with its stable version.
+    async fn check_versions(&self, t: &Target, stable: Version) -> Result<(), Error> {
+        let function = t.function_name.as_str();
         let target = self
-            .wait_until_ready(function, &deployment.target_version.to_string())
+            .wait_until_ready(function, &t.target_version.to_string())
             .await?;
         let stable_config = self
             .aliases
             .get_version(function, &stable.to_string())
             .await?;
-        prepare::check_compatible(&stable_config, &target)?;
-        // Last, once every check passed: a Prepare that fails leaves no lock behind.
-        self.lock(
-            &deployment,
-            &deployment_id,
-            execution_arn.unwrap_or_default(),
-            stable,
-            alarms_checked_at,
-        )
-        .await?;
-        info!(stable = %stable, revision = %alias.revision_id, incident_alarms = incident_alarms.len(), "prepared");
-        Ok(
-            Rollout::prepared(deployment_id, deployment, stable, alias.revision_id)
-                .with_incident_alarms(incident_alarms),
-        )
+        prepare::check_compatible(&stable_config, &target)
     }
 
-    /// Takes the alias's lock for this execution: one deployment per alias. A lock whose holder has ended (it
-    /// failed before releasing, or its release was lost) is taken over; a running holder is named.
+    /// Takes every target alias's lock for this execution, in the keys' order (so two releases sharing aliases
+    /// meet on the same first one, and one of them gets both), or none: when one is held, the ones taken are
+    /// released and the holder is named.
     async fn lock(
         &self,
         deployment: &Deployment,
         deployment_id: &str,
         execution_arn: String,
-        stable: Version,
+        stables: &[Version],
         alarms_checked_at: u64,
     ) -> Result<(), Error> {
-        let key = deployment.lock_key();
         let now = crate::unix_now();
-        let holder = LockHolder {
-            execution_arn,
-            deployment_id: deployment_id.to_owned(),
-            acquired_at: now,
-            stable_version: Some(stable.to_string()),
-            alarms: deployment.alarms.clone(),
-            alarms_checked_at: Some(alarms_checked_at),
-            fired: None,
-        };
-        let expires_at = now + guard::LOCK_SECONDS;
-        if self.locks.acquire(&key, &holder, expires_at, None).await? {
+        let mut order: Vec<usize> = (0..deployment.targets.len()).collect();
+        order.sort_by_key(|&i| deployment.targets[i].lock_key());
+        let mut taken = Vec::new();
+        for i in order {
+            let holder = LockHolder {
+                execution_arn: execution_arn.clone(),
+                deployment_id: deployment_id.to_owned(),
+                acquired_at: now,
+                stable_version: Some(stables[i].to_string()),
+                // The first target's hold is the deployment's: its alarms, the wait it is in, an alarm that fired.
+                alarms: if i == 0 {
+                    deployment.alarms.clone()
+                } else {
+                    Vec::new()
+                },
+                alarms_checked_at: Some(alarms_checked_at),
+                fired: None,
+            };
+            let key = deployment.targets[i].lock_key();
+            match self.lock_one(deployment, i, &key, &holder).await {
+                Ok(()) => taken.push(key),
+                Err(e) => {
+                    for key in taken {
+                        self.locks.release(&key, &execution_arn).await?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one alias's lock: one deployment per alias. A lock whose holder has ended (it failed before
+    /// releasing, or its release was lost) is taken over; a running holder is named.
+    async fn lock_one(
+        &self,
+        deployment: &Deployment,
+        i: usize,
+        key: &str,
+        holder: &LockHolder,
+    ) -> Result<(), Error> {
+        let alias_name = deployment.alias_label(i);
+        let expires_at = holder.acquired_at + guard::LOCK_SECONDS;
+        if self.locks.acquire(key, holder, expires_at, None).await? {
             return Ok(());
         }
-        let other = match self.locks.holder(&key).await? {
+        let other = match self.locks.holder(key).await? {
             Some((other, _)) => other,
             // Released between the two calls.
-            None if self.locks.acquire(&key, &holder, expires_at, None).await? => return Ok(()),
+            None if self.locks.acquire(key, holder, expires_at, None).await? => return Ok(()),
             None => {
                 return Err(Error::AliasConflict {
-                    alias: deployment.alias.clone(),
+                    alias: alias_name,
                     reason: "deployment in progress: another deployment took the alias meanwhile"
                         .into(),
                 });
@@ -374,14 +444,14 @@ where
         if ended
             && self
                 .locks
-                .acquire(&key, &holder, expires_at, Some(&other.execution_arn))
+                .acquire(key, holder, expires_at, Some(&other.execution_arn))
                 .await?
         {
             info!(previous = %other.execution_arn, "took over the lock of an ended execution");
             return Ok(());
         }
         Err(Error::AliasConflict {
-            alias: deployment.alias.clone(),
+            alias: alias_name,
             reason: format!(
                 "deployment in progress: execution {} (deployment `{}`) holds the alias since {}",
                 other.execution_arn,
@@ -445,20 +515,20 @@ where
     }
 
     /// GetAlias says only "not found"; tell the user which of the two is missing.
-    async fn missing_function_or_alias(&self, d: &Deployment) -> Error {
+    async fn missing_function_or_alias(&self, t: &Target) -> Error {
         match self
             .aliases
-            .get_version(d.function_name.as_str(), "$LATEST")
+            .get_version(t.function_name.as_str(), "$LATEST")
             .await
         {
             Err(Error::ResourceNotFound { .. }) => Error::ResourceNotFound {
                 resource: Resource::Function,
-                name: d.function_name.to_string(),
+                name: t.function_name.to_string(),
             },
             Err(e) => e,
             Ok(_) => Error::ResourceNotFound {
                 resource: Resource::Alias,
-                name: format!("{}:{}", d.function_name, d.alias),
+                name: format!("{}:{}", t.function_name, t.alias),
             },
         }
     }
@@ -489,32 +559,47 @@ where
         }
     }
 
+    /// Every alias to the next step: all read, judged together (one changed by someone else refuses the step
+    /// before any write), then the ones not there yet written. A write that fails after others landed fails the
+    /// step; the rollback finds those others at the step being written and reverts them.
     async fn shift(&self, rollout: Rollout) -> Result<Rollout, Error> {
-        let a = &rollout.alias;
-        let alias = self.aliases.get_alias(&a.function_name, &a.name).await?;
-        match rollout::decide_shift(&rollout, &alias)? {
-            ShiftDecision::AlreadyApplied { step } => {
-                info!(step = step + 1, "step already applied; no write");
-                Ok(rollout.advanced(step, alias.revision_id, crate::unix_now()))
-            }
-            ShiftDecision::Write { step, update } => {
-                let written = crate::write::update_alias(
+        let read = crate::each(&rollout.aliases, |a| {
+            self.aliases.get_alias(&a.function_name, &a.name)
+        })
+        .await;
+        let read: Vec<AliasState> = read.into_iter().collect::<Result<_, _>>()?;
+        let ShiftDecision { step, writes } = rollout::decide_shift(&rollout, &read)?;
+        let written = crate::each(
+            rollout.aliases.iter().zip(read).zip(writes),
+            |((a, now), write)| async move {
+                let Some(update) = write else {
+                    info!(alias = %a.name, function = %a.function_name, step = step + 1, "step already applied; no write");
+                    return Ok(now.revision_id);
+                };
+                crate::write::update_alias(
                     &self.aliases,
                     &a.function_name,
                     &a.name,
                     &update,
-                    &alias.revision_id,
+                    &now.revision_id,
                 )
-                .await?;
-                let next = rollout.advanced(step, written.revision_id, crate::unix_now());
-                info!(
-                    step = step + 1,
-                    weight = next.percent / 100.0,
-                    promoted = next.promoted,
-                    "alias shifted"
-                );
-                Ok(next)
-            }
-        }
+                .await
+                .map(|w| w.revision_id)
+                .inspect_err(|e| {
+                    tracing::warn!(alias = %a.name, function = %a.function_name, error = %e, "alias write failed")
+                })
+            },
+        )
+        .await;
+        let revisions: Vec<String> = written.into_iter().collect::<Result<_, _>>()?;
+        let next = rollout.advanced(step, revisions, crate::unix_now());
+        info!(
+            step = step + 1,
+            weight = next.percent / 100.0,
+            promoted = next.promoted,
+            aliases = next.aliases.len(),
+            "aliases shifted"
+        );
+        Ok(next)
     }
 }

@@ -345,8 +345,8 @@ async fn prepared() -> Rollout {
     assert_eq!((running.num_calls(), lock.num_calls()), (1, 1));
     assert_eq!(
         (
-            rollout.alias.stable_version.to_string(),
-            rollout.alias.revision_id.as_str()
+            rollout.aliases[0].stable_version.to_string(),
+            rollout.aliases[0].revision_id.as_str()
         ),
         ("6".to_owned(), "r0")
     );
@@ -380,14 +380,14 @@ async fn every_update_carries_the_revision_just_read() {
         .unwrap();
     assert_eq!(update.num_calls(), 1);
     assert_eq!((shifted.step, shifted.percent), (Some(0), 10.0));
-    assert_eq!(shifted.alias.revision_id, "r1");
+    assert_eq!(shifted.aliases[0].revision_id, "r1");
     assert_eq!(shifted.bake_seconds, 300);
 }
 
 #[tokio::test]
 async fn promotion_points_the_alias_at_the_target_and_clears_routing() {
     let mut rollout = prepared().await;
-    rollout = rollout.advanced(0, "r0".into(), 1_000);
+    rollout = rollout.advanced(0, vec!["r0".into()], 1_000);
     let split = get_alias("6", &[("7", 0.1)], "r0");
     // An empty map clears the routing; omitting it would leave the 10% split in place.
     let promote = mock!(aws_sdk_lambda::Client::update_alias)
@@ -409,7 +409,7 @@ async fn promotion_points_the_alias_at_the_target_and_clears_routing() {
     assert_eq!(promote.num_calls(), 1);
     assert!(done.promoted);
     assert_eq!(done.percent, 100.0);
-    assert_eq!(done.alias.revision_id, "r2");
+    assert_eq!(done.aliases[0].revision_id, "r2");
 }
 
 #[tokio::test]
@@ -432,7 +432,7 @@ async fn throttled_twice_then_ok_succeeds_on_the_third_call() {
         .await
         .unwrap();
     assert_eq!(throttled.num_calls(), 3);
-    assert_eq!(shifted.alias.revision_id, "r1");
+    assert_eq!(shifted.aliases[0].revision_id, "r1");
 }
 
 #[tokio::test]
@@ -647,12 +647,7 @@ fn run_hook(
 }
 
 fn rollout_with_hooks() -> Rollout {
-    Rollout::prepared(
-        "d-1".into(),
-        Deployment::from_value(hooked_input()).unwrap(),
-        Version::new(6).unwrap(),
-        "r0".into(),
-    )
+    Rollout::prepared("d-1".into(), Deployment::from_value(hooked_input()).unwrap(), vec![(Version::new(6).unwrap(), "r0".into())])
 }
 
 #[tokio::test]
@@ -698,12 +693,7 @@ async fn a_callback_hook_is_started_asynchronously_with_the_token_and_answers_it
                 && event["taskToken"] == "tok-1"
         })
         .then_output(|| InvokeOutput::builder().status_code(202).build());
-    let rollout = Rollout::prepared(
-        "d-1".into(),
-        Deployment::from_value(hooked_with(callback.clone())).unwrap(),
-        Version::new(6).unwrap(),
-        "r0".into(),
-    );
+    let rollout = Rollout::prepared("d-1".into(), Deployment::from_value(hooked_with(callback.clone())).unwrap(), vec![(Version::new(6).unwrap(), "r0".into())]);
     assert_eq!(rollout.hook_timeouts.pre_traffic, 600);
     // No SendTaskSuccess is mocked: run-hook must not answer for a callback hook.
     let out = run_hook_on(hooked_with(callback), &[&invoke], &[])
@@ -897,8 +887,8 @@ fn at_step_one(alarms: Value, analysis: Option<Value>) -> CheckEvent {
         i["analysis"] = a;
     }
     let d = Deployment::from_value(i).unwrap();
-    let rollout = Rollout::prepared("d-1".into(), d, Version::new(6).unwrap(), "r0".into())
-        .advanced(0, "r1".into(), 1_000);
+    let rollout = Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())])
+        .advanced(0, vec!["r1".into()], 1_000);
     CheckEvent {
         rollout,
         gates: None,
@@ -1246,8 +1236,8 @@ async fn the_reconciler_finds_the_stable_version_of_a_promoted_alias_in_the_hist
     // r4, 6 -> 7), then Prepare's.
     let prepared = prepared().await;
     let promoted = prepared
-        .advanced(0, "r1".into(), 1_000)
-        .advanced(1, "r4".into(), 1_300);
+        .advanced(0, vec!["r1".into()], 1_000)
+        .advanced(1, vec!["r4".into()], 1_300);
     assert!(promoted.promoted);
     let (prepared, promoted) = (
         serde_json::to_string(&prepared).unwrap(),
@@ -1985,8 +1975,8 @@ async fn the_reconciler_never_takes_a_waits_answer_for_a_rollout() {
     // rollout, the promotion at r4, is what counts.
     let prepared = prepared().await;
     let promoted = prepared
-        .advanced(0, "r1".into(), 1_000)
-        .advanced(1, "r4".into(), 1_300);
+        .advanced(0, vec!["r1".into()], 1_000)
+        .advanced(1, vec!["r4".into()], 1_300);
     let (forged, promoted) = (
         serde_json::to_string(&prepared).unwrap(),
         serde_json::to_string(&promoted).unwrap(),

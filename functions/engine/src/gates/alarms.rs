@@ -12,10 +12,11 @@ impl<P: ReadAlarms> Gate<P> for Alarms {
         Box::pin(async move {
             let listed = &step.rollout.deployment.alarms;
             if listed.is_empty() {
-                return Ok(None);
+                return Ok(Vec::new());
             }
+            // A release's alarms are shared: judged once for all its targets.
             let found = ports.describe_alarms(listed).await?;
-            alarms::judge_during(listed, found, &step.rollout.incident_alarms).map(Some)
+            alarms::judge_during(listed, found, &step.rollout.incident_alarms).map(|r| vec![r])
         })
     }
 }

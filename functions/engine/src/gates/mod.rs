@@ -24,8 +24,9 @@ pub struct StepUnderCheck<'a> {
     pub previous: Option<&'a GateReport>,
 }
 
-/// What a gate's check returns: its result, `None` when the deployment does not use it at this step.
-pub type Check<'a> = Pin<Box<dyn Future<Output = Result<Option<GateResult>, Error>> + Send + 'a>>;
+/// What a gate's check returns: its results — none when the deployment does not use it at this step, one per
+/// target when it judges each target of a release on its own (the metric analysis).
+pub type Check<'a> = Pin<Box<dyn Future<Output = Result<Vec<GateResult>, Error>> + Send + 'a>>;
 
 /// One gate, over the ports `P` it reads through.
 pub trait Gate<P>: Send + Sync {

@@ -194,7 +194,7 @@ async fn a_promotion_with_no_bake_is_not_analysed_but_a_baked_one_is() {
         i["alarms"] = json!([]);
         i["analysis"] = json!({"maxErrorRate": 0.05});
         i["bakeSeconds"] = json!(bake);
-        at_step_one(i).advanced(1, "r2".into(), 1_000)
+        at_step_one(i).advanced(1, vec!["r2".into()], 1_000)
     };
     // GIVEN a promotion held for no bake (watched for the one second a task's timeout needs at least)
     let promoted = analysed(0);

@@ -110,7 +110,7 @@ fn world(target: Target) -> (FakeAws, Rollout) {
         return (fake, prepared);
     }
     fake.set_alias("orders", "live", "6", &[("7", 0.1)]);
-    let first = prepared.advanced(0, live(&fake).revision_id, 1_000);
+    let first = prepared.advanced(0, vec![live(&fake).revision_id], 1_000);
     held_by(&fake, EXECUTION, "d-1");
     (fake, first)
 }
@@ -245,7 +245,7 @@ async fn a_rollout_claiming_another_stable_version_is_refused_by_shift_and_rollb
     let mut rollout = at_first_step(&fake).await;
     let before = live(&fake);
     // WHEN someone hands its functions the same rollout claiming stable version 5
-    rollout.alias.stable_version = safeshift_core::names::Version::new(5).unwrap();
+    rollout.aliases[0].stable_version = safeshift_core::names::Version::new(5).unwrap();
     let shifted = invoke(shift_weight(&fake), shift_event(&rollout)).await;
     let rolled_back = invoke(rollback(&fake), catch_event(&rollout)).await;
     // THEN both refuse, and the alias is as it was

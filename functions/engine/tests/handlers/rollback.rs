@@ -163,7 +163,7 @@ async fn the_reconciler_finds_the_stable_version_of_a_promoted_alias_in_the_hist
     assert!(promoted.promoted);
     fake.end_execution(EXECUTION, "FAILED", 1_000);
     let read = live(&fake).revision_id;
-    assert_eq!(promoted.alias.revision_id, read);
+    assert_eq!(promoted.aliases[0].revision_id, read);
     // WHEN its status change arrives
     let out = invoke(rollback(&fake), status_change("FAILED"))
         .await
@@ -273,7 +273,7 @@ async fn a_write_whose_answer_was_lost_is_reverted_by_the_catch_rollback() {
     let rollout = at_first_step(&fake).await;
     fake.set_alias("orders", "live", "7", &[]);
     let read = live(&fake).revision_id;
-    assert_ne!(read, rollout.alias.revision_id);
+    assert_ne!(read, rollout.aliases[0].revision_id);
     // WHEN rolled back
     let out = invoke(rollback(&fake), catch_event(&rollout))
         .await

@@ -20,7 +20,8 @@ fn rollout_with_hooks(fake: &FakeAws) -> Rollout {
 fn hook_event(task_token: Option<&str>) -> Value {
     let mut event = json!({"deploymentId": "d-1", "functionName": "orders", "alias": "live",
                            "stableVersion": "6", "targetVersion": "7", "phase": "preTraffic", "percent": 0.0,
-                           "stepCount": 2});
+                           "stepCount": 2,
+                           "targets": [{"functionName": "orders", "alias": "live", "stableVersion": "6", "targetVersion": "7"}]});
     if let Some(token) = task_token {
         event["taskToken"] = json!(token);
     }
@@ -219,6 +220,13 @@ fn the_example_hook_passes_and_fails_by_the_contract() {
 
     let event = HookEvent {
         deployment_id: "d-1".into(),
+        release: None,
+        targets: vec![safeshift_core::hooks::HookTarget {
+            function_name: "orders".into(),
+            alias: "live".into(),
+            stable_version: "6".into(),
+            target_version: "7".into(),
+        }],
         function_name: "orders".into(),
         alias: "live".into(),
         stable_version: "6".into(),

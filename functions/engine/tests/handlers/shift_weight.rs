@@ -46,9 +46,9 @@ async fn prepare_records_stable_version_and_revision_and_writes_nothing() {
         .unwrap();
     // THEN the rollout nests the alias with the stable version and the revision read, and nothing was written
     assert_eq!(
-        rollout["alias"],
-        json!({"functionName": "orders", "name": "live", "stableVersion": "6", "targetVersion": "7",
-               "revisionId": revision})
+        rollout["aliases"],
+        json!([{"functionName": "orders", "name": "live", "stableVersion": "6", "targetVersion": "7",
+               "revisionId": revision}])
     );
     assert!(rollout.get("stableVersion").is_none() && rollout.get("revisionId").is_none());
     assert_eq!(rollout["deploymentId"], "d-1");
@@ -192,7 +192,7 @@ async fn a_pending_target_is_waited_for_then_used() {
         .await
         .unwrap();
     // THEN it looked three times and went on
-    assert_eq!(rollout.alias.stable_version.to_string(), "6");
+    assert_eq!(rollout.aliases[0].stable_version.to_string(), "6");
     assert_eq!(reads_of(&fake, "7"), 3);
     assert!(fake.writes().is_empty());
 }
@@ -248,8 +248,8 @@ async fn every_update_carries_the_revision_just_read() {
     assert_eq!((shifted.step, shifted.percent), (Some(0), 10.0));
     assert_eq!(shifted.bake_seconds, 300);
     assert_eq!(live(&fake), routes(&fake, "6", &[("7", 0.1)]));
-    assert_eq!(shifted.alias.revision_id, live(&fake).revision_id);
-    assert_ne!(shifted.alias.revision_id, read);
+    assert_eq!(shifted.aliases[0].revision_id, live(&fake).revision_id);
+    assert_ne!(shifted.aliases[0].revision_id, read);
 }
 
 #[tokio::test]
@@ -266,7 +266,7 @@ async fn promotion_points_the_alias_at_the_target_and_clears_routing() {
     assert_eq!(live(&fake), routes(&fake, "7", &[]));
     assert!(done.promoted);
     assert_eq!(done.percent, 100.0);
-    assert_eq!(done.alias.revision_id, live(&fake).revision_id);
+    assert_eq!(done.aliases[0].revision_id, live(&fake).revision_id);
 }
 
 #[tokio::test]
@@ -392,7 +392,7 @@ async fn a_shift_whose_retry_finds_its_write_landed_succeeds() {
     assert_eq!(fake.writes().len(), 1);
     assert_eq!(live(&fake), routes(&fake, "6", &[("7", 0.1)]));
     assert_eq!((shifted.step, shifted.percent), (Some(0), 10.0));
-    assert_eq!(shifted.alias.revision_id, live(&fake).revision_id);
+    assert_eq!(shifted.aliases[0].revision_id, live(&fake).revision_id);
 }
 
 // ---- every gate is checked before traffic moves ----------------------------------------------------------
