@@ -43,7 +43,11 @@ pub async fn measure(
         "functionName": "orders", "alias": "live", "targetVersion": "2",
         "strategy": "Canary10Percent5Minutes", "alarms": ["orders-errors"]
     }))?;
-    let event = serde_json::to_value(Rollout::prepared("bench".into(), deployment, vec![(Version::new(1).context("version 1")?, "r".into())]))?;
+    let event = serde_json::to_value(Rollout::prepared(
+        "bench".into(),
+        deployment,
+        vec![(Version::new(1).context("version 1")?, "r".into())],
+    ))?;
     let launch = |warm_up: &str| Launch {
         name: "check-alarms".into(),
         program: bins.join("check-alarms"),

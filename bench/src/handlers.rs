@@ -180,7 +180,11 @@ impl World {
             .unwrap_or_default()
             .to_owned();
         let deployment = Deployment::from_value(input.clone())?;
-        let rollout = serde_json::to_value(Rollout::prepared(DEPLOYMENT_ID.into(), deployment, vec![(Version::new(1).context("version 1")?, revision)]))?;
+        let rollout = serde_json::to_value(Rollout::prepared(
+            DEPLOYMENT_ID.into(),
+            deployment,
+            vec![(Version::new(1).context("version 1")?, revision)],
+        ))?;
         let events = vec![
             (
                 "shift-weight",

@@ -412,7 +412,12 @@ mod tests {
             r#"{{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"Linear10PercentEvery1Minute"{extra}}}"#
         ))
         .unwrap();
-        Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())]).advanced(0, vec!["r1".into()], 1_000)
+        Rollout::prepared(
+            "d-1".into(),
+            d,
+            vec![(Version::new(6).unwrap(), "r0".into())],
+        )
+        .advanced(0, vec!["r1".into()], 1_000)
     }
 
     fn control(action: Action, full: bool) -> Control {

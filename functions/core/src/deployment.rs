@@ -432,19 +432,19 @@ impl Deployment {
                 if problems.is_empty() =>
             {
                 Ok(Self {
-                release,
-                targets,
-                strategy,
-                alarms,
-                hooks,
-                bake_seconds,
-                approval: input.approval,
-                analysis,
-                max_pause_seconds: max_pause_seconds.unwrap_or(DEFAULT_MAX_PAUSE_SECONDS),
-                incident_fix: incident_fix || emergency.is_some(),
-                emergency,
-                schedule,
-            })
+                    release,
+                    targets,
+                    strategy,
+                    alarms,
+                    hooks,
+                    bake_seconds,
+                    approval: input.approval,
+                    analysis,
+                    max_pause_seconds: max_pause_seconds.unwrap_or(DEFAULT_MAX_PAUSE_SECONDS),
+                    incident_fix: incident_fix || emergency.is_some(),
+                    emergency,
+                    schedule,
+                })
             }
             _ => Err(InvalidInput { problems }),
         }
@@ -590,12 +590,17 @@ fn check_emergency(
 fn check_release(problems: &mut Vec<FieldError>, release: Option<&str>) -> Option<String> {
     let r = release?;
     let why = if r.is_empty() || r.len() > MAX_RELEASE_NAME {
-        format!("must be 1 to {MAX_RELEASE_NAME} characters (got {})", r.len())
+        format!(
+            "must be 1 to {MAX_RELEASE_NAME} characters (got {})",
+            r.len()
+        )
     } else if let Some(c) = r
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.'))
     {
-        format!("may hold only letters, digits, `-`, `_` and `.` (it names the execution), not {c:?}")
+        format!(
+            "may hold only letters, digits, `-`, `_` and `.` (it names the execution), not {c:?}"
+        )
     } else {
         return Some(r.to_owned());
     };
@@ -681,7 +686,10 @@ fn check_targets(problems: &mut Vec<FieldError>, input: &DeploymentInput) -> Opt
                 alias,
                 target_version,
             };
-            if let Some(j) = targets.iter().position(|t| t.lock_key() == target.lock_key()) {
+            if let Some(j) = targets
+                .iter()
+                .position(|t| t.lock_key() == target.lock_key())
+            {
                 problems.push(FieldError::new(
                     format!("targets[{i}]"),
                     format!(

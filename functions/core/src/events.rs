@@ -273,7 +273,12 @@ mod tests {
             r#"{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"Canary10Percent5Minutes","alarms":["errors"]}"#,
         )
         .unwrap();
-        Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())]).advanced(0, vec!["r1".into()], 1_000)
+        Rollout::prepared(
+            "d-1".into(),
+            d,
+            vec![(Version::new(6).unwrap(), "r0".into())],
+        )
+        .advanced(0, vec!["r1".into()], 1_000)
     }
 
     #[test]

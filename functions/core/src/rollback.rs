@@ -42,8 +42,10 @@ pub fn decide_rollback(
     let last_write_stands = rollout
         .last_written(target)
         .is_some_and(|written| alias.revision_id == target.revision_id && alias.shows(&written));
-    let lost_write_landed =
-        lost_write_may_land && rollout.next_write(target).is_some_and(|next| alias.shows(&next));
+    let lost_write_landed = lost_write_may_land
+        && rollout
+            .next_write(target)
+            .is_some_and(|next| alias.shows(&next));
     if last_write_stands || lost_write_landed {
         RollbackDecision::Revert { update: stable }
     } else {
@@ -76,7 +78,11 @@ mod tests {
             r#"{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"Linear10PercentEvery1Minute"}"#,
         )
         .unwrap();
-        Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())])
+        Rollout::prepared(
+            "d-1".into(),
+            d,
+            vec![(Version::new(6).unwrap(), "r0".into())],
+        )
     }
 
     fn reverts(decision: RollbackDecision) -> bool {
@@ -104,18 +110,38 @@ mod tests {
     #[test]
     fn the_alias_as_this_execution_left_it_is_reverted() {
         let r = linear().advanced(1, vec!["r2".into()], 0);
-        assert!(reverts(decide_rollback(&r, &r.aliases[0], &alias("6", &[("7", 0.2)], "r2"), true)));
+        assert!(reverts(decide_rollback(
+            &r,
+            &r.aliases[0],
+            &alias("6", &[("7", 0.2)], "r2"),
+            true
+        )));
         let promoted = linear().advanced(9, vec!["r10".into()], 0);
-        assert!(reverts(decide_rollback(&promoted, &promoted.aliases[0], &alias("7", &[], "r10"), true)));
+        assert!(reverts(decide_rollback(
+            &promoted,
+            &promoted.aliases[0],
+            &alias("7", &[], "r10"),
+            true
+        )));
     }
 
     #[test]
     fn a_write_whose_answer_was_lost_is_still_ours() {
         // Step 2 is recorded; the write of step 3 landed (new revision, never read) before the failure.
         let r = linear().advanced(1, vec!["r2".into()], 0);
-        assert!(reverts(decide_rollback(&r, &r.aliases[0], &alias("6", &[("7", 0.3)], "r3"), true)));
+        assert!(reverts(decide_rollback(
+            &r,
+            &r.aliases[0],
+            &alias("6", &[("7", 0.3)], "r3"),
+            true
+        )));
         // Prepared, never shifted: the first write landed unseen.
-        assert!(reverts(decide_rollback(&linear(), &linear().aliases[0], &alias("6", &[("7", 0.1)], "r1"), true)));
+        assert!(reverts(decide_rollback(
+            &linear(),
+            &linear().aliases[0],
+            &alias("6", &[("7", 0.1)], "r1"),
+            true
+        )));
     }
 
     #[test]
@@ -128,7 +154,12 @@ mod tests {
             RollbackDecision::LeaveAlone { .. }
         ));
         // Its own last write still stands, and is still its to revert.
-        assert!(reverts(decide_rollback(&r, &r.aliases[0], &alias("6", &[("7", 0.2)], "r2"), false)));
+        assert!(reverts(decide_rollback(
+            &r,
+            &r.aliases[0],
+            &alias("6", &[("7", 0.2)], "r2"),
+            false
+        )));
     }
 
     #[test]
@@ -153,7 +184,12 @@ mod tests {
         }
         // Before any shift, only the first step's routing can be ours.
         assert!(matches!(
-            decide_rollback(&linear(), &linear().aliases[0], &alias("7", &[], "r0"), true),
+            decide_rollback(
+                &linear(),
+                &linear().aliases[0],
+                &alias("7", &[], "r0"),
+                true
+            ),
             RollbackDecision::LeaveAlone { .. }
         ));
     }
@@ -162,7 +198,11 @@ mod tests {
     fn a_release_reverts_only_the_aliases_it_changed() {
         // Step 1 of a three-target release is recorded; step 2 was being written when it failed: the api's write
         // landed, the worker's did not, and meanwhile a person pointed the feed at version 9.
-        let r = crate::rollout::tests::release().advanced(0, vec!["a1".into(), "w1".into(), "f1".into()], 0);
+        let r = crate::rollout::tests::release().advanced(
+            0,
+            vec!["a1".into(), "w1".into(), "f1".into()],
+            0,
+        );
         let found = [
             alias("6", &[("7", 0.2)], "a2"),
             alias("30", &[("31", 0.1)], "w1"),
@@ -174,9 +214,17 @@ mod tests {
             .zip(&found)
             .map(|(a, now)| decide_rollback(&r, a, now, true))
             .collect();
-        assert!(matches!(&decisions[0], RollbackDecision::Revert { update } if update.describe() == "version 6"));
-        assert!(matches!(&decisions[1], RollbackDecision::Revert { update } if update.describe() == "version 30"));
-        assert!(matches!(&decisions[2], RollbackDecision::LeaveAlone { .. }), "{:?}", decisions[2]);
+        assert!(
+            matches!(&decisions[0], RollbackDecision::Revert { update } if update.describe() == "version 6")
+        );
+        assert!(
+            matches!(&decisions[1], RollbackDecision::Revert { update } if update.describe() == "version 30")
+        );
+        assert!(
+            matches!(&decisions[2], RollbackDecision::LeaveAlone { .. }),
+            "{:?}",
+            decisions[2]
+        );
         // An alias the release never got to is already stable.
         let untouched = alias("2", &[], "f0");
         assert_eq!(

@@ -390,7 +390,8 @@ impl Rollout {
     /// timeout, a crash, or a write on another of the release's aliases that failed) leaves the alias here with a
     /// revision this rollout never read.
     pub fn next_write(&self, alias: &AliasTarget) -> Option<AliasUpdate> {
-        self.next_step().map(|s| self.expected_after(alias, Some(s)))
+        self.next_step()
+            .map(|s| self.expected_after(alias, Some(s)))
     }
 
     /// Whether the current step's metrics are judged (see [`analysis::is_analysed`]); before any shift, yes.
@@ -486,7 +487,11 @@ impl ShiftDecision {
 /// this rollout left it — or already as the next step leaves it; anything else means someone else changed it,
 /// and their change wins: the whole step is refused before any alias is written, naming the alias.
 pub fn decide_shift(rollout: &Rollout, read: &[AliasState]) -> Result<ShiftDecision, Error> {
-    assert_eq!(read.len(), rollout.aliases.len(), "one alias read per target");
+    assert_eq!(
+        read.len(),
+        rollout.aliases.len(),
+        "one alias read per target"
+    );
     let Some(step) = rollout.next_step() else {
         return Ok(ShiftDecision {
             step: rollout.step_count - 1,
@@ -543,18 +548,18 @@ pub(crate) mod tests {
     }
 
     fn prepared(strategy: &str) -> Rollout {
-        Rollout::prepared("d-1".into(), deployment(strategy), vec![(Version::new(6).unwrap(), "r0".into())])
+        Rollout::prepared(
+            "d-1".into(),
+            deployment(strategy),
+            vec![(Version::new(6).unwrap(), "r0".into())],
+        )
     }
 
     #[test]
     fn a_canary_walks_stable_then_split_then_promoted() {
         let r0 = prepared(r#""Canary10Percent5Minutes""#);
         let d = decide_shift(&r0, &[alias("6", &[], "r0")]).unwrap();
-        let ShiftDecision {
-            step: 0,
-            writes,
-        } = d
-        else {
+        let ShiftDecision { step: 0, writes } = d else {
             panic!("{d:?}")
         };
         let update = writes[0].clone().unwrap();
@@ -567,11 +572,7 @@ pub(crate) mod tests {
             (10.0, 300, false)
         );
         let d = decide_shift(&r1, &[alias("6", &[("7", 0.1)], "r1")]).unwrap();
-        let ShiftDecision {
-            step: 1,
-            writes,
-        } = d
-        else {
+        let ShiftDecision { step: 1, writes } = d else {
             panic!("{d:?}")
         };
         let update = writes[0].clone().unwrap();
@@ -646,7 +647,11 @@ pub(crate) mod tests {
 
     #[test]
     fn rollout_round_trips_and_ignores_fields_the_state_machine_adds() {
-        let r = prepared(r#"{"linear":{"percent":25,"intervalSeconds":10}}"#).advanced(1, vec!["r2".into()], 0);
+        let r = prepared(r#"{"linear":{"percent":25,"intervalSeconds":10}}"#).advanced(
+            1,
+            vec!["r2".into()],
+            0,
+        );
         let mut v = serde_json::to_value(&r).unwrap();
         v["gates"] = serde_json::json!({"verdict": "pass"});
         let back: Rollout = serde_json::from_value(v).unwrap();
@@ -659,7 +664,12 @@ pub(crate) mod tests {
                 "strategy":"Canary10Percent5Minutes","analysis":{analysis}}}"#
         ))
         .unwrap();
-        Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())]).advanced(0, vec!["r1".into()], 1_000)
+        Rollout::prepared(
+            "d-1".into(),
+            d,
+            vec![(Version::new(6).unwrap(), "r0".into())],
+        )
+        .advanced(0, vec!["r1".into()], 1_000)
     }
 
     fn analysis(verdict: Verdict) -> Vec<GateResult> {
@@ -803,7 +813,12 @@ pub(crate) mod tests {
             )
             .unwrap(),
         );
-        let r = Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())]).advanced(0, vec!["r1".into()], 1_000);
+        let r = Rollout::prepared(
+            "d-1".into(),
+            d,
+            vec![(Version::new(6).unwrap(), "r0".into())],
+        )
+        .advanced(0, vec!["r1".into()], 1_000);
         // Shifted at 1,000; metrics 60 s late: at 1,120 the look saw 60 s of a 300-s bake.
         assert_eq!(r.wait_seconds, 120);
         assert_eq!(r.next_look(1_120), Some(60));
@@ -843,7 +858,11 @@ pub(crate) mod tests {
             serde_json::to_string(&alarms).unwrap()
         ))
         .unwrap();
-        let mut r = Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())]);
+        let mut r = Rollout::prepared(
+            "d-1".into(),
+            d,
+            vec![(Version::new(6).unwrap(), "r0".into())],
+        );
         assert_eq!(r.step_count, 101);
         // Each step passes with the longest findings both gates write.
         let findings = vec![
@@ -906,16 +925,20 @@ pub(crate) mod tests {
             serde_json::to_string(&alarms).unwrap()
         ))
         .unwrap();
-        let mut r = Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())])
-            .with_incident_alarms(
-                alarms
-                    .iter()
-                    .map(|name| IncidentAlarm {
-                        name: name.clone(),
-                        since: "2026-11-29T10:00:00.000Z".into(),
-                    })
-                    .collect(),
-            );
+        let mut r = Rollout::prepared(
+            "d-1".into(),
+            d,
+            vec![(Version::new(6).unwrap(), "r0".into())],
+        )
+        .with_incident_alarms(
+            alarms
+                .iter()
+                .map(|name| IncidentAlarm {
+                    name: name.clone(),
+                    since: "2026-11-29T10:00:00.000Z".into(),
+                })
+                .collect(),
+        );
         // Every record a deployment may keep (the cap, and past it one way out of each recorded pause and the
         // gate), each as long as Steer lets it be.
         let longest = Operation {

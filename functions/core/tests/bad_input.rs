@@ -519,7 +519,9 @@ fn every_bad_release_names_the_target_by_index() {
     let mut too_many = release();
     too_many["targets"] = Value::Array(
         (0..11)
-            .map(|i| json!({"functionName": format!("f{i}"), "alias": "live", "targetVersion": "2"}))
+            .map(
+                |i| json!({"functionName": format!("f{i}"), "alias": "live", "targetVersion": "2"}),
+            )
             .collect(),
     );
     let mut both = release();
@@ -530,7 +532,10 @@ fn every_bad_release_names_the_target_by_index() {
     let mut none = release();
     none["targets"] = json!([]);
     let mut missing = release();
-    missing["targets"][1].as_object_mut().unwrap().remove("alias");
+    missing["targets"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("alias");
     let cases: Vec<(&str, Value, &str, &str)> = vec![
         (
             "a target's bad version",
@@ -538,7 +543,12 @@ fn every_bad_release_names_the_target_by_index() {
             "targets[1].targetVersion",
             "must be a published version number, not `$LATEST`: publish a version and deploy that",
         ),
-        ("a target's missing alias", missing, "targets[1].alias", "is required"),
+        (
+            "a target's missing alias",
+            missing,
+            "targets[1].alias",
+            "is required",
+        ),
         (
             "the same alias twice",
             duplicate,
@@ -551,7 +561,12 @@ fn every_bad_release_names_the_target_by_index() {
             "functionName",
             "cannot be given with `targets`: a release names each target's functionName, alias and targetVersion inside `targets` (found functionName at the top level)",
         ),
-        ("no targets", none, "targets", "must list at least one target"),
+        (
+            "no targets",
+            none,
+            "targets",
+            "must list at least one target",
+        ),
         (
             "too many targets",
             too_many,

@@ -181,6 +181,9 @@ struct World {
     /// the revision it had itself changed.
     lost_answer: Option<Error>,
     faults: BTreeMap<&'static str, VecDeque<Error>>,
+    /// Faults for the next UpdateAlias of one function only, by function: a release's write failing on one of
+    /// its aliases while the others land.
+    write_faults: BTreeMap<String, VecDeque<Error>>,
     /// A change someone else makes to an alias, by (function, alias), just before the next UpdateAlias lands.
     interleaved_write: Option<((String, String), AliasUpdate)>,
     calls: Vec<Call>,
@@ -331,6 +334,28 @@ impl FakeAws {
     /// What one version served in any window asked about.
     pub fn metrics(&self, version: &str, invocations: u64, errors: u64, throttles: u64) -> &Self {
         self.metrics_with_p99(version, invocations, errors, throttles, None)
+    }
+
+    /// `function`'s own metrics for `version`, over those [`FakeAws::metrics`] sets for every function: a
+    /// release's targets, each judged on its own.
+    pub fn metrics_of(
+        &self,
+        function: &str,
+        version: &str,
+        invocations: u64,
+        errors: u64,
+    ) -> &Self {
+        self.world().metrics.insert(
+            format!("{function}/{version}"),
+            VersionMetrics {
+                version: version.into(),
+                invocations,
+                errors,
+                throttles: 0,
+                p99_ms: None,
+            },
+        );
+        self
     }
 
     pub fn metrics_with_p99(
@@ -503,6 +528,16 @@ impl FakeAws {
         self
     }
 
+    /// The next UpdateAlias of `function` fails with `error`, before it lands; other functions' writes land.
+    pub fn fail_next_write_of(&self, function: &str, error: Error) -> &Self {
+        self.world()
+            .write_faults
+            .entry(function.to_owned())
+            .or_default()
+            .push_back(error);
+        self
+    }
+
     /// Every call so far, in order.
     pub fn calls(&self) -> Vec<Call> {
         self.world().calls.clone()
@@ -590,6 +625,13 @@ impl WriteAlias for FakeAws {
             update: update.clone(),
             revision_id: revision_id.into(),
         })?;
+        if let Some(fault) = world
+            .write_faults
+            .get_mut(function)
+            .and_then(VecDeque::pop_front)
+        {
+            return Err(fault);
+        }
         if let Some((key, change)) = world.interleaved_write.take() {
             let revision_id = world.next_revision();
             world.aliases.insert(
@@ -688,7 +730,8 @@ impl ReadMetrics for FakeAws {
         Ok(q.versions.map(|v| {
             let mut m = world
                 .metrics
-                .get(v)
+                .get(&format!("{}/{v}", q.function_name))
+                .or_else(|| world.metrics.get(v))
                 .cloned()
                 .unwrap_or_else(|| VersionMetrics::empty(v));
             if !q.latency {

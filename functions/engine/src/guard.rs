@@ -169,8 +169,20 @@ pub async fn holds_the_alias<L: AliasLock>(
     released_ok: bool,
 ) -> Result<Option<LockHolder>, Error> {
     let holds = crate::each(
-        rollout.deployment.lock_keys().into_iter().zip(&rollout.aliases),
-        |(key, alias)| holds_one(locks, key, alias.stable_version.to_string(), execution_arn, released_ok),
+        rollout
+            .deployment
+            .lock_keys()
+            .into_iter()
+            .zip(&rollout.aliases),
+        |(key, alias)| {
+            holds_one(
+                locks,
+                key,
+                alias.stable_version.to_string(),
+                execution_arn,
+                released_ok,
+            )
+        },
     )
     .await;
     let mut first = None;

@@ -330,7 +330,8 @@ where
             .into_iter()
             .map(|(stable, alias)| (stable, alias.revision_id))
             .collect();
-        Ok(Rollout::prepared(deployment_id, deployment, found).with_incident_alarms(incident_alarms))
+        Ok(Rollout::prepared(deployment_id, deployment, found)
+            .with_incident_alarms(incident_alarms))
     }
 
     /// Target `i`'s alias as it stands, checked to be free to start from: returns its stable version.
@@ -340,9 +341,15 @@ where
         i: usize,
     ) -> Result<(Version, AliasState), Error> {
         let t = &deployment.targets[i];
-        let alias = match self.aliases.get_alias(t.function_name.as_str(), &t.alias).await {
+        let alias = match self
+            .aliases
+            .get_alias(t.function_name.as_str(), &t.alias)
+            .await
+        {
             Ok(a) => a,
-            Err(Error::ResourceNotFound { .. }) => return Err(self.missing_function_or_alias(t).await),
+            Err(Error::ResourceNotFound { .. }) => {
+                return Err(self.missing_function_or_alias(t).await);
+            }
             Err(e) => return Err(e),
         };
         let stable = prepare::check_alias_before_start(deployment, i, &alias)?;

@@ -204,7 +204,11 @@ mod tests {
             r#"{"functionName":"orders","alias":"live","targetVersion":"7","strategy":"Linear10PercentEvery1Minute"}"#,
         )
         .unwrap();
-        let r = Rollout::prepared("d-1".into(), d, vec![(safeshift_core::names::Version::new(6).unwrap(), "r0".into())])
+        let r = Rollout::prepared(
+            "d-1".into(),
+            d,
+            vec![(safeshift_core::names::Version::new(6).unwrap(), "r0".into())],
+        )
         .advanced(0, vec!["r1".into()], 1_000);
         let mut s = serde_json::to_value(r).unwrap();
         s["gates"] = json!({"verdict": "pass", "step": 0, "baking": true, "extendSeconds": 30, "extensions": 1,

@@ -384,6 +384,141 @@ async fn every_update_carries_the_revision_just_read() {
     assert_eq!(shifted.bake_seconds, 300);
 }
 
+/// A release of `orders:live` and `billing:live`, both from 6 to 7, prepared at revisions o0 and b0.
+fn release_of_two() -> (Value, Rollout) {
+    let input = json!({
+        "release": "checkout-1",
+        "targets": [
+            {"functionName": "orders", "alias": "live", "targetVersion": "7"},
+            {"functionName": "billing", "alias": "live", "targetVersion": "7"}
+        ],
+        "strategy": "Canary10Percent5Minutes"
+    });
+    let rollout = Rollout::prepared(
+        "d-1".into(),
+        Deployment::from_value(input.clone()).unwrap(),
+        vec![
+            (Version::new(6).unwrap(), "o0".into()),
+            (Version::new(6).unwrap(), "b0".into()),
+        ],
+    );
+    (input, rollout)
+}
+
+/// GetItem of any alias's lock: d-1 holds it, its Prepare found stable version 6.
+fn held_by_d1_any() -> Rule {
+    mock!(aws_sdk_dynamodb::Client::get_item).then_compute_output(|r| {
+        let key = r.key().and_then(|k| k.get("aliasKey")).cloned().unwrap();
+        GetItemOutput::builder()
+            .item("aliasKey", key)
+            .item("executionArn", s(EXECUTION))
+            .item("deploymentId", s("d-1"))
+            .item("acquiredAt", n(1_800_000_000))
+            .item("stableVersion", s("6"))
+            .item("expiresAt", n(1_800_270_000))
+            .build()
+    })
+}
+
+#[tokio::test]
+async fn a_release_write_failing_on_the_second_target_after_the_first_landed_is_rolled_back_on_both()
+ {
+    let (input, rollout) = release_of_two();
+    let (running, held) = (
+        describe_execution_of(ExecutionStatus::Running, input),
+        held_by_d1_any(),
+    );
+    let (orders_at_6, billing_at_6) = (
+        mock!(aws_sdk_lambda::Client::get_alias)
+            .match_requests(|r| r.function_name() == Some("orders"))
+            .then_output(|| alias_output("6", &[], "o0")),
+        mock!(aws_sdk_lambda::Client::get_alias)
+            .match_requests(|r| r.function_name() == Some("billing"))
+            .then_output(|| alias_output("6", &[], "b0")),
+    );
+    let orders_write = mock!(aws_sdk_lambda::Client::update_alias)
+        .match_requests(|r| r.function_name() == Some("orders") && r.revision_id() == Some("o0"))
+        .then_compute_output(|req| {
+            UpdateAliasOutput::builder()
+                .function_version(req.function_version().unwrap_or_default())
+                .set_routing_config(req.routing_config().cloned())
+                .revision_id("o1")
+                .build()
+        });
+    let billing_denied = mock!(aws_sdk_lambda::Client::update_alias)
+        .match_requests(|r| r.function_name() == Some("billing"))
+        .then_http_response(|| {
+            access_denied_response(
+                "lambda:UpdateAlias",
+                "arn:aws:lambda:us-east-1:123456789012:function:billing:live",
+            )
+        });
+    let shifting = ShiftWeight::new(
+        lambda(&[&orders_at_6, &billing_at_6, &orders_write, &billing_denied]),
+        sfn(&[&running]),
+        locks(&[&held]),
+        alarm_ok(),
+        scope(),
+        no_wait(),
+    );
+    let err = shifting.handle(shift(rollout.clone())).await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AccessDenied, "{err}");
+    // Both writes were tried (none cancelled by the other's failure); the first landed.
+    assert_eq!(
+        (orders_write.num_calls(), billing_denied.num_calls()),
+        (1, 1)
+    );
+
+    // The Catch hands the rollback the state before the step: orders shows the step's split at a revision the
+    // release never read; billing is still on 6.
+    let (orders_split, billing_stable) = (
+        mock!(aws_sdk_lambda::Client::get_alias)
+            .match_requests(|r| r.function_name() == Some("orders"))
+            .then_output(|| alias_output("6", &[("7", 0.1)], "o1")),
+        mock!(aws_sdk_lambda::Client::get_alias)
+            .match_requests(|r| r.function_name() == Some("billing"))
+            .then_output(|| alias_output("6", &[], "b0")),
+    );
+    let revert = mock!(aws_sdk_lambda::Client::update_alias)
+        .match_requests(|r| {
+            r.function_name() == Some("orders")
+                && r.revision_id() == Some("o1")
+                && r.function_version() == Some("6")
+                && requested_weights(r) == Some(vec![])
+        })
+        .then_output(|| {
+            UpdateAliasOutput::builder()
+                .function_version("6")
+                .revision_id("o2")
+                .build()
+        });
+    let any_other_write = mock!(aws_sdk_lambda::Client::update_alias)
+        .then_output(|| UpdateAliasOutput::builder().revision_id("x").build());
+    let releases = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .then_output(|| DeleteItemOutput::builder().build());
+    let (input, _) = release_of_two();
+    let running = describe_execution_of(ExecutionStatus::Running, input);
+    let out = rollback(
+        &[&orders_split, &billing_stable, &revert, &any_other_write],
+        &[&running],
+        &[&held_by_d1_any(), &releases],
+    )
+    .handle(RollbackEvent::Catch {
+        rollback: serde_json::to_value(&rollout).unwrap(),
+        execution_arn: Some(EXECUTION.into()),
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.outcome, Outcome::Reverted);
+    assert_eq!((revert.num_calls(), any_other_write.num_calls()), (1, 0));
+    assert_eq!(
+        out.targets.iter().map(|t| t.outcome).collect::<Vec<_>>(),
+        [Outcome::Reverted, Outcome::AlreadyStable]
+    );
+    // Both aliases' locks released.
+    assert_eq!(releases.num_calls(), 2);
+}
+
 #[tokio::test]
 async fn promotion_points_the_alias_at_the_target_and_clears_routing() {
     let mut rollout = prepared().await;
@@ -647,7 +782,11 @@ fn run_hook(
 }
 
 fn rollout_with_hooks() -> Rollout {
-    Rollout::prepared("d-1".into(), Deployment::from_value(hooked_input()).unwrap(), vec![(Version::new(6).unwrap(), "r0".into())])
+    Rollout::prepared(
+        "d-1".into(),
+        Deployment::from_value(hooked_input()).unwrap(),
+        vec![(Version::new(6).unwrap(), "r0".into())],
+    )
 }
 
 #[tokio::test]
@@ -693,7 +832,11 @@ async fn a_callback_hook_is_started_asynchronously_with_the_token_and_answers_it
                 && event["taskToken"] == "tok-1"
         })
         .then_output(|| InvokeOutput::builder().status_code(202).build());
-    let rollout = Rollout::prepared("d-1".into(), Deployment::from_value(hooked_with(callback.clone())).unwrap(), vec![(Version::new(6).unwrap(), "r0".into())]);
+    let rollout = Rollout::prepared(
+        "d-1".into(),
+        Deployment::from_value(hooked_with(callback.clone())).unwrap(),
+        vec![(Version::new(6).unwrap(), "r0".into())],
+    );
     assert_eq!(rollout.hook_timeouts.pre_traffic, 600);
     // No SendTaskSuccess is mocked: run-hook must not answer for a callback hook.
     let out = run_hook_on(hooked_with(callback), &[&invoke], &[])
@@ -887,8 +1030,12 @@ fn at_step_one(alarms: Value, analysis: Option<Value>) -> CheckEvent {
         i["analysis"] = a;
     }
     let d = Deployment::from_value(i).unwrap();
-    let rollout = Rollout::prepared("d-1".into(), d, vec![(Version::new(6).unwrap(), "r0".into())])
-        .advanced(0, vec!["r1".into()], 1_000);
+    let rollout = Rollout::prepared(
+        "d-1".into(),
+        d,
+        vec![(Version::new(6).unwrap(), "r0".into())],
+    )
+    .advanced(0, vec!["r1".into()], 1_000);
     CheckEvent {
         rollout,
         gates: None,
@@ -1235,9 +1382,10 @@ async fn the_reconciler_finds_the_stable_version_of_a_promoted_alias_in_the_hist
     // The history, newest first, as asked: a newer unrelated task output, the promotion's rollout (at revision
     // r4, 6 -> 7), then Prepare's.
     let prepared = prepared().await;
-    let promoted = prepared
-        .advanced(0, vec!["r1".into()], 1_000)
-        .advanced(1, vec!["r4".into()], 1_300);
+    let promoted =
+        prepared
+            .advanced(0, vec!["r1".into()], 1_000)
+            .advanced(1, vec!["r4".into()], 1_300);
     assert!(promoted.promoted);
     let (prepared, promoted) = (
         serde_json::to_string(&prepared).unwrap(),
@@ -1974,9 +2122,10 @@ async fn the_reconciler_never_takes_a_waits_answer_for_a_rollout() {
     // hook): here shaped like the prepared rollout, which would say nothing shifted. The engine's own newest
     // rollout, the promotion at r4, is what counts.
     let prepared = prepared().await;
-    let promoted = prepared
-        .advanced(0, vec!["r1".into()], 1_000)
-        .advanced(1, vec!["r4".into()], 1_300);
+    let promoted =
+        prepared
+            .advanced(0, vec!["r1".into()], 1_000)
+            .advanced(1, vec!["r4".into()], 1_300);
     let (forged, promoted) = (
         serde_json::to_string(&prepared).unwrap(),
         serde_json::to_string(&promoted).unwrap(),

@@ -1,6 +1,6 @@
 //! The metric analysis's reading: both versions' Lambda metrics over the step's window, in one batched query —
 //! for each target of a release on its own, so one target's bad version fails the whole release, and its result
-//! names it (`evidence.target`, and its findings lead with `function:alias`).
+//! names it (`evidence.targetAlias`, and its findings lead with `function:alias`).
 
 use safeshift_core::alias::AliasTarget;
 use safeshift_core::gates::analysis::{self, Look, Window};
@@ -44,7 +44,8 @@ impl<P: ReadMetrics> Gate<P> for Analysis {
                         spent_before: spent,
                         ..Look::only(config)
                     });
-                    let result = judge(ports, &t.function_name.name, a, config, window, look).await?;
+                    let result =
+                        judge(ports, &t.function_name.name, a, config, window, look).await?;
                     Ok(match label {
                         Some(label) => named_result(result, &label),
                         None => result,
@@ -82,7 +83,8 @@ async fn judge<P: ReadMetrics>(
 /// A release target's result: its evidence and every finding name the target.
 fn named_result(mut result: GateResult, label: &str) -> GateResult {
     if let serde_json::Value::Object(evidence) = &mut result.evidence {
-        evidence.insert("target".into(), label.into());
+        // `target` is already the target version's metrics.
+        evidence.insert("targetAlias".into(), label.into());
     }
     for finding in &mut result.findings {
         *finding = format!("{label}: {finding}");
@@ -105,7 +107,12 @@ fn spent_before(
         .results
         .iter()
         .filter(|r| r.gate == analysis::GATE)
-        .find(|r| r.evidence.get("target").and_then(serde_json::Value::as_str) == target)
+        .find(|r| {
+            r.evidence
+                .get("targetAlias")
+                .and_then(serde_json::Value::as_str)
+                == target
+        })
         .and_then(|r| r.evidence.get("alphaSpent"))
         .and_then(serde_json::Value::as_f64)
         .unwrap_or(1.0 - config.confidence)

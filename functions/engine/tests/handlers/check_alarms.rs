@@ -401,3 +401,72 @@ async fn a_passed_traffic_step_asks_for_its_after_step_hook_once() {
         .unwrap();
     assert!(!none.after_step_due);
 }
+
+#[tokio::test]
+async fn a_release_fails_when_one_targets_analysis_fails_and_the_evidence_names_it() {
+    // GIVEN a release of two functions: the api's version 7 is as healthy as its 6, the worker's errs at 4%
+    let fake = FakeAws::new();
+    fake.metrics_of("orders-api", "7", 1000, 5)
+        .metrics_of("orders-api", "6", 1000, 5)
+        .metrics_of("orders-worker", "7", 1000, 40)
+        .metrics_of("orders-worker", "6", 1000, 5);
+    let input = json!({
+        "release": "orders-2026-11-29",
+        "targets": [
+            {"functionName": "orders-api", "alias": "live", "targetVersion": "7"},
+            {"functionName": "orders-worker", "alias": "live", "targetVersion": "7"}
+        ],
+        "strategy": "Canary10Percent5Minutes",
+        "analysis": {"maxErrorRate": 0.01}
+    });
+    let v6 = || safeshift_core::names::Version::new(6).unwrap();
+    let rollout = safeshift_core::rollout::Rollout::prepared(
+        "d-1".into(),
+        safeshift_core::Deployment::from_value(input).unwrap(),
+        vec![(v6(), "a0".into()), (v6(), "w0".into())],
+    )
+    .advanced(0, vec!["a1".into(), "w1".into()], 1_000);
+    // WHEN the step is checked once its whole bake's metrics are in
+    let report = check_alarms(&fake)
+        .check_at(check(rollout), 1_360)
+        .await
+        .unwrap();
+    // THEN each target's metrics were read on their own, and the release fails on the worker's, naming it
+    let read: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::VersionMetrics { function_name, .. } => Some(function_name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(read, ["orders-api", "orders-worker"]);
+    assert_eq!(
+        (report.verdict, report.error),
+        (Verdict::Fail, Some(ErrorType::AnalysisFailed)),
+        "{report:#?}"
+    );
+    let verdicts: Vec<(String, Verdict)> = report
+        .results
+        .iter()
+        .map(|r| {
+            (
+                r.evidence["targetAlias"].as_str().unwrap().to_owned(),
+                r.verdict,
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("orders-api:live".to_owned(), Verdict::Pass),
+            ("orders-worker:live".to_owned(), Verdict::Fail)
+        ]
+    );
+    assert!(
+        report.summary().contains("orders-worker:live: "),
+        "{}",
+        report.summary()
+    );
+    assert_eq!(report.results[1].evidence["target"]["errors"], 40);
+}

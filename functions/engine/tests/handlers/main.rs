@@ -5,6 +5,7 @@
 mod check_alarms;
 mod guard;
 mod lock;
+mod release;
 mod rollback;
 mod run_hook;
 mod shift_weight;

@@ -192,7 +192,11 @@ pub fn prepared(fake: &FakeAws, input: Value) -> Rollout {
 
 /// The rollout prepare returns for `input` against the fake's alias as it is now; no execution is arranged.
 pub fn rollout_of(fake: &FakeAws, input: Value) -> Rollout {
-    Rollout::prepared("d-1".into(), Deployment::from_value(input).unwrap(), vec![(Version::new(6).unwrap(), live(fake).revision_id)])
+    Rollout::prepared(
+        "d-1".into(),
+        Deployment::from_value(input).unwrap(),
+        vec![(Version::new(6).unwrap(), live(fake).revision_id)],
+    )
 }
 
 /// The canary rollout after its first shift (10% on 7), done through the handler for running execution d-1.
@@ -205,7 +209,11 @@ pub async fn at_first_step(fake: &FakeAws) -> Rollout {
 
 /// A canary rollout of `input` at its first step (10%), started at t = 1,000 s, as the alias left it at "r1".
 pub fn at_step_one(input: Value) -> Rollout {
-    Rollout::prepared("d-1".into(), Deployment::from_value(input).unwrap(), vec![(Version::new(6).unwrap(), "r0".into())])
+    Rollout::prepared(
+        "d-1".into(),
+        Deployment::from_value(input).unwrap(),
+        vec![(Version::new(6).unwrap(), "r0".into())],
+    )
     .advanced(0, vec!["r1".into()], 1_000)
 }
 
