@@ -285,9 +285,18 @@ pub async fn status(t: &Target, arn: &str, output: Output) -> anyhow::Result<()>
         .map(|r| r["operations"].clone())
         .filter(|o| !o.is_null())
         .unwrap_or_else(|| json!([]));
+    let targets: Vec<Value> = progress
+        .as_ref()
+        .map(|r| watch::aliases(r).into_iter().cloned().collect())
+        .unwrap_or_default();
+    let release = progress
+        .as_ref()
+        .and_then(|r| r["deployment"]["release"].as_str().map(str::to_owned));
     let summary = json!({
         "executionArn": arn,
         "status": d.status().as_str(),
+        "release": release,
+        "targets": targets,
         "error": d.error(),
         "cause": d.cause(),
         "step": progress.as_ref().and_then(|r| r["step"].as_u64()).map(|s| s + 1),
@@ -301,6 +310,13 @@ pub async fn status(t: &Target, arn: &str, output: Output) -> anyhow::Result<()>
         Output::Json => println!("{summary}"),
         Output::Text => {
             println!("{} {}", d.name().unwrap_or_default(), d.status().as_str());
+            if let Some(r) = &release {
+                println!("release {r}: {} targets", targets.len());
+            }
+            // One line per alias the deployment moves, all at the same weight.
+            for a in &targets {
+                println!("  {}", watch::alias_line(a));
+            }
             if let Some(r) = &progress {
                 println!(
                     "step {}/{} at {}%",
@@ -478,7 +494,18 @@ pub async fn abort(
                 report["outcome"].as_str().unwrap_or("?"),
                 report["reason"].as_str().unwrap_or("")
             );
-            if let Some(a) = report.get("alias").filter(|a| !a.is_null()) {
+            let targets = report["targets"].as_array().cloned().unwrap_or_default();
+            if targets.len() > 1 {
+                for t in &targets {
+                    println!(
+                        "  {}:{}: {} ({})",
+                        t["functionName"].as_str().unwrap_or("?"),
+                        t["aliasName"].as_str().unwrap_or("?"),
+                        t["outcome"].as_str().unwrap_or("?"),
+                        t["reason"].as_str().unwrap_or("")
+                    );
+                }
+            } else if let Some(a) = report.get("alias").filter(|a| !a.is_null()) {
                 println!(
                     "alias now on version {} with weights {}",
                     a["functionVersion"], a["weights"]

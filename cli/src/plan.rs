@@ -13,11 +13,27 @@ fn duration(seconds: u64) -> String {
 pub fn render_text(plan: &Plan, deployment: &Deployment) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = writeln!(
-        out,
-        "Deployment of {}:{} to version {} ({})",
-        plan.function_name, plan.alias, plan.target_version, plan.strategy
-    );
+    match (&plan.release, plan.targets.as_slice()) {
+        (None, [_]) => {
+            let _ = writeln!(
+                out,
+                "Deployment of {}:{} to version {} ({})",
+                plan.function_name, plan.alias, plan.target_version, plan.strategy
+            );
+        }
+        (release, targets) => {
+            let _ = writeln!(
+                out,
+                "Release {} of {} targets ({}), every alias at the same weight after each step:",
+                release.as_deref().unwrap_or("(unnamed)"),
+                targets.len(),
+                plan.strategy
+            );
+            for t in targets {
+                let _ = writeln!(out, "  {} to version {}", t.label(), t.target_version);
+            }
+        }
+    }
     if let Some(e) = &deployment.emergency {
         let _ = writeln!(
             out,
@@ -72,12 +88,20 @@ pub fn render_text(plan: &Plan, deployment: &Deployment) -> String {
     );
     let _ = writeln!(
         out,
-        "State transitions: {} (about ${:.6} at ${} per 1,000){}",
+        "State transitions: {} (about ${:.6} at ${} per 1,000){}{}",
         plan.state_transitions,
         plan.estimated_cost_usd,
         USD_PER_TRANSITION * 1000.0,
         if plan.analysis_looks > 0 {
             format!(", {} metric analysis looks included", plan.analysis_looks)
+        } else {
+            String::new()
+        },
+        if plan.targets.len() > 1 {
+            format!(
+                "; the same for {} targets: each step shifts them all in one task",
+                plan.targets.len()
+            )
         } else {
             String::new()
         }

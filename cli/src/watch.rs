@@ -146,24 +146,63 @@ fn describe(event: &HistoryEvent) -> Option<String> {
     }
 }
 
+/// The aliases a rollout moves: `aliases` (a release's, or one), or the single `alias` older engines wrote.
+pub fn aliases(o: &Value) -> Vec<&Value> {
+    match (&o["aliases"], &o["alias"]) {
+        (Value::Array(a), _) => a.iter().collect(),
+        (_, a @ Value::Object(_)) => vec![a],
+        _ => Vec::new(),
+    }
+}
+
+/// `function:alias on version S -> version T`, for one alias of a rollout.
+pub fn alias_line(a: &Value) -> String {
+    let function = a["functionName"].as_str().unwrap_or("?");
+    // A function given by ARN reads by its name.
+    let function = function
+        .rsplit(':')
+        .find(|p| !p.is_empty())
+        .unwrap_or(function);
+    format!(
+        "{function}:{} on version {} -> version {}",
+        a["name"].as_str().unwrap_or("?"),
+        a["stableVersion"].as_str().unwrap_or("?"),
+        a["targetVersion"].as_str().unwrap_or("?")
+    )
+}
+
 fn exited(state: &str, o: &Value) -> Option<String> {
-    let target = o["deployment"]["targetVersion"].as_str().unwrap_or("?");
+    let moved = aliases(o);
+    let release = o["deployment"]["release"].as_str();
+    let target = match (release, moved.as_slice()) {
+        (None, [a]) => format!("version {}", a["targetVersion"].as_str().unwrap_or("?")),
+        _ => format!("every target's version ({} targets)", moved.len()),
+    };
     match state {
         // A Prepare that failed exits with the input and its error, not a rollout: the failure is the end's to say.
         "Prepare" if o.get("deploymentId").is_none() => None,
-        "Prepare" => Some(format!(
-            "prepared: {}:{} on version {} -> version {target}, {} steps",
-            o["deployment"]["functionName"].as_str().unwrap_or("?"),
-            o["deployment"]["alias"].as_str().unwrap_or("?"),
-            o["alias"]["stableVersion"].as_str().unwrap_or("?"),
-            o["stepCount"]
-        )),
+        "Prepare" => Some(match (release, moved.as_slice()) {
+            (None, [a]) => format!("prepared: {}, {} steps", alias_line(a), o["stepCount"]),
+            _ => {
+                // A release reads as one deployment with a line per target.
+                let mut s = format!(
+                    "prepared release {}: {} targets, {} steps",
+                    release.unwrap_or("(unnamed)"),
+                    moved.len(),
+                    o["stepCount"]
+                );
+                for a in &moved {
+                    s.push_str(&format!("\n  {}", alias_line(a)));
+                }
+                s
+            }
+        }),
         "ShiftWeight" => {
             let step = o["step"].as_u64().map_or(0, |s| s + 1);
             let what = if o["promoted"] == true {
-                format!("promoted: 100% on version {target}")
+                format!("promoted: 100% on {target}")
             } else {
-                format!("{}% on version {target}", o["percent"])
+                format!("{}% on {target}", o["percent"])
             };
             Some(format!(
                 "step {step}/{}: {what}, baking {} s",
@@ -253,11 +292,26 @@ fn exited(state: &str, o: &Value) -> Option<String> {
         "PauseTimedOut" => Some("  the pause ran out (maxPauseSeconds): rolling back".into()),
         "RollBack" => {
             let r = &o["rollback"];
-            Some(format!(
+            let targets = r["targets"].as_array().filter(|t| t.len() > 1);
+            let mut s = format!(
                 "rollback: {} ({})",
                 r["outcome"].as_str().unwrap_or("?"),
-                r["reason"].as_str().unwrap_or("")
-            ))
+                if targets.is_some() {
+                    "every alias of the release below"
+                } else {
+                    r["reason"].as_str().unwrap_or("")
+                }
+            );
+            for t in targets.into_iter().flatten() {
+                s.push_str(&format!(
+                    "\n  {}:{}: {} ({})",
+                    t["functionName"].as_str().unwrap_or("?"),
+                    t["aliasName"].as_str().unwrap_or("?"),
+                    t["outcome"].as_str().unwrap_or("?"),
+                    t["reason"].as_str().unwrap_or("")
+                ));
+            }
+            Some(s)
         }
         _ => None,
     }
@@ -271,7 +325,7 @@ mod tests {
     #[test]
     fn steps_gates_and_rollbacks_read_as_sentences() {
         let rollout = json!({"deploymentId": "d-1", "deployment": {"functionName": "orders", "alias": "live", "targetVersion": "7"},
-            "alias": {"stableVersion": "6"}, "step": 0, "stepCount": 3, "percent": 10.0, "bakeSeconds": 5, "promoted": false,
+            "alias": {"functionName": "orders", "name": "live", "stableVersion": "6", "targetVersion": "7"}, "step": 0, "stepCount": 3, "percent": 10.0, "bakeSeconds": 5, "promoted": false,
             "gates": {"verdict": "fail", "step": 0, "error": "AlarmFired", "results": [{"gate": "alarms", "verdict": "fail",
                 "error": "AlarmFired", "findings": ["in ALARM: errors"], "evidence": {"alarms": [{"name": "errors", "state": "ALARM"}]}}]},
             "rollback": {"outcome": "reverted", "reason": "back on 6"}});
@@ -292,6 +346,26 @@ mod tests {
             "rollback: reverted (back on 6)"
         );
         assert_eq!(exited("Bake", &rollout), None);
+        // A release: one deployment, a line per target.
+        let release = json!({"deploymentId": "d-2", "deployment": {"release": "orders-1", "targets": []},
+            "aliases": [{"functionName": "orders-api", "name": "live", "stableVersion": "6", "targetVersion": "7"},
+                        {"functionName": "arn:aws:lambda:us-east-1:123456789012:function:orders-worker", "name": "live", "stableVersion": "30", "targetVersion": "31"}],
+            "step": 1, "stepCount": 2, "percent": 100.0, "bakeSeconds": 1, "promoted": true,
+            "rollback": {"outcome": "reverted", "reason": "…", "targets": [
+                {"functionName": "orders-api", "aliasName": "live", "outcome": "reverted", "reason": "back on 6"},
+                {"functionName": "orders-worker", "aliasName": "live", "outcome": "leftAlone", "reason": "someone moved it"}]}});
+        assert_eq!(
+            exited("Prepare", &release).unwrap(),
+            "prepared release orders-1: 2 targets, 2 steps\n  orders-api:live on version 6 -> version 7\n  orders-worker:live on version 30 -> version 31"
+        );
+        assert_eq!(
+            exited("ShiftWeight", &release).unwrap(),
+            "step 2/2: promoted: 100% on every target's version (2 targets), baking 1 s"
+        );
+        assert_eq!(
+            exited("RollBack", &release).unwrap(),
+            "rollback: reverted (every alias of the release below)\n  orders-api:live: reverted (back on 6)\n  orders-worker:live: leftAlone (someone moved it)"
+        );
         let refused = json!({"functionName": "orders", "alias": "live", "error": {"Error": "AlarmFiringAtStart"}});
         assert_eq!(exited("Prepare", &refused), None);
     }

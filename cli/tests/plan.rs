@@ -263,3 +263,53 @@ fn an_emergency_plans_one_step_and_says_what_it_gives_up() {
     );
     assert_eq!(plan_json(&input)["steps"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_release_plans_once_for_all_its_targets() {
+    let release = json!({
+        "release": "orders-2026-11-29",
+        "targets": [
+            {"functionName": "orders-api", "alias": "live", "targetVersion": "12"},
+            {"functionName": "orders-worker", "alias": "live", "targetVersion": "31"},
+            {"functionName": "orders-feed", "alias": "live", "targetVersion": "4"}
+        ],
+        "strategy": "Canary10Percent5Minutes"
+    });
+    let p = plan_json(&release);
+    // Each step shifts every target in one task: the transitions and cost are a single deployment's.
+    let single = plan_json(&deployment(json!("Canary10Percent5Minutes")));
+    assert_eq!(p["stateTransitions"], single["stateTransitions"]);
+    assert_eq!(p["estimatedCostUsd"], single["estimatedCostUsd"]);
+    assert_eq!(p["release"], "orders-2026-11-29");
+    assert_eq!(p["targets"].as_array().unwrap().len(), 3);
+    assert_eq!(p["targets"][1]["functionName"], "orders-worker");
+    let out = plan(&release, &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(
+            "Release orders-2026-11-29 of 3 targets (Canary10Percent5Minutes), every alias at the same weight after each step:\n  orders-api:live to version 12\n  orders-worker:live to version 31\n  orders-feed:live to version 4\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("State transitions: 13 (about $0.000325 at $0.025 per 1,000); the same for 3 targets: each step shifts them all in one task"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_release_exits_2_naming_the_target() {
+    let release = json!({
+        "targets": [
+            {"functionName": "orders-api", "alias": "live", "targetVersion": "12"},
+            {"functionName": "orders-api", "alias": "live", "targetVersion": "13"}
+        ],
+        "strategy": "AllAtOnce"
+    });
+    let out = plan(&release, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`targets[1]`"), "{err}");
+    assert!(err.contains("listed twice"), "{err}");
+}
