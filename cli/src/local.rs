@@ -221,6 +221,24 @@ pub async fn demo(venv: &Path) -> anyhow::Result<()> {
     .await?;
     report(&fx, ended).await?;
     show_events(&stack.config).await?;
+
+    println!(
+        "\n== Rollout 4: a release: orders-worker and orders-feed move together, under one verdict =="
+    );
+    for f in ["orders-worker", "orders-feed"] {
+        fx.function(f, 2).await?;
+    }
+    let release = json!({
+        "release": "orders-2026-11-29",
+        "targets": [
+            {"functionName": "orders-worker", "alias": "live", "targetVersion": "2"},
+            {"functionName": "orders-feed", "alias": "live", "targetVersion": "2"}
+        ],
+        "strategy": {"steps": [{"percent": 10, "bakeSeconds": 3}, {"percent": 50, "bakeSeconds": 3}]}
+    });
+    let ended = run(&sfn, &stack, "orders-2026-11-29", &release, None).await?;
+    report_on(&fx, ended, &["orders-worker", "orders-feed"]).await?;
+    show_events(&stack.config).await?;
     println!("\nStopping the local stack.");
     Ok(())
 }
@@ -299,6 +317,11 @@ pub async fn show_events(config: &aws_config::SdkConfig) -> anyhow::Result<()> {
 }
 
 async fn report(fx: &Fixtures, ended: watch::Ended) -> anyhow::Result<()> {
+    report_on(fx, ended, &["orders-api"]).await
+}
+
+/// How the execution ended, and where each function's `live` alias routes now.
+async fn report_on(fx: &Fixtures, ended: watch::Ended, functions: &[&str]) -> anyhow::Result<()> {
     match ended.status {
         ExecutionStatus::Succeeded => println!("execution SUCCEEDED"),
         status => println!(
@@ -313,12 +336,19 @@ async fn report(fx: &Fixtures, ended: watch::Ended) -> anyhow::Result<()> {
                 .collect::<String>()
         ),
     }
-    let (version, weights) = fx.routing("orders-api").await?;
-    let extra = if weights.is_empty() {
-        "no additional weights".to_owned()
-    } else {
-        format!("weights {weights:?}")
-    };
-    println!("alias live -> version {version}, {extra}");
+    for f in functions {
+        let (version, weights) = fx.routing(f).await?;
+        let extra = if weights.is_empty() {
+            "no additional weights".to_owned()
+        } else {
+            format!("weights {weights:?}")
+        };
+        let name = if functions.len() > 1 {
+            format!("{f}:live")
+        } else {
+            "alias live".to_owned()
+        };
+        println!("{name} -> version {version}, {extra}");
+    }
     Ok(())
 }

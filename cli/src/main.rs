@@ -145,8 +145,8 @@ enum LocalCommand {
         #[arg(long, default_value = ".venv")]
         venv: PathBuf,
     },
-    /// Three live rollouts on a demo function: one promoted, one rolled back by its alarm, one by its own
-    /// metrics. Stops what it starts.
+    /// Live rollouts on demo functions: one promoted, one rolled back by its alarm, one by its own metrics,
+    /// and a release of two functions promoted together. Stops what it starts.
     Demo {
         #[arg(long, default_value = ".venv")]
         venv: PathBuf,

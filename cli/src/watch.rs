@@ -176,7 +176,7 @@ fn exited(state: &str, o: &Value) -> Option<String> {
     let release = o["deployment"]["release"].as_str();
     let target = match (release, moved.as_slice()) {
         (None, [a]) => format!("version {}", a["targetVersion"].as_str().unwrap_or("?")),
-        _ => format!("every target's version ({} targets)", moved.len()),
+        _ => format!("the new versions of {} targets", moved.len()),
     };
     match state {
         // A Prepare that failed exits with the input and its error, not a rollout: the failure is the end's to say.
@@ -360,7 +360,7 @@ mod tests {
         );
         assert_eq!(
             exited("ShiftWeight", &release).unwrap(),
-            "step 2/2: promoted: 100% on every target's version (2 targets), baking 1 s"
+            "step 2/2: promoted: 100% on the new versions of 2 targets, baking 1 s"
         );
         assert_eq!(
             exited("RollBack", &release).unwrap(),

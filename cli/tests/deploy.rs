@@ -422,3 +422,62 @@ async fn the_state_machine_is_found_from_the_stack_output_and_status_defaults_to
         text(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_is_one_deployment_with_a_line_per_target_and_abort_restores_every_alias() {
+    let e = env("release").await;
+    for f in ["orders-api", "orders-worker"] {
+        e.fx.function(f, 2).await.unwrap();
+    }
+    let release = json!({
+        "release": "orders-r1",
+        "targets": [
+            {"functionName": "orders-api", "alias": "live", "targetVersion": "2"},
+            {"functionName": "orders-worker", "alias": "live", "targetVersion": "2"}
+        ],
+        "strategy": {"canary": {"percent": 10, "intervalSeconds": 60}}
+    });
+    let arn = e.start("r.json", &release).await;
+    assert!(arn.contains(":orders-r1-"), "{arn}");
+    for f in ["orders-api", "orders-worker"] {
+        e.fx.wait_for_split(f).await.unwrap();
+    }
+    // status: one deployment, a line per target.
+    let out = e.run(&["status", &arn]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("release orders-r1: 2 targets"), "{stdout}");
+    assert!(
+        stdout.contains("  orders-api:live on version 1 -> version 2")
+            && stdout.contains("  orders-worker:live on version 1 -> version 2"),
+        "{stdout}"
+    );
+    // A single deployment of one of its aliases is refused while the release runs.
+    let mut clash = deployment("2", json!("AllAtOnce"));
+    clash["functionName"] = json!("orders-worker");
+    let clash = e.input("c.json", &clash);
+    let out = e.run(&["start", "--input", &clash]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("deployment in progress")
+            && text(&out.stderr).contains("orders-worker:live"),
+        "{}",
+        text(&out.stderr)
+    );
+    // abort: every alias back on 1, a line each.
+    let out = e.run(&["abort", &arn]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("  orders-api:live: reverted")
+            && stdout.contains("  orders-worker:live: reverted"),
+        "{stdout}"
+    );
+    for f in ["orders-api", "orders-worker"] {
+        assert_eq!(
+            e.fx.routing(f).await.unwrap(),
+            ("1".to_owned(), vec![]),
+            "{f}"
+        );
+    }
+}
