@@ -113,6 +113,16 @@ impl AliasProperties {
                 ));
             }
         }
+        // Each alias resource is one alias of one function: a release of several is started as one deployment
+        // (`safeshift start`), not spread over a stack's resources.
+        for release in ["release", "targets"] {
+            if input.contains_key(release) {
+                problems.push(FieldError::new(
+                    release,
+                    "has no place in an alias resource, which moves one alias: start a release of several functions with `safeshift start`",
+                ));
+            }
+        }
         input.insert("functionName".into(), self.function_name.clone().into());
         input.insert("alias".into(), self.name.clone().into());
         input.insert("targetVersion".into(), self.function_version.clone().into());
@@ -321,11 +331,11 @@ mod tests {
         );
         let p = props(json!({
             "PreTrafficHook": "SafeshiftHook_a",
-            "Deployment": "{\"hooks\": {\"preTraffic\": \"SafeshiftHook_b\"}, \"targetVersion\": \"3\"}",
+            "Deployment": "{\"hooks\": {\"preTraffic\": \"SafeshiftHook_b\"}, \"targetVersion\": \"3\", \"targets\": []}",
         }));
         let e = p.deployment().unwrap_err();
         let fields: Vec<_> = e.problems.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["targetVersion", "hooks.preTraffic"]);
+        assert_eq!(fields, ["targetVersion", "targets", "hooks.preTraffic"]);
     }
 
     #[test]

@@ -231,3 +231,34 @@ fn execution_names_tell_apart_function_and_alias_that_read_the_same() {
         "orders-api-live-7-ffbd32fd"
     );
 }
+
+#[test]
+fn a_release_is_named_after_itself_and_every_targets_version() {
+    let release = |worker_version: &str| {
+        Deployment::from_value(json!({
+            "release": "orders-2026-11-29",
+            "targets": [
+                {"functionName": "orders-api", "alias": "live", "targetVersion": "12"},
+                {"functionName": "orders-worker", "alias": "live", "targetVersion": worker_version}
+            ],
+            "strategy": "AllAtOnce"
+        }))
+        .unwrap()
+    };
+    let name = release("31").execution_name(1);
+    assert!(name.starts_with("orders-2026-11-29-"), "{name}");
+    let digest = name.rsplit('-').next().unwrap();
+    assert!(
+        digest.len() == 8 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+        "{name}"
+    );
+    // The same release again is the same execution; another version of any target is another.
+    assert_eq!(name, release("31").execution_name(1));
+    assert_ne!(name, release("32").execution_name(1));
+    assert_eq!(release("31").execution_name(3), format!("{name}-attempt-3"));
+    // A single deployment keeps its name: executions already started under it are the same deployment.
+    assert_eq!(
+        named("orders-api", "live", "7").execution_name(1),
+        "orders-api-live-7-6793970e"
+    );
+}
