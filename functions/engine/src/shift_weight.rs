@@ -303,8 +303,11 @@ where
             alarms::check_before_start(&deployment.alarms, found, deployment.incident_fix)?
         };
         self.check_hooks(&deployment).await?;
+        // One deadline for every target's readiness: a release's targets are checked a few at a time, and their
+        // waits together must stay within the one minute Prepare allows for it (see `ReadyWait`).
+        let deadline = tokio::time::Instant::now() + self.wait.timeout;
         let versions = crate::each(deployment.targets.iter().zip(&found), |(t, (stable, _))| {
-            self.check_versions(t, *stable)
+            self.check_versions(t, *stable, deadline)
         })
         .await;
         versions.into_iter().collect::<Result<Vec<()>, _>>()?;
@@ -357,10 +360,15 @@ where
     }
 
     /// The target's version can take traffic, and shares a weighted alias with its stable version.
-    async fn check_versions(&self, t: &Target, stable: Version) -> Result<(), Error> {
+    async fn check_versions(
+        &self,
+        t: &Target,
+        stable: Version,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Error> {
         let function = t.function_name.as_str();
         let target = self
-            .wait_until_ready(function, &t.target_version.to_string())
+            .wait_until_ready(function, &t.target_version.to_string(), deadline)
             .await?;
         let stable_config = self
             .aliases
@@ -544,8 +552,8 @@ where
         &self,
         function: &str,
         version: &str,
+        deadline: tokio::time::Instant,
     ) -> Result<VersionConfig, Error> {
-        let deadline = tokio::time::Instant::now() + self.wait.timeout;
         loop {
             let config = self.aliases.get_version(function, version).await?;
             match prepare::readiness(&config)? {
