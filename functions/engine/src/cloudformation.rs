@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::Span;
 
-use crate::guard::Scope;
+use crate::guard::{self, HolderState, Scope};
 use crate::ports::{
     AliasLock, AnswerStack, ExecutionRecord, ManageAlias, OwnedAlias, PendingAnswer,
     PendingAnswers, ReadExecution, StartExecution, WriteAlias,
@@ -38,9 +38,6 @@ const SWEEP_LIMIT: usize = 10;
 /// How long after an answer is held the sweep may take a missing execution for one that never started: longer
 /// than an update's StartExecution with all its retries.
 const START_GRACE_SECONDS: u64 = 600;
-/// How long after a stopped rollout its lock is taken for the reconciler's (which waits `guard::LONGEST_WRITE`
-/// before its last look, within its function's timeout): later, a lock left behind is free, as Prepare takes it.
-const RECONCILING_SECONDS: u64 = 600;
 
 /// What the function is invoked with.
 #[derive(Debug, Deserialize)]
@@ -230,26 +227,17 @@ where
         let held = self.answers.holder(&key).await.map_err(|e| e.to_string())?;
         // A lapsed lock is free, as Prepare takes it.
         if let Some((holder, _)) = held.filter(|(_, expires)| *expires > crate::unix_now()) {
-            let record = match self
-                .executions
-                .describe_execution(&holder.execution_arn)
-                .await
-            {
-                Ok(record) => Some(record),
-                Err(Error::ResourceNotFound { .. }) => None,
-                Err(e) => return Err(e.to_string()),
-            };
-            match record {
-                Some(r) if r.status == "RUNNING" => {
+            let state =
+                guard::holder_state(&self.executions, &holder.execution_arn, crate::unix_now())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            match state {
+                HolderState::Running => {
                     return Ok(Some(Busy::Rollout(holder.execution_arn)));
                 }
                 // Stopped, timed out or failed a moment ago: the reconciler (or the rollout's own RollBack) is at
                 // work, and moves the alias only back to the holder's stable version.
-                Some(r)
-                    if ["ABORTED", "TIMED_OUT", "FAILED"].contains(&r.status.as_str())
-                        && r.stopped_at
-                            .is_some_and(|t| t + RECONCILING_SECONDS > crate::unix_now()) =>
-                {
+                HolderState::Reconciling { .. } => {
                     return Ok(Some(Busy::Reconciling {
                         execution: holder.execution_arn,
                         stable: holder.stable_version.unwrap_or_default(),
@@ -257,7 +245,7 @@ where
                 }
                 // Succeeded with its lock left behind, gone, or ended long ago: the lock is free (the next
                 // Prepare takes it over); the alias itself says the rest.
-                _ => {}
+                HolderState::Ended => {}
             }
         }
         Ok(found

@@ -102,6 +102,47 @@ pub const EVENT_DELAY_SECONDS: u64 = 300;
 /// template's rule gives up after an hour).
 pub const RECONCILED_SECONDS: u64 = 2 * 3600;
 
+/// How long after a holder stopped (aborted, timed out, failed) its lock still says "being put back": its
+/// reconciler's event may arrive late and waits out the holder's last write (`LONGEST_WRITE`) before it releases
+/// the lock. Until then no one else takes the alias over: what the stopped holder wrote must be reverted first.
+pub const RECONCILING_SECONDS: u64 = 600;
+
+/// What the holder of a lock is doing, as Step Functions says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HolderState {
+    Running,
+    /// Stopped within [`RECONCILING_SECONDS`]: its rollback or reconciler is putting the alias back.
+    Reconciling {
+        status: String,
+        stopped_at: u64,
+    },
+    /// Succeeded with its lock left behind, gone, or stopped long ago: its lock is free to take over.
+    Ended,
+}
+
+/// What `execution_arn`, which holds a lock, is doing now (`now` in Unix seconds).
+pub async fn holder_state<E: ReadExecution>(
+    executions: &E,
+    execution_arn: &str,
+    now: u64,
+) -> Result<HolderState, Error> {
+    let record = match executions.describe_execution(execution_arn).await {
+        Ok(record) => record,
+        Err(Error::ResourceNotFound { .. }) => return Ok(HolderState::Ended),
+        Err(e) => return Err(e),
+    };
+    Ok(match (record.status.as_str(), record.stopped_at) {
+        ("RUNNING", _) => HolderState::Running,
+        ("ABORTED" | "TIMED_OUT" | "FAILED", Some(t)) if t + RECONCILING_SECONDS > now => {
+            HolderState::Reconciling {
+                status: record.status,
+                stopped_at: t,
+            }
+        }
+        _ => HolderState::Ended,
+    })
+}
+
 fn refused(reason: String) -> Error {
     Error::ExecutionMismatch { reason }
 }
@@ -168,6 +209,21 @@ pub async fn holds_the_alias<L: AliasLock>(
     execution_arn: &str,
     released_ok: bool,
 ) -> Result<Option<LockHolder>, Error> {
+    Ok(holds_each(locks, rollout, execution_arn, released_ok)
+        .await?
+        .into_iter()
+        .next()
+        .flatten())
+}
+
+/// [`holds_the_alias`] for each alias, in the targets' order: the hold, or `None` for one this execution released
+/// already (only when `released_ok`; another deployment may have taken it since, which is theirs then).
+pub async fn holds_each<L: AliasLock>(
+    locks: &L,
+    rollout: &Rollout,
+    execution_arn: &str,
+    released_ok: bool,
+) -> Result<Vec<Option<LockHolder>>, Error> {
     let holds = crate::each(
         rollout
             .deployment
@@ -185,14 +241,7 @@ pub async fn holds_the_alias<L: AliasLock>(
         },
     )
     .await;
-    let mut first = None;
-    for (i, hold) in holds.into_iter().enumerate() {
-        let hold = hold?;
-        if i == 0 {
-            first = hold;
-        }
-    }
-    Ok(first)
+    holds.into_iter().collect()
 }
 
 async fn holds_one<L: AliasLock>(
@@ -213,6 +262,9 @@ async fn holds_one<L: AliasLock>(
             "the rollout claims stable version {stable}, but execution {execution_arn}'s Prepare found {}",
             holder.stable_version.as_deref().unwrap_or("none")
         ))),
+        // Released by this execution earlier (a rollback's retry, an onRollback hook after it), then taken by
+        // another deployment: this execution holds it no longer, as if released.
+        Some(_) if released_ok => Ok(None),
         Some((holder, _)) => Err(refused(format!(
             "execution {execution_arn} no longer holds alias `{key}`: {} does",
             holder.execution_arn

@@ -35,11 +35,24 @@ pub fn each<T, Fut>(
 where
     Fut: std::future::Future,
 {
-    use futures_util::StreamExt;
-    let futures: Vec<Fut> = items.into_iter().map(f).collect();
+    use futures_util::{FutureExt, StreamExt};
+    // Unordered, then put back in order: an ordered buffer counts a finished future against the bound until
+    // every earlier one has finished too, so one slow alias would hold the others back.
+    let futures: Vec<_> = items
+        .into_iter()
+        .map(f)
+        .enumerate()
+        .map(|(i, future)| future.map(move |out| (i, out)))
+        .collect();
     futures_util::stream::iter(futures)
-        .buffered(safeshift_core::deployment::SHIFT_CONCURRENCY)
+        .buffer_unordered(safeshift_core::deployment::SHIFT_CONCURRENCY)
         .collect::<Vec<_>>()
+        .map(in_order)
+}
+
+fn in_order<R>(mut done: Vec<(usize, R)>) -> Vec<R> {
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, out)| out).collect()
 }
 
 /// The wall clock in Unix seconds: when a step started, and the end of its metric window.

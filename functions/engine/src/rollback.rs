@@ -251,21 +251,24 @@ where
             weight = rollout.percent / 100.0
         );
         let result: Result<Report, Error> = async {
-            guard::own_rollout(
+            guard::own_execution(
                 &self.executions,
-                &self.locks,
                 &self.scope,
-                &rollout,
                 execution_arn.as_deref(),
-                true,
+                &rollout.deployment_id,
+                &rollout.deployment,
             )
             .await?;
-            let report = self.revert(&rollout).await?;
-            for key in rollout.deployment.lock_keys() {
-                self.locks
-                    .release(&key, execution_arn.as_deref().unwrap_or_default())
-                    .await?;
-            }
+            let arn = execution_arn.as_deref().unwrap_or_default();
+            let holds = guard::holds_each(&self.locks, &rollout, arn, true).await?;
+            let held: Vec<bool> = holds.iter().map(Option::is_some).collect();
+            let report = self.revert(&rollout, &held).await?;
+            // Every lock, each tried: one that fails is released by the state machine's retry of this rollback.
+            let released = crate::each(rollout.deployment.lock_keys(), |key| async move {
+                self.locks.release(&key, arn).await
+            })
+            .await;
+            all(released)?;
             Ok(report)
         }
         .instrument(span)
@@ -298,11 +301,15 @@ where
     }
 
     /// Every alias of the rollout, each as its own state says.
-    async fn revert(&self, rollout: &Rollout) -> Result<Report, Error> {
-        let reports = crate::each(&rollout.aliases, |a| async move {
+    /// Every alias of the rollout, each as its own state says. `held`: whether this execution still holds each
+    /// alias's lock. One it released was handled by an earlier attempt of this rollback (locks are released only
+    /// once every alias was decided), so a routing there that this execution never recorded is someone else's.
+    async fn revert(&self, rollout: &Rollout, held: &[bool]) -> Result<Report, Error> {
+        let reports = crate::each(rollout.aliases.iter().zip(held), |(a, held)| async move {
             let alias = self.aliases.get_alias(&a.function_name, &a.name).await?;
-            // The execution is failing right now: the write its last attempt made may have landed unseen.
-            self.apply(rollout, a, alias, true).await
+            // The execution is failing right now: the write its last attempt made may have landed unseen —
+            // while it still holds the alias.
+            self.apply(rollout, a, alias, *held).await
         })
         .await;
         Ok(Report::combine(&rollout.aliases, all(reports)?))
@@ -468,11 +475,12 @@ where
                 + guard::LONGEST_WRITE.as_secs()
                 + guard::EVENT_DELAY_SECONDS;
         let rollout = &rollout;
-        let reports = crate::each(&rollout.aliases, |a| async move {
+        let keys = d.lock_keys();
+        let reports = crate::each(rollout.aliases.iter().zip(&keys), |(a, key)| async move {
             let report = self
-                .reconcile_alias(arn, rollout, a, lost_write_may_land)
+                .reconcile_alias(arn, rollout, a, key, lost_write_may_land)
                 .await?;
-            self.settle(arn, rollout, a, stopped_at, report).await
+            self.settle(arn, rollout, a, key, stopped_at, report).await
         })
         .await;
         Ok(Report::combine(&rollout.aliases, all(reports)?))
@@ -485,9 +493,10 @@ where
         arn: &str,
         rollout: &Rollout,
         a: &AliasTarget,
+        key: &str,
         lost_write_may_land: bool,
     ) -> Result<Report, Error> {
-        if let Some(holder) = self.held_by_another(arn, rollout, a).await? {
+        if let Some(holder) = self.held_by_another(arn, key).await? {
             return Ok(Report::new(
                 Outcome::LeftAlone,
                 format!(
@@ -512,22 +521,10 @@ where
 
     /// Whoever other than `arn` holds alias `a`'s lock now: a newer deployment took it over from the ended
     /// execution, and the alias is theirs.
-    async fn held_by_another(
-        &self,
-        arn: &str,
-        rollout: &Rollout,
-        a: &AliasTarget,
-    ) -> Result<Option<LockHolder>, Error> {
-        let key = rollout
-            .deployment
-            .targets
-            .iter()
-            .find(|t| t.function_name.to_string() == a.function_name && t.alias == a.name)
-            .map(|t| t.lock_key())
-            .unwrap_or_else(|| rollout.deployment.lock_key());
+    async fn held_by_another(&self, arn: &str, key: &str) -> Result<Option<LockHolder>, Error> {
         Ok(self
             .locks
-            .holder(&key)
+            .holder(key)
             .await?
             .map(|(holder, _)| holder)
             .filter(|holder| holder.execution_arn != arn))
@@ -540,6 +537,7 @@ where
         arn: &str,
         rollout: &Rollout,
         a: &AliasTarget,
+        key: &str,
         stopped_at: Option<u64>,
         report: Report,
     ) -> Result<Report, Error> {
@@ -550,7 +548,7 @@ where
         }
         tokio::time::sleep(Duration::from_secs(settled_at - now)).await;
         // Meanwhile a newer deployment may have taken the alias over from this ended execution: it is theirs now.
-        if self.held_by_another(arn, rollout, a).await?.is_some() {
+        if self.held_by_another(arn, key).await?.is_some() {
             return Ok(report);
         }
         let alias = self.aliases.get_alias(&a.function_name, &a.name).await?;

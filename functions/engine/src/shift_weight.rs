@@ -43,7 +43,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::{Span, info, info_span};
 
-use crate::guard::{self, Scope};
+use crate::guard::{self, HolderState, Scope};
 use crate::ports::{
     AliasLock, Events, ExecutionRecord, LockHolder, ReadAlarms, ReadAlias, ReadExecution,
     ReadVersion, WriteAlias,
@@ -157,6 +157,7 @@ where
                 info_span!(
                     "prepare",
                     deployment_id = %p.deployment_id,
+                    release = %field("release"),
                     function = %field("functionName"),
                     alias = %field("alias"),
                     target = %field("targetVersion"),
@@ -208,16 +209,35 @@ where
                     state,
                     execution_arn,
                 } = *event;
-                let (record, _) = self.own(&state, execution_arn.as_deref()).await?;
+                // A retried release finds the locks its earlier attempt released gone: that is no forgery.
+                let record = guard::own_execution(
+                    &self.executions,
+                    &self.scope,
+                    execution_arn.as_deref(),
+                    &state.deployment_id,
+                    &state.deployment,
+                )
+                .await?;
+                guard::holds_each(
+                    &self.locks,
+                    &state,
+                    execution_arn.as_deref().unwrap_or_default(),
+                    true,
+                )
+                .await?;
                 let arn = execution_arn.unwrap_or_default();
                 // Promoted and its post-traffic hook passed: the deployment has succeeded whatever becomes of the
                 // release (a failed one is caught into Deployed), so this is said first.
                 self.events
                     .publish(LifecycleEvent::succeeded(&state, Some(&arn)))
                     .await;
-                for key in state.deployment.lock_keys() {
-                    self.locks.release(&key, &arn).await?;
-                }
+                // Every lock, each tried: a retry releases what one attempt could not.
+                let released = crate::each(state.deployment.lock_keys(), |key| {
+                    let arn = &arn;
+                    async move { self.locks.release(&key, arn).await }
+                })
+                .await;
+                released.into_iter().collect::<Result<Vec<()>, _>>()?;
                 info!(execution = %arn, status = %record.status, "released the alias");
                 Ok(state)
             }
@@ -306,8 +326,9 @@ where
         // One deadline for every target's readiness: a release's targets are checked a few at a time, and their
         // waits together must stay within the one minute Prepare allows for it (see `ReadyWait`).
         let deadline = tokio::time::Instant::now() + self.wait.timeout;
+        let named = deployment.targets.len() > 1 || deployment.release.is_some();
         let versions = crate::each(deployment.targets.iter().zip(&found), |(t, (stable, _))| {
-            self.check_versions(t, *stable, deadline)
+            self.check_versions(t, *stable, deadline, named)
         })
         .await;
         versions.into_iter().collect::<Result<Vec<()>, _>>()?;
@@ -365,6 +386,35 @@ where
         t: &Target,
         stable: Version,
         deadline: tokio::time::Instant,
+        named: bool,
+    ) -> Result<(), Error> {
+        // A release's versions are named with their function: its targets may share version numbers.
+        let name = |e: Error| match e {
+            Error::TargetNotReady { version, reason } if named => Error::TargetNotReady {
+                version: format!("{}:{version}", t.function_name.name),
+                reason,
+            },
+            Error::IncompatibleVersions {
+                stable,
+                target,
+                reason,
+            } if named => Error::IncompatibleVersions {
+                stable: format!("{}:{stable}", t.function_name.name),
+                target: format!("{}:{target}", t.function_name.name),
+                reason,
+            },
+            other => other,
+        };
+        self.check_versions_of(t, stable, deadline)
+            .await
+            .map_err(name)
+    }
+
+    async fn check_versions_of(
+        &self,
+        t: &Target,
+        stable: Version,
+        deadline: tokio::time::Instant,
     ) -> Result<(), Error> {
         let function = t.function_name.as_str();
         let target = self
@@ -411,8 +461,12 @@ where
             match self.lock_one(deployment, i, &key, &holder).await {
                 Ok(()) => taken.push(key),
                 Err(e) => {
+                    // Best effort: the conflict named is what the user needs; a lock left here is this
+                    // execution's, and its end frees it (the reconciler, or the next Prepare's takeover).
                     for key in taken {
-                        self.locks.release(&key, &execution_arn).await?;
+                        if let Err(release) = self.locks.release(&key, &execution_arn).await {
+                            tracing::warn!(%key, error = %release, "could not release a lock taken for this refused release");
+                        }
                     }
                     return Err(e);
                 }
@@ -447,16 +501,24 @@ where
                 });
             }
         };
-        let ended = match self
-            .executions
-            .describe_execution(&other.execution_arn)
-            .await
-        {
-            Ok(record) => record.status != "RUNNING",
-            Err(Error::ResourceNotFound { .. }) => true,
-            Err(e) => return Err(e),
-        };
-        if ended
+        let state =
+            guard::holder_state(&self.executions, &other.execution_arn, crate::unix_now()).await?;
+        if let HolderState::Reconciling { status, stopped_at } = &state {
+            // What the stopped holder wrote is being put back (on a release, perhaps some aliases promoted and
+            // others not): taking the alias now would build on a version nobody vetted.
+            return Err(Error::AliasConflict {
+                alias: alias_name,
+                reason: format!(
+                    "deployment in progress: execution {} (deployment `{}`) ended {status} at {} and its aliases are \
+                     being put back; try again once that is done (at most {} s after it ended)",
+                    other.execution_arn,
+                    other.deployment_id,
+                    crate::rfc3339(*stopped_at),
+                    guard::RECONCILING_SECONDS
+                ),
+            });
+        }
+        if state == HolderState::Ended
             && self
                 .locks
                 .acquire(key, holder, expires_at, Some(&other.execution_arn))

@@ -16,7 +16,10 @@
 //!   first [`MAX_ALARMS_SHOWN`] alarms, those in ALARM first, each reason cut to [`MAX_ALARM_REASON_BYTES`],
 //!   and `"truncated": {"alarms": N}`), and any evidence still larger is replaced by
 //!   `{"truncated": {"evidenceBytes": N}}`;
-//! - the summary the rollout keeps of each passed step: [`MAX_RECORD_SUMMARY_BYTES`].
+//! - the summary the rollout keeps of each passed step: [`MAX_RECORD_SUMMARY_BYTES`];
+//! - a whole report's results: [`MAX_RESULTS_BYTES`]. A release's analysis adds a result per target (up to ten),
+//!   so past that the passing results give up their evidence and all but their first finding, then the others
+//!   too, last first ([`fit_results`]): a failing target's evidence is what a person needs to see.
 
 /// A finding is one sentence for people; the longest the gates write (an analysis comparison) is ~200 bytes, so
 /// 512 only ever cuts a sentence that quotes something unbounded, such as a list of alarm names.
@@ -43,6 +46,47 @@ pub const MAX_ALARM_REASON_BYTES: usize = 256;
 /// carries every record to its end; 240 bytes hold a typical pass ("no alarm in ALARM (3 checked); error rate
 /// 0.50% (1/200) is within …"), and the step's full report is in its CheckGates output.
 pub const MAX_RECORD_SUMMARY_BYTES: usize = 240;
+
+/// All of a report's results together, serialized: with the rest of the report, well inside the 32,768
+/// characters of the cause `GateFailed` copies it into, however many targets a release judges.
+pub const MAX_RESULTS_BYTES: usize = 24 * 1024;
+
+/// `results`, each already within its own caps, made to fit [`MAX_RESULTS_BYTES`] together: results are thinned
+/// (evidence replaced by `{"truncated": {"evidenceBytes": N}}`, findings cut to the first) from the last passing
+/// one back, then from the last of the others back, until they fit. `gate`, `verdict` and `error` are never
+/// touched.
+pub fn fit_results(mut results: Vec<super::GateResult>) -> Vec<super::GateResult> {
+    let size = |r: &[super::GateResult]| serde_json::to_string(r).map_or(0, |s| s.len());
+    let order: Vec<usize> = (0..results.len())
+        .rev()
+        .filter(|&i| results[i].verdict == super::Verdict::Pass)
+        .chain(
+            (0..results.len())
+                .rev()
+                .filter(|&i| results[i].verdict != super::Verdict::Pass),
+        )
+        .collect();
+    for i in order {
+        if size(&results) <= MAX_RESULTS_BYTES {
+            break;
+        }
+        let r = &mut results[i];
+        let evidence_bytes = serde_json::to_string(&r.evidence).map_or(0, |s| s.len());
+        // A release's target name stays: which target this result is about.
+        let target = r.evidence.get("targetAlias").cloned();
+        r.evidence = serde_json::json!({"truncated": {"evidenceBytes": evidence_bytes}});
+        if let Some(target) = target {
+            r.evidence["targetAlias"] = target;
+        }
+        let more = r.findings.len().saturating_sub(1);
+        r.findings.truncate(1);
+        if more > 0 {
+            r.findings
+                .push(format!("… and {more} more findings (not shown)"));
+        }
+    }
+    results
+}
 
 /// `text` whole when it is at most `max` bytes; otherwise cut at a character boundary and ended with
 /// `…[+N bytes]` (N: the bytes left out), the whole then at most `max` bytes (for any `max` of 32 or more).
@@ -94,6 +138,53 @@ pub fn evidence(evidence: serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_releases_ten_analysis_results_and_its_alarms_fit_the_report_keeping_the_failures_evidence()
+    {
+        use super::super::{GateResult, Verdict};
+        use crate::error::ErrorType;
+        // The worst each gate may carry: evidence at its cap, every finding at its cap.
+        let result = |gate: &str, target: usize, verdict| {
+            let mut evidence = serde_json::json!({"blob": "e".repeat(MAX_EVIDENCE_BYTES - 64)});
+            evidence["targetAlias"] = format!("orders-{target}:live").into();
+            GateResult {
+                gate: gate.into(),
+                verdict,
+                error: (verdict == Verdict::Fail).then_some(ErrorType::AnalysisFailed),
+                findings: vec!["f".repeat(MAX_FINDING_BYTES); MAX_FINDINGS],
+                evidence,
+            }
+            .bounded()
+        };
+        let mut results = vec![result("alarms", 0, Verdict::Pass)];
+        results.extend((0..10).map(|i| {
+            result(
+                "analysis",
+                i,
+                if i == 7 { Verdict::Fail } else { Verdict::Pass },
+            )
+        }));
+        let before = serde_json::to_string(&results).unwrap().len();
+        assert!(before > 100 * 1024, "{before}");
+        let fitted = fit_results(results);
+        let after = serde_json::to_string(&fitted).unwrap().len();
+        assert!(after <= MAX_RESULTS_BYTES, "{after}");
+        assert_eq!(fitted.len(), 11);
+        // The failing target keeps its evidence; every thinned one still names its target.
+        assert!(fitted[8].evidence.get("blob").is_some());
+        assert_eq!(fitted[8].verdict, Verdict::Fail);
+        for r in &fitted[1..] {
+            assert!(r.evidence["targetAlias"].is_string(), "{:?}", r.evidence);
+        }
+        // A thinned one says how much it left out.
+        let left_out = fitted[3].evidence["truncated"]["evidenceBytes"].as_u64();
+        assert!(
+            left_out.is_some_and(|n| n > 8_000),
+            "{:?}",
+            fitted[3].evidence
+        );
+    }
 
     #[test]
     fn a_cut_keeps_short_text_and_marks_what_it_left_out() {

@@ -157,7 +157,7 @@ pub fn decide(
         extensions: used,
         extend_seconds,
         baking: false,
-        results: results.into_iter().map(GateResult::bounded).collect(),
+        results: bounds::fit_results(results.into_iter().map(GateResult::bounded).collect()),
         after_step_due: false,
         after_step_ran: false,
     };

@@ -35,15 +35,19 @@ impl<P: ReadMetrics> Gate<P> for Analysis {
             let window = Window::for_step(started, step.now, config.metric_delay_seconds);
             // A release's results name their target; a single deployment's read as they always have.
             let named = rollout.aliases.len() > 1 || rollout.deployment.release.is_some();
+            // Several targets are several comparisons: each gets its share of the alpha (Bonferroni), so a
+            // healthy release is refused no more often than a healthy single deployment.
+            let share = rollout.aliases.len() as f64;
             let judged = crate::each(
                 rollout.deployment.targets.iter().zip(&rollout.aliases),
                 |(t, a)| async move {
                     let label = named.then(|| t.label());
-                    let spent = spent_before(step.previous, config, label.as_deref());
-                    let look = rollout.look(step.now, spent).unwrap_or(Look {
+                    let spent = spent_before(step.previous, config, label.as_deref(), share);
+                    let mut look = rollout.look(step.now, spent).unwrap_or(Look {
                         spent_before: spent,
                         ..Look::only(config)
                     });
+                    look.spendable /= share;
                     let result =
                         judge(ports, &t.function_name.name, a, config, window, look).await?;
                     Ok(match label {
@@ -94,11 +98,12 @@ fn named_result(mut result: GateResult, label: &str) -> GateResult {
 
 /// What the step's earlier looks spent of the comparison's alpha, from the previous report's analysis evidence
 /// (a release's: the evidence of `target`). A previous report of the step whose evidence does not say is taken to
-/// have spent it all: never more than `1 - confidence` across the looks.
+/// have spent it all: never more than `1 - confidence` across the looks (a release's target: its `share` of it).
 fn spent_before(
     previous: Option<&GateReport>,
     config: &analysis::Analysis,
     target: Option<&str>,
+    share: f64,
 ) -> f64 {
     let Some(report) = previous else {
         return 0.0;
@@ -115,5 +120,5 @@ fn spent_before(
         })
         .and_then(|r| r.evidence.get("alphaSpent"))
         .and_then(serde_json::Value::as_f64)
-        .unwrap_or(1.0 - config.confidence)
+        .unwrap_or((1.0 - config.confidence) / share)
 }

@@ -469,4 +469,9 @@ async fn a_release_fails_when_one_targets_analysis_fails_and_the_evidence_names_
         report.summary()
     );
     assert_eq!(report.results[1].evidence["target"]["errors"], 40);
+    // Two comparisons: each spends at most its half of the alpha (the default 95% confidence's 5%).
+    for r in &report.results {
+        let spent = r.evidence["alphaSpent"].as_f64().unwrap();
+        assert!(spent > 0.0 && spent <= 0.025 + 1e-12, "{spent}");
+    }
 }
