@@ -220,7 +220,7 @@ async fn a_canary_is_shifted_then_promoted() {
     input["alarms"] = json!(["orders-errors"]);
 
     let prepared = w.prepare(input).await.unwrap();
-    assert_eq!(prepared["alias"]["stableVersion"], "1");
+    assert_eq!(prepared["aliases"][0]["stableVersion"], "1");
     assert_eq!(
         w.routing("orders").await,
         stable("1"),
@@ -592,7 +592,8 @@ async fn the_alias_lock_holds_off_a_second_deployment_until_the_first_ends() {
     assert!(err.to_string().contains(&first_execution), "{err}");
     assert_eq!(w.routing("orders").await, stable("1"));
 
-    // The first is stopped without releasing: it can no longer act, and its lock passes to the next Prepare.
+    // The first is stopped without releasing: it can no longer act, and its lock passes to the next Prepare once
+    // its reconciler has put the alias back and released it (until then the alias is still being put back).
     w.fx.stop_execution(&first_execution).await.unwrap();
     let err = w.shift(&first).await.unwrap_err();
     assert_eq!(err.error_type(), ErrorType::ExecutionMismatch);
@@ -606,11 +607,24 @@ async fn the_alias_lock_holds_off_a_second_deployment_until_the_first_ends() {
     assert_eq!(direct.error_type(), ErrorType::ExecutionMismatch);
     assert_eq!(w.routing("orders").await, stable("1"));
 
+    let err = w.prepare(second.clone()).await.unwrap_err();
+    assert_eq!(err.error_type(), ErrorType::AliasConflict);
+    assert!(err.to_string().contains("being put back"), "{err}");
+    let status_change = json!({
+        "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
+        "detail": {"executionArn": first_execution, "status": "ABORTED"}
+    });
+    handle_json(&w.rollback(), status_change).await.unwrap();
+    assert_eq!(w.lock_holder().await, None, "the reconciler released it");
+
     let third = w.prepare(second).await.unwrap();
     let holder = w.lock_holder().await.expect("a lock");
     assert_eq!(
         (holder.execution_arn, holder.deployment_id),
-        (w.execution_of(&third), "d-3".to_owned())
+        (
+            w.execution_of(&third),
+            third["deploymentId"].as_str().unwrap().to_owned()
+        )
     );
     let promoted = w.shift(&third).await.unwrap();
     assert_eq!(w.routing("orders").await, stable("3"));

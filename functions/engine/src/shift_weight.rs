@@ -209,29 +209,15 @@ where
                     state,
                     execution_arn,
                 } = *event;
-                // A retried release finds the locks its earlier attempt released gone: that is no forgery.
-                let record = guard::own_execution(
-                    &self.executions,
-                    &self.scope,
-                    execution_arn.as_deref(),
-                    &state.deployment_id,
-                    &state.deployment,
-                )
-                .await?;
-                guard::holds_each(
-                    &self.locks,
-                    &state,
-                    execution_arn.as_deref().unwrap_or_default(),
-                    true,
-                )
-                .await?;
+                let (record, _) = self.own(&state, execution_arn.as_deref()).await?;
                 let arn = execution_arn.unwrap_or_default();
                 // Promoted and its post-traffic hook passed: the deployment has succeeded whatever becomes of the
                 // release (a failed one is caught into Deployed), so this is said first.
                 self.events
                     .publish(LifecycleEvent::succeeded(&state, Some(&arn)))
                     .await;
-                // Every lock, each tried: a retry releases what one attempt could not.
+                // Every lock, each tried. Should one fail, the deployment has still succeeded (Deployed records the
+                // error), and the next Prepare takes over a lock whose holder succeeded.
                 let released = crate::each(state.deployment.lock_keys(), |key| {
                     let arn = &arn;
                     async move { self.locks.release(&key, arn).await }

@@ -452,28 +452,37 @@ async fn a_write_that_lands_after_the_stop_is_reverted_once_the_writes_have_sett
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_newer_deployment_that_takes_the_alias_while_the_reconciler_settles_is_left_alone() {
+async fn a_newer_deployment_waits_while_the_reconciler_settles_then_takes_the_alias() {
     // GIVEN d-1, prepared (holding the lock) with nothing shifted, aborted just now
     let fake = orders();
     recorded(&fake, prepare(&fake, canary())).await;
     fake.end_execution(EXECUTION, "ABORTED", safeshift_engine::unix_now());
-    // ... and, while the reconciler waits for d-1's late writes, d-2 deploys the same input again: it takes over
-    // the lock of the ended d-1 and shifts its first step, the very routing d-1's first step would have written
+    // ... and, while the reconciler waits for d-1's late writes, d-2 deploys the same input again: it is refused
+    // (d-1's alias is still being put back); once the reconciler is done, it takes the alias and shifts its first
+    // step, the very routing d-1's first step would have written
     fake.execution(NEWER, "RUNNING", Some(&canary().to_string()), vec![]);
     let newer = fake.clone();
+    let prepare_d2 = || {
+        ShiftWeightEvent::Prepare(PrepareEvent {
+            deployment_id: "d-2".into(),
+            execution_arn: Some(NEWER.into()),
+            input: canary(),
+        })
+    };
     let redeployed = tokio::spawn(async move {
         while count(&newer, "GetAlias") < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let d2 = shift_weight(&newer);
-        let prepared = d2
-            .handle(ShiftWeightEvent::Prepare(PrepareEvent {
-                deployment_id: "d-2".into(),
-                execution_arn: Some(NEWER.into()),
-                input: canary(),
-            }))
-            .await
-            .unwrap();
+        let err = d2.handle(prepare_d2()).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::AliasConflict { reason, .. } if reason.contains("being put back")),
+            "{err:?}"
+        );
+        while newer.lock(KEY).is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let prepared = d2.handle(prepare_d2()).await.unwrap();
         d2.handle(ShiftWeightEvent::Shift(Box::new(ShiftEvent {
             state: StepState {
                 rollout: prepared,
