@@ -11,6 +11,10 @@ use safeshift_local::executions;
 use safeshift_local::fixtures::{Fixtures, Routing};
 use serde_json::{Value, json};
 
+/// Releases: several functions under one verdict.
+#[path = "e2e/release.rs"]
+mod release;
+
 fn venv() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv")
 }

@@ -33,6 +33,23 @@ fn release_input() -> Value {
     })
 }
 
+/// Execution d-0, running, holds `function:live` (its Prepare found version 6), for a day from now.
+fn held_by_another(fake: &FakeAws, function: &str) -> LockHolder {
+    let other = LockHolder {
+        execution_arn: OTHER_EXECUTION.into(),
+        deployment_id: "d-0".into(),
+        acquired_at: 1_800_000_000,
+        stable_version: Some("6".into()),
+        ..LockHolder::default()
+    };
+    fake.hold_lock(
+        &format!("{function}:live"),
+        other.clone(),
+        safeshift_engine::unix_now() + 86_400,
+    );
+    other
+}
+
 fn routing(fake: &FakeAws) -> Vec<String> {
     FUNCTIONS
         .iter()
@@ -86,19 +103,8 @@ async fn a_release_prepares_every_target_and_moves_them_together() {
 async fn a_release_is_refused_whole_when_one_alias_is_in_another_deployment() {
     let fake = three();
     // Another running execution holds the worker's alias.
-    let other = LockHolder {
-        execution_arn: OTHER_EXECUTION.into(),
-        deployment_id: "d-2".into(),
-        acquired_at: 1_800_000_000,
-        stable_version: Some("6".into()),
-        ..LockHolder::default()
-    };
     fake.execution(OTHER_EXECUTION, "RUNNING", None, vec![]);
-    fake.hold_lock(
-        "orders-worker:live",
-        other.clone(),
-        safeshift_engine::unix_now() + 86_400,
-    );
+    let other = held_by_another(&fake, "orders-worker");
     let err = shift_weight(&fake)
         .handle(prepare(&fake, release_input()))
         .await
@@ -211,18 +217,7 @@ async fn the_reconciler_restores_every_alias_of_an_aborted_release() {
     fake.end_execution(EXECUTION, "ABORTED", 1_000);
     // A newer deployment took the worker's alias over from the ended execution and moved it: theirs now.
     fake.set_alias("orders-worker", "live", "6", &[("7", 0.5)]);
-    let newer = LockHolder {
-        execution_arn: OTHER_EXECUTION.into(),
-        deployment_id: "d-2".into(),
-        acquired_at: 1_800_000_000,
-        stable_version: Some("6".into()),
-        ..LockHolder::default()
-    };
-    fake.hold_lock(
-        "orders-worker:live",
-        newer.clone(),
-        safeshift_engine::unix_now() + 86_400,
-    );
+    let newer = held_by_another(&fake, "orders-worker");
     let report = invoke(rollback(&fake), status_change("ABORTED"))
         .await
         .unwrap();

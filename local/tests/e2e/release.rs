@@ -3,39 +3,24 @@
 //! reconciler after an abort, and refused whole when one alias is in another deployment. Every test ends with
 //! every alias on exactly one version.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::types::ExecutionStatus;
-use safeshift_local::LocalStack;
 use safeshift_local::executions;
-use safeshift_local::fixtures::{Fixtures, Routing};
+use safeshift_local::fixtures::Routing;
 use serde_json::{Value, json};
+
+use super::{Env, stable};
 
 const FUNCTIONS: [&str; 3] = ["orders-api", "orders-worker", "orders-feed"];
 
-struct Env {
-    stack: LocalStack,
-    fx: Fixtures,
-    sfn: aws_sdk_sfn::Client,
-}
-
 /// A local stack with the three functions, each with versions 1 and 2 and alias `live` on 1.
 async fn env() -> Env {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv");
-    let stack = LocalStack::start(0, &venv, None)
-        .await
-        .expect("local stack");
-    let fx = Fixtures::new(&stack);
+    let e = super::env().await;
     for f in FUNCTIONS {
-        fx.function(f, 2).await.unwrap();
+        e.fx.function(f, 2).await.unwrap();
     }
-    let sfn = aws_sdk_sfn::Client::new(&stack.config);
-    Env { stack, fx, sfn }
-}
-
-fn stable(v: &str) -> Routing {
-    (v.to_owned(), vec![])
+    e
 }
 
 /// The release of version 2 of all three functions.
@@ -47,43 +32,19 @@ fn release(strategy: Value) -> Value {
     })
 }
 
-impl Env {
-    async fn start(&self, name: &str, input: &Value) -> String {
-        self.stack.start_execution(name, input).await.unwrap()
+/// Where each function's `live` alias routes now.
+async fn routings(e: &Env) -> Vec<Routing> {
+    let mut all = Vec::new();
+    for f in FUNCTIONS {
+        all.push(e.fx.routing(f).await.unwrap());
     }
+    all
+}
 
-    async fn finish(
-        &self,
-        arn: &str,
-    ) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
-        match executions::wait_for_end(&self.sfn, arn, Duration::from_secs(90)).await {
-            Ok(done) => done,
-            Err(e) => {
-                let history = executions::history(&self.sfn, arn)
-                    .await
-                    .unwrap_or_default();
-                let entered = executions::states_entered(&history);
-                panic!(
-                    "{e:?}; last states entered: {:?}",
-                    &entered[entered.len().saturating_sub(20)..]
-                )
-            }
-        }
-    }
-
-    async fn routings(&self) -> Vec<Routing> {
-        let mut all = Vec::new();
-        for f in FUNCTIONS {
-            all.push(self.fx.routing(f).await.unwrap());
-        }
-        all
-    }
-
-    /// Waits until every alias routes part of its traffic to version 2.
-    async fn wait_until_all_split(&self) {
-        for f in FUNCTIONS {
-            self.fx.wait_for_split(f).await.unwrap();
-        }
+/// Waits until every alias routes part of its traffic to version 2.
+async fn wait_until_all_split(e: &Env) {
+    for f in FUNCTIONS {
+        e.fx.wait_for_split(f).await.unwrap();
     }
 }
 
@@ -102,7 +63,7 @@ async fn a_three_function_release_is_promoted() {
         done.error(),
         done.cause()
     );
-    assert_eq!(e.routings().await, vec![stable("2"); 3]);
+    assert_eq!(routings(&e).await, vec![stable("2"); 3]);
     let output: Value = serde_json::from_str(done.output().unwrap()).unwrap();
     assert_eq!(output["promoted"], true);
     assert_eq!(output["aliases"].as_array().unwrap().len(), 3, "{output:#}");
@@ -124,7 +85,7 @@ async fn one_targets_failing_analysis_rolls_all_three_back() {
     input["analysis"] =
         json!({"maxErrorRate": 0.05, "minInvocations": 100, "metricDelaySeconds": 0});
     let arn = e.start("orders-r1", &input).await;
-    e.wait_until_all_split().await;
+    wait_until_all_split(&e).await;
     // At 10%, the worker's version 2 fails 15% of its calls; the api's and the feed's are as healthy as 1.
     for f in FUNCTIONS {
         let target = if f == "orders-worker" {
@@ -151,7 +112,7 @@ async fn one_targets_failing_analysis_rolls_all_three_back() {
         .map(|r| r["evidence"]["targetAlias"].as_str().unwrap())
         .collect();
     assert_eq!(failed, ["orders-worker:live"], "{cause:#}");
-    assert_eq!(e.routings().await, vec![stable("1"); 3]);
+    assert_eq!(routings(&e).await, vec![stable("1"); 3]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -159,11 +120,11 @@ async fn an_aborted_release_is_restored_on_all_three_by_the_reconciler() {
     let e = env().await;
     let input = release(json!({"canary": {"percent": 10, "intervalSeconds": 60}}));
     let arn = e.start("orders-r1", &input).await;
-    e.wait_until_all_split().await;
+    wait_until_all_split(&e).await;
     e.fx.stop_execution(&arn).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let now = e.routings().await;
+        let now = routings(&e).await;
         if now == vec![stable("1"); 3] {
             break;
         }
@@ -212,5 +173,5 @@ async fn a_release_is_refused_when_one_alias_is_in_another_deployment() {
         first.error(),
         first.cause()
     );
-    assert_eq!(e.routings().await, [stable("1"), stable("2"), stable("1")]);
+    assert_eq!(routings(&e).await, [stable("1"), stable("2"), stable("1")]);
 }
