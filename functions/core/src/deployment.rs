@@ -617,6 +617,14 @@ fn check_targets(problems: &mut Vec<FieldError>, input: &DeploymentInput) -> Opt
         target_version: input.target_version.clone(),
     };
     let (inputs, indexed) = match &input.targets {
+        // A named release with neither form: what is missing is its list of targets.
+        None if input.release.is_some() && single == TargetInput::default() => {
+            problems.push(FieldError::new(
+                "targets",
+                "is required with `release`: list each target as {\"functionName\", \"alias\", \"targetVersion\"}",
+            ));
+            return None;
+        }
         None => (vec![&single], false),
         Some(_) if single != TargetInput::default() => {
             let given: Vec<&str> = [

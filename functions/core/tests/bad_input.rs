@@ -568,6 +568,16 @@ fn every_bad_release_names_the_target_by_index() {
             "must list at least one target",
         ),
         (
+            "a release without targets",
+            {
+                let mut v = release();
+                v.as_object_mut().unwrap().remove("targets");
+                v
+            },
+            "targets",
+            "is required with `release`: list each target as {\"functionName\", \"alias\", \"targetVersion\"}",
+        ),
+        (
             "too many targets",
             too_many,
             "targets",
