@@ -26,6 +26,13 @@ pub struct Rollout {
     /// The aliases this rollout moves, one per target in the deployment's order: each one's stable and target
     /// versions, and its revision.
     pub aliases: Vec<AliasTarget>,
+    /// The only alias again, under the name engines before releases read (`alias`): while the engine's own stack
+    /// updates, an older function may still read a newer one's state, and must still find what to roll back.
+    /// Written for a single target, never read (the wire reads `aliases`); kept by [`Rollout::prepared`] and
+    /// [`Rollout::advanced`], which are what change the aliases.
+    #[doc(hidden)]
+    #[serde(rename = "alias", skip_serializing_if = "Option::is_none")]
+    pub legacy_alias: Option<AliasTarget>,
     /// Index into the schedule of the step now applied; `None` before the first shift.
     pub step: Option<usize>,
     /// Traffic on the target now, in percent.
@@ -211,6 +218,7 @@ impl TryFrom<RolloutWire> for Rollout {
         Ok(Self {
             deployment_id: w.deployment_id,
             deployment: w.deployment,
+            legacy_alias: legacy_alias(&aliases),
             aliases,
             step: w.step,
             percent: w.percent,
@@ -230,6 +238,14 @@ impl TryFrom<RolloutWire> for Rollout {
             unrecorded_controls: w.unrecorded_controls,
             hook_timeouts,
         })
+    }
+}
+
+/// What [`Rollout::legacy_alias`] says for `aliases`: the alias of a single target.
+fn legacy_alias(aliases: &[AliasTarget]) -> Option<AliasTarget> {
+    match aliases {
+        [only] => Some(only.clone()),
+        _ => None,
     }
 }
 
@@ -271,10 +287,11 @@ impl Rollout {
                 target_version: t.target_version,
                 revision_id,
             })
-            .collect();
+            .collect::<Vec<_>>();
         Self {
             deployment_id,
             deployment,
+            legacy_alias: legacy_alias(&aliases),
             aliases,
             step: None,
             percent: 0.0,
@@ -346,16 +363,18 @@ impl Rollout {
             "one revision per alias"
         );
         let s = self.deployment.schedule().steps()[step];
+        let aliases: Vec<AliasTarget> = self
+            .aliases
+            .iter()
+            .zip(revisions)
+            .map(|(a, revision_id)| AliasTarget {
+                revision_id,
+                ..a.clone()
+            })
+            .collect();
         Self {
-            aliases: self
-                .aliases
-                .iter()
-                .zip(revisions)
-                .map(|(a, revision_id)| AliasTarget {
-                    revision_id,
-                    ..a.clone()
-                })
-                .collect(),
+            legacy_alias: legacy_alias(&aliases),
+            aliases,
             step: Some(step),
             percent: s.percent,
             // At least 1: executions started before the bake was watched run the definition they started with,
@@ -767,9 +786,10 @@ pub(crate) mod tests {
     fn a_rollout_in_the_shapes_older_engines_wrote_still_reads() {
         let r = prepared(r#""Canary10Percent5Minutes""#).advanced(0, vec!["r1".into()], 5);
         let mut old = serde_json::to_value(&r).unwrap();
+        // A single target's rollout still writes `alias` for engines before releases, which read only that.
+        assert_eq!(old["alias"], old["aliases"][0]);
         // Before releases: one `alias`.
-        let aliases = old.as_object_mut().unwrap().remove("aliases").unwrap();
-        old["alias"] = aliases[0].clone();
+        old.as_object_mut().unwrap().remove("aliases").unwrap();
         assert_eq!(serde_json::from_value::<Rollout>(old.clone()).unwrap(), r);
         // Before that: its stable version and revision beside the cursor.
         let alias = old.as_object_mut().unwrap().remove("alias").unwrap();
@@ -1074,6 +1094,8 @@ pub(crate) mod tests {
     #[test]
     fn a_rollout_naming_the_wrong_number_of_aliases_does_not_read() {
         let r = release();
+        // A release writes no single `alias`: an engine before releases cannot read it, and must not.
+        assert!(serde_json::to_value(&r).unwrap().get("alias").is_none());
         let mut forged = serde_json::to_value(&r).unwrap();
         forged["aliases"].as_array_mut().unwrap().pop();
         let err = serde_json::from_value::<Rollout>(forged).unwrap_err();
