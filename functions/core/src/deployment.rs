@@ -466,11 +466,18 @@ impl Deployment {
         self.primary().lock_key()
     }
 
+    /// Whether this is a release (several targets, or one under a release name) rather than a single
+    /// deployment: a release names each target in its errors, fields and evidence, as its targets may share an
+    /// alias name or a version number.
+    pub fn is_release(&self) -> bool {
+        self.targets.len() > 1 || self.release.is_some()
+    }
+
     /// How errors name target `i`'s alias: by its name alone for a single deployment (as always), with its
-    /// function for a release, whose targets may share an alias name.
+    /// function for a release.
     pub fn alias_label(&self, i: usize) -> String {
         let t = &self.targets[i];
-        if self.targets.len() > 1 || self.release.is_some() {
+        if self.is_release() {
             t.label()
         } else {
             t.alias.clone()

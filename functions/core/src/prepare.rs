@@ -32,7 +32,7 @@ pub fn check_alias_before_start(
     })?;
     if stable == target.target_version {
         return Err(InvalidInput::one(
-            if deployment.targets.len() > 1 || deployment.release.is_some() {
+            if deployment.is_release() {
                 format!("targets[{i}].targetVersion")
             } else {
                 "targetVersion".to_owned()

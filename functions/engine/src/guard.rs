@@ -276,6 +276,20 @@ async fn holds_one<L: AliasLock>(
     }
 }
 
+/// Releases `execution_arn`'s lock on each of `keys` (anyone else's is left as it is), every one tried however
+/// another fares; the first error once all were tried.
+pub async fn release_all<L: AliasLock>(
+    locks: &L,
+    keys: Vec<String>,
+    execution_arn: &str,
+) -> Result<(), Error> {
+    let released = crate::each(keys, |key| async move {
+        locks.release(&key, execution_arn).await
+    })
+    .await;
+    released.into_iter().collect()
+}
+
 /// A step that moves traffic on, or a wait that starts, after a listed alarm went to ALARM during the hold:
 /// the deployment fails with that alarm, even if it is OK again by now (it fired and cleared between two reads).
 pub fn no_alarm_fired(hold: Option<&LockHolder>) -> Result<(), Error> {

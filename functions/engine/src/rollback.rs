@@ -263,12 +263,8 @@ where
             let holds = guard::holds_each(&self.locks, &rollout, arn, true).await?;
             let held: Vec<bool> = holds.iter().map(Option::is_some).collect();
             let report = self.revert(&rollout, &held).await?;
-            // Every lock, each tried: one that fails is released by the state machine's retry of this rollback.
-            let released = crate::each(rollout.deployment.lock_keys(), |key| async move {
-                self.locks.release(&key, arn).await
-            })
-            .await;
-            all(released)?;
+            // One that fails is released by the state machine's retry of this rollback.
+            guard::release_all(&self.locks, rollout.deployment.lock_keys(), arn).await?;
             Ok(report)
         }
         .instrument(span)
@@ -418,9 +414,7 @@ where
             .reconcile_aliases(arn, &d, &outputs, execution.stopped_at)
             .await?;
         // Whatever was decided, this execution holds the aliases no longer.
-        for key in d.lock_keys() {
-            self.locks.release(&key, arn).await?;
-        }
+        guard::release_all(&self.locks, d.lock_keys(), arn).await?;
         // Marked only once no write of the execution can land any more: a reconciler that did not wait (the CLI's
         // abort) leaves the event EventBridge delivers to the one that does.
         let now = crate::unix_now();

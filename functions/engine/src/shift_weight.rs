@@ -216,14 +216,9 @@ where
                 self.events
                     .publish(LifecycleEvent::succeeded(&state, Some(&arn)))
                     .await;
-                // Every lock, each tried. Should one fail, the deployment has still succeeded (Deployed records the
-                // error), and the next Prepare takes over a lock whose holder succeeded.
-                let released = crate::each(state.deployment.lock_keys(), |key| {
-                    let arn = &arn;
-                    async move { self.locks.release(&key, arn).await }
-                })
-                .await;
-                released.into_iter().collect::<Result<Vec<()>, _>>()?;
+                // Should one fail, the deployment has still succeeded (Deployed records the error), and the next
+                // Prepare takes over a lock whose holder succeeded.
+                guard::release_all(&self.locks, state.deployment.lock_keys(), &arn).await?;
                 info!(execution = %arn, status = %record.status, "released the alias");
                 Ok(state)
             }
@@ -312,7 +307,7 @@ where
         // One deadline for every target's readiness: a release's targets are checked a few at a time, and their
         // waits together must stay within the one minute Prepare allows for it (see `ReadyWait`).
         let deadline = tokio::time::Instant::now() + self.wait.timeout;
-        let named = deployment.targets.len() > 1 || deployment.release.is_some();
+        let named = deployment.is_release();
         let versions = crate::each(deployment.targets.iter().zip(&found), |(t, (stable, _))| {
             self.check_versions(t, *stable, deadline, named)
         })
@@ -449,10 +444,10 @@ where
                 Err(e) => {
                     // Best effort: the conflict named is what the user needs; a lock left here is this
                     // execution's, and its end frees it (the reconciler, or the next Prepare's takeover).
-                    for key in taken {
-                        if let Err(release) = self.locks.release(&key, &execution_arn).await {
-                            tracing::warn!(%key, error = %release, "could not release a lock taken for this refused release");
-                        }
+                    if let Err(release) =
+                        guard::release_all(&self.locks, taken, &execution_arn).await
+                    {
+                        tracing::warn!(error = %release, "could not release the locks taken for this refused release");
                     }
                     return Err(e);
                 }

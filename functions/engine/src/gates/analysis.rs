@@ -34,7 +34,7 @@ impl<P: ReadMetrics> Gate<P> for Analysis {
                 .unwrap_or_else(|| step.now.saturating_sub(rollout.bake_seconds));
             let window = Window::for_step(started, step.now, config.metric_delay_seconds);
             // A release's results name their target; a single deployment's read as they always have.
-            let named = rollout.aliases.len() > 1 || rollout.deployment.release.is_some();
+            let named = rollout.deployment.is_release();
             // Several targets are several comparisons: each gets its share of the alpha (Bonferroni), so a
             // healthy release is refused no more often than a healthy single deployment.
             let share = rollout.aliases.len() as f64;
