@@ -497,13 +497,7 @@ pub async fn abort(
             let targets = report["targets"].as_array().cloned().unwrap_or_default();
             if targets.len() > 1 {
                 for t in &targets {
-                    println!(
-                        "  {}:{}: {} ({})",
-                        t["functionName"].as_str().unwrap_or("?"),
-                        t["aliasName"].as_str().unwrap_or("?"),
-                        t["outcome"].as_str().unwrap_or("?"),
-                        t["reason"].as_str().unwrap_or("")
-                    );
+                    println!("  {}", watch::rolled_back_line(t));
                 }
             } else if let Some(a) = report.get("alias").filter(|a| !a.is_null()) {
                 println!(

@@ -171,6 +171,17 @@ pub fn alias_line(a: &Value) -> String {
     )
 }
 
+/// `function:alias: outcome (reason)`, for one alias of a rollback's report (its `targets`).
+pub fn rolled_back_line(t: &Value) -> String {
+    format!(
+        "{}:{}: {} ({})",
+        t["functionName"].as_str().unwrap_or("?"),
+        t["aliasName"].as_str().unwrap_or("?"),
+        t["outcome"].as_str().unwrap_or("?"),
+        t["reason"].as_str().unwrap_or("")
+    )
+}
+
 fn exited(state: &str, o: &Value) -> Option<String> {
     let moved = aliases(o);
     let release = o["deployment"]["release"].as_str();
@@ -303,13 +314,7 @@ fn exited(state: &str, o: &Value) -> Option<String> {
                 }
             );
             for t in targets.into_iter().flatten() {
-                s.push_str(&format!(
-                    "\n  {}:{}: {} ({})",
-                    t["functionName"].as_str().unwrap_or("?"),
-                    t["aliasName"].as_str().unwrap_or("?"),
-                    t["outcome"].as_str().unwrap_or("?"),
-                    t["reason"].as_str().unwrap_or("")
-                ));
+                s.push_str(&format!("\n  {}", rolled_back_line(t)));
             }
             Some(s)
         }

@@ -50,6 +50,23 @@ fn held_by_another(fake: &FakeAws, function: &str) -> LockHolder {
     other
 }
 
+/// No lock is held on any of `functions`' `live` aliases.
+fn no_lock_left(fake: &FakeAws, functions: &[&str]) {
+    for f in functions {
+        assert!(fake.lock(&format!("{f}:live")).is_none(), "{f}");
+    }
+}
+
+/// Each alias's outcome in a rollback's report, in the targets' order.
+fn outcomes(report: &Value) -> Vec<&str> {
+    report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["outcome"].as_str().unwrap())
+        .collect()
+}
+
 fn routing(fake: &FakeAws) -> Vec<String> {
     FUNCTIONS
         .iter()
@@ -94,9 +111,7 @@ async fn a_release_prepares_every_target_and_moves_them_together() {
     // Released: every lock goes.
     let release = json!({"release": {"state": promoted, "executionArn": EXECUTION}});
     invoke(shift_weight(&fake), release).await.unwrap();
-    for f in FUNCTIONS {
-        assert!(fake.lock(&format!("{f}:live")).is_none(), "{f}");
-    }
+    no_lock_left(&fake, &FUNCTIONS);
 }
 
 #[tokio::test]
@@ -116,9 +131,7 @@ async fn a_release_is_refused_whole_when_one_alias_is_in_another_deployment() {
     assert!(reason.contains(OTHER_EXECUTION), "{reason}");
     // Nothing written, no lock of this execution left behind, the other's untouched.
     assert!(alias_writes(&fake).is_empty());
-    for f in ["orders-api", "orders-feed"] {
-        assert!(fake.lock(&format!("{f}:live")).is_none(), "{f}");
-    }
+    no_lock_left(&fake, &["orders-api", "orders-feed"]);
     assert_eq!(fake.lock("orders-worker:live"), Some(other));
 }
 
@@ -136,9 +149,7 @@ async fn a_release_is_refused_before_any_lock_when_one_target_is_missing_its_ver
         "{err:?}"
     );
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
-    for f in FUNCTIONS {
-        assert!(fake.lock(&format!("{f}:live")).is_none(), "{f}");
-    }
+    no_lock_left(&fake, &FUNCTIONS);
 }
 
 #[tokio::test]
@@ -171,17 +182,10 @@ async fn a_write_failing_on_one_target_rolls_back_every_alias_it_changed() {
         .await
         .unwrap();
     assert_eq!(report["outcome"], "reverted", "{report}");
-    let outcomes: Vec<&str> = report["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = outcomes(&report);
     assert_eq!(outcomes, ["reverted", "alreadyStable", "reverted"]);
     assert_eq!(routing(&fake), vec!["version 6"; 3]);
-    for f in FUNCTIONS {
-        assert!(fake.lock(&format!("{f}:live")).is_none(), "{f}");
-    }
+    no_lock_left(&fake, &FUNCTIONS);
 }
 
 #[tokio::test]
@@ -221,12 +225,7 @@ async fn the_reconciler_restores_every_alias_of_an_aborted_release() {
     let report = invoke(rollback(&fake), status_change("ABORTED"))
         .await
         .unwrap();
-    let outcomes: Vec<&str> = report["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = outcomes(&report);
     assert_eq!(outcomes, ["reverted", "leftAlone", "reverted"], "{report}");
     assert_eq!(
         routing(&fake),
