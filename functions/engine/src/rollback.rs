@@ -296,7 +296,6 @@ where
         result
     }
 
-    /// Every alias of the rollout, each as its own state says.
     /// Every alias of the rollout, each as its own state says. `held`: whether this execution still holds each
     /// alias's lock. One it released was handled by an earlier attempt of this rollback (locks are released only
     /// once every alias was decided), so a routing there that this execution never recorded is someone else's.
@@ -513,7 +512,7 @@ where
         self.apply(rollout, a, alias, lost_write_may_land).await
     }
 
-    /// Whoever other than `arn` holds alias `a`'s lock now: a newer deployment took it over from the ended
+    /// Whoever other than `arn` holds the lock on `key` now: a newer deployment took it over from the ended
     /// execution, and the alias is theirs.
     async fn held_by_another(&self, arn: &str, key: &str) -> Result<Option<LockHolder>, Error> {
         Ok(self
