@@ -285,12 +285,8 @@ async fn a_stopped_execution_is_reverted_by_the_reconciler() {
     let input = deployment(json!({"canary": {"percent": 10, "intervalSeconds": 60}}));
     let arn = e.start("orders-live-2", &input).await;
     wait_for_split(&e, "orders").await;
-    e.sfn
-        .stop_execution()
-        .execution_arn(&arn)
-        .send()
-        .await
-        .unwrap();
+    // The fixture waits until Step Functions reports the stop: a busy moto shows it RUNNING a moment longer.
+    e.fx.stop_execution(&arn).await.unwrap();
     assert_eq!(*e.status(&arn).await.status(), ExecutionStatus::Aborted);
     let deadline = Instant::now() + Duration::from_secs(15);
     while e.fx.routing("orders").await.unwrap() != stable("1") {
